@@ -1,0 +1,52 @@
+# calico-routereflector. Every target runs on Debian's own Python, with Debian's packages:
+# what passes here is what the .deb ships.
+PYTHON      := /usr/bin/python3
+PYTEST_ARGS ?=
+
+# Runtime dependencies of the product (what the .deb depends on) ...
+RUNTIME_DEBS := bird python3-etcd3 python3-sdnotify python3-jinja2
+# ... and what the tests and the demo need on top: a real etcd, network namespaces, openssl
+# for throw-away certificates, hypothesis for property tests.
+TEST_DEBS := $(RUNTIME_DEBS) etcd-server etcd-client python3-pytest python3-hypothesis \
+             iproute2 procps openssl
+# Building and system-testing the package: a real systemd in a container.
+PACKAGE_DEBS := debhelper dh-python python3-all python3-setuptools pybuild-plugin-pyproject \
+                lintian debootstrap systemd-container
+
+.PHONY: help deps deps-package test test-unit test-integration test-system demo deb clean
+
+help:
+	@echo "make demo         run the reflector end to end in throw-away network namespaces"
+	@echo "make test         install what the tests need, run the whole suite"
+	@echo "make test-unit    only the fast tests (no root, no etcd, no BIRD)"
+	@echo "make deb          build the Debian package into dist/"
+	@echo "make test-system  build the .deb, install and run it under a real systemd (nspawn)"
+
+# Installs only what is missing, so a prepared machine pays nothing.
+deps:
+	@./tools/apt-ensure $(TEST_DEBS)
+
+deps-package:
+	@./tools/apt-ensure $(PACKAGE_DEBS)
+
+test: deps deps-package
+	$(PYTHON) -m pytest -v -ra $(PYTEST_ARGS) tests
+
+test-unit:
+	$(PYTHON) -m pytest -q -m "not integration and not system" $(PYTEST_ARGS) tests
+
+test-integration: deps
+	$(PYTHON) -m pytest -v -ra -m integration $(PYTEST_ARGS) tests
+
+test-system: deps deps-package
+	$(PYTHON) -m pytest -v -ra -m system $(PYTEST_ARGS) tests/system
+
+demo: deps
+	$(PYTHON) tools/demo.py
+
+deb: deps-package
+	./debian/build.sh dist
+
+clean:
+	rm -rf dist build .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,204 @@
+"""`calico-rr`: the command line of calico-routereflector."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+from . import __version__, components
+from .bird_socket import BirdClient, BirdSocketError
+from .datastore.base import DatastoreError
+from .model import InvalidValue, parse_cluster_id
+from .settings import DEFAULT_CONFIG_PATH, Settings, SettingsError, load_settings
+
+log = logging.getLogger("calico-rr")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+Turn this host's BIRD into a BGP route reflector for a Calico cluster whose BGP data
+lives in etcd (/calico/bgp/v1). The reflector meshes with every other reflector listed in
+etcd and serves, as route-reflector server, every Calico node that names it as its peer.
+"""
+
+EPILOG = f"""\
+settings: TOML file (default {DEFAULT_CONFIG_PATH}); the container image's environment
+variables IP, IP6, ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE,
+ETCD_USERNAME and ETCD_PASSWORD override it. See calico-rr(8).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calico-rr",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"calico-rr {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"settings file (default {DEFAULT_CONFIG_PATH}; a missing default file is fine)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="override [log] level",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser(
+        "run",
+        help="run the reflector daemon (what the systemd unit starts)",
+        description="Watch etcd, write the BIRD configs and reload BIRD on every change. "
+        "SIGHUP re-reads the settings; SIGTERM stops cleanly.",
+    )
+    render = commands.add_parser(
+        "render",
+        help="print the BIRD configs computed from etcd now; writes nothing",
+        description="Read etcd once and print the configs `run` would write. Touches no file "
+        "and does not talk to BIRD.",
+    )
+    render.add_argument("--family", choices=("4", "6", "all"), default="all", help="which config to print")
+    register = commands.add_parser(
+        "register",
+        help="add this reflector's rr_v4 (and rr_v6) entry to etcd",
+        description="Write /rr_v4/<ip> (and /rr_v6/<ip6> when an IPv6 address is set) so that "
+        "the other reflectors mesh with this one. Replaces the curl commands of the container image.",
+    )
+    register.add_argument("--cluster-id", default="", metavar="ID", help="route-reflector cluster id, a dotted quad such as 1.0.0.1")
+    commands.add_parser(
+        "unregister",
+        help="remove this reflector's rr_v4 / rr_v6 entries from etcd",
+        description="Delete this reflector's entries; the others drop their mesh sessions to it.",
+    )
+    commands.add_parser(
+        "status",
+        help="compare the sessions etcd calls for with the sessions BIRD runs",
+        description="One line per session: role, protocol name, neighbour, AS, whether etcd "
+        "calls for it and the state BIRD reports over its control socket.",
+    )
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"calico-rr: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    setup_logging(args.log_level or settings.log.level)
+    handler = {
+        "run": cmd_run,
+        "render": cmd_render,
+        "register": cmd_register,
+        "unregister": cmd_unregister,
+        "status": cmd_status,
+    }[args.command]
+    try:
+        return handler(args, settings)
+    except components.FlavourError as exc:
+        print(f"calico-rr: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except DatastoreError as exc:
+        print(f"calico-rr: etcd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def setup_logging(level: str) -> None:
+    # journald stamps every line itself; a terminal user wants the time.
+    fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s %(levelname)s %(message)s"
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format=fmt)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from .daemon import Daemon  # imported late: `--help` must work even without etcd3
+
+    components.flavour(settings)
+    daemon = Daemon(settings, reload_settings=lambda: load_settings(args.config))
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def _read_etcd(settings: Settings) -> dict:
+    store = components.datastore(settings)
+    try:
+        raw, _revision = store.snapshot()
+        return raw
+    finally:
+        store.close()
+
+
+def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
+    render = components.renderer(settings)
+    computed = components.compute(_read_etcd(settings), components.identity(settings), render)
+    for rejected in computed.snapshot.rejected:
+        log.warning("ignoring etcd key %s: %s", rejected.key, rejected.reason)
+    for warning in computed.plan.warnings:
+        log.warning("%s", warning)
+    paths = {4: settings.bird.config, 6: settings.bird.config6}
+    families = (4, 6) if args.family == "all" else (int(args.family),)
+    for family in families:
+        if len(families) > 1:
+            print(f"### {paths[family]}")
+        sys.stdout.write(computed.configs.family(family))
+    return EXIT_OK
+
+
+def _own_entries(settings: Settings) -> list[tuple[str, str]]:
+    entries = [("rr_v4", settings.reflector.ip)]
+    if settings.reflector.ip6:
+        entries.append(("rr_v6", settings.reflector.ip6))
+    return entries
+
+
+def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        cluster_id = parse_cluster_id(args.cluster_id) or ""
+    except InvalidValue as exc:
+        print(f"calico-rr: --cluster-id: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    store = components.datastore(settings)
+    try:
+        for family_key, ip in _own_entries(settings):
+            value = json.dumps({"ip": ip, "cluster_id": cluster_id})
+            store.put(f"{family_key}/{ip}", value.encode())
+            print(f"registered {settings.etcd.prefix}/{family_key}/{ip} = {value}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_unregister(args: argparse.Namespace, settings: Settings) -> int:
+    store = components.datastore(settings)
+    try:
+        for family_key, ip in _own_entries(settings):
+            removed = store.delete(f"{family_key}/{ip}")
+            print(f"{'removed' if removed else 'not present:'} {settings.etcd.prefix}/{family_key}/{ip}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from .status import status_table
+
+    render = components.renderer(settings)
+    computed = components.compute(_read_etcd(settings), components.identity(settings), render)
+    sockets = {4: settings.bird.socket, 6: settings.bird.socket6}
+    bird_protocols: dict = {}
+    bird_errors: dict = {}
+    for family, path in sockets.items():
+        if computed.plan.family(family).local_address is None:
+            continue
+        try:
+            bird_protocols[family] = BirdClient(path, timeout=5.0).show_protocols()
+        except BirdSocketError as exc:
+            bird_errors[family] = str(exc)
+    print(status_table(computed.plan, bird_protocols, bird_errors))
+    return EXIT_OK

@@ -1,0 +1,285 @@
+"""The reflector's main loop: snapshot, plan, render, apply; then watch and apply each change.
+
+Rules it keeps:
+- never render from a partial or failed read: a broken watch or an etcd outage leaves the
+  configs on disk exactly as they are, and BIRD keeps routing on the last good one;
+- changes that arrive while an apply is in flight fold into the next apply;
+- what counts is what BIRD *accepted*, so a reload that failed is retried, not forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from . import components
+from .apply import ApplyStatus, ConfigApplier, ConfigRejected
+from .datastore.base import DatastoreError, ResyncNeeded
+from .model import Rejected
+from .notify import Notifier
+from .plan import CLIENT, MESH, Plan
+from .render import RenderError
+from .settings import Settings, SettingsError
+
+log = logging.getLogger("calico-rr")
+
+BACKOFF_FIRST = 0.25
+BACKOFF_CAP = 2.0  # a down etcd costs one connect attempt per try; coming back fast matters more
+BIRD_RETRY = 5.0  # seconds between `configure` attempts while BIRD's socket does not answer
+TICK = 1.0  # upper bound on how long the loop waits; keeps signals and the watchdog prompt
+
+
+class Backoff:
+    def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP):
+        self.first, self.cap = first, cap
+        self.current = first
+
+    def next(self) -> float:
+        delay = self.current * random.uniform(0.8, 1.2)
+        self.current = min(self.current * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+class ProblemLog:
+    """Logs each rejected key or plan warning once while it lasts, and again if it returns."""
+
+    def __init__(self) -> None:
+        self._seen: set = set()
+
+    def report(self, rejected: tuple[Rejected, ...], warnings: tuple[str, ...]) -> None:
+        current = {("key", r.key, r.reason) for r in rejected} | {("plan", w, "") for w in warnings}
+        for kind, what, reason in sorted(current - self._seen):
+            if kind == "key":
+                log.warning("ignoring etcd key %s: %s", what, reason)
+            else:
+                log.warning("%s", what)
+        self._seen = current
+
+
+@dataclass
+class LoopState:
+    raw: dict = field(default_factory=dict)
+    revision: int = 0
+    need_snapshot: bool = True
+    dirty: bool = False
+    etcd_problem: Optional[str] = None
+    etcd_down_since: Optional[float] = None
+    plan: Optional[Plan] = None
+    bird_summary: str = "not configured yet"
+    retry_apply_at: Optional[float] = None
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        reload_settings: Callable[[], Settings],
+        notifier: Optional[Notifier] = None,
+    ):
+        self.notifier = notifier or Notifier()
+        self._reload_settings = reload_settings
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.state = LoopState()
+        self.problems = ProblemLog()
+        self._rejected_text: dict[int, str] = {}
+        self._configure(settings)
+
+    # ------------------------------------------------------------------ set-up
+    def _configure(self, settings: Settings) -> None:
+        self.settings = settings
+        self.me = components.identity(settings)
+        self.renderer = components.renderer(settings)
+        self.appliers = {family: ConfigApplier(target) for family, target in components.targets(settings).items()}
+        self.store = components.datastore(settings)
+        self.backoff = Backoff()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> int:
+        log.info(
+            "starting: reflector %s%s, %s, BIRD configs %s and %s",
+            self.me.ipv4,
+            f" / {self.me.ipv6}" if self.me.ipv6 else "",
+            self.store.describe(),
+            self.settings.bird.config,
+            self.settings.bird.config6,
+        )
+        try:
+            while not self._stop.is_set():
+                self.notifier.watchdog()
+                if self._reload.is_set():
+                    self._handle_reload()
+                if self.state.need_snapshot and not self._take_snapshot():
+                    self._publish_status()
+                    self.notifier.ready()  # BIRD serves on the last good config meanwhile
+                    self._sleep(self.backoff.next())
+                    continue
+                if self.state.dirty:
+                    self._apply()
+                elif self.state.retry_apply_at is not None and time.monotonic() >= self.state.retry_apply_at:
+                    self._apply()
+                self._publish_status()
+                self.notifier.ready()
+                self._wait_for_changes()
+        finally:
+            self.notifier.stopping()
+            self.notifier.status("stopping")
+            self.store.close()
+            log.info("stopped")
+        return 0
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and not self._reload.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.notifier.watchdog()
+            self._stop.wait(min(left, TICK))
+
+    def _take_snapshot(self) -> bool:
+        try:
+            raw, revision = self.store.snapshot()
+            self.store.start_watch(revision + 1)
+        except DatastoreError as exc:
+            self._etcd_failed(str(exc))
+            return False
+        if self.state.etcd_problem:
+            log.info("etcd is reachable again (%s)", self.store.describe())
+        self.state.raw, self.state.revision = dict(raw), revision
+        self.state.need_snapshot = False
+        self.state.dirty = True
+        self.state.etcd_problem = None
+        self.state.etcd_down_since = None
+        self.backoff.reset()
+        log.debug("snapshot at revision %d: %d keys", revision, len(raw))
+        return True
+
+    def _etcd_failed(self, reason: str) -> None:
+        if self.state.etcd_problem != reason:
+            log.warning("etcd unreachable (%s); BIRD keeps its current config", reason)
+        self.state.etcd_problem = reason
+        if self.state.etcd_down_since is None:
+            self.state.etcd_down_since = time.time()
+        self.state.need_snapshot = True
+        self.store.close()
+
+    def _wait_for_changes(self) -> None:
+        timeout = TICK
+        if self.notifier.watchdog_every:
+            timeout = min(timeout, self.notifier.watchdog_every)
+        try:
+            changes = self.store.next_changes(timeout)
+        except ResyncNeeded as exc:
+            log.info("resyncing from a fresh snapshot: %s", exc)
+            self.state.need_snapshot = True
+            self.store.close()
+            return
+        except DatastoreError as exc:
+            self._etcd_failed(str(exc))
+            return
+        for change in changes:
+            if change.value is None:
+                self.state.raw.pop(change.key, None)
+            else:
+                self.state.raw[change.key] = change.value
+            self.state.revision = max(self.state.revision, change.revision)
+        if changes:
+            log.debug("%d change(s) up to revision %d", len(changes), self.state.revision)
+            self.state.dirty = True
+
+    def _handle_reload(self) -> None:
+        self._reload.clear()
+        self.notifier.reloading()
+        try:
+            settings = self._reload_settings()
+            components.flavour(settings)
+        except (SettingsError, components.FlavourError) as exc:
+            log.error("reload refused, keeping the running settings: %s", exc)
+            return
+        log.info("reloading settings from %s", settings.source)
+        self.store.close()
+        self._configure(settings)
+        self._rejected_text.clear()
+        self.state.need_snapshot = True
+
+    # ------------------------------------------------------------------ apply
+    def _apply(self) -> None:
+        self.state.dirty = False
+        self.state.retry_apply_at = None
+        try:
+            computed = components.compute(self.state.raw, self.me, self.renderer)
+        except RenderError as exc:
+            log.error("cannot render the BIRD configs: %s", exc)
+            self.state.bird_summary = f"render failed: {exc}"
+            return
+        self.problems.report(computed.snapshot.rejected, computed.plan.warnings)
+        self.state.plan = computed.plan
+        outcomes = []
+        for family, applier in self.appliers.items():
+            outcomes.append(self._apply_family(family, applier, computed.configs.family(family)))
+        self.state.bird_summary = "; ".join(o for o in outcomes if o)
+
+    def _apply_family(self, family: int, applier: ConfigApplier, text: str) -> str:
+        path = applier.target.config_path
+        if self._rejected_text.get(family) == text:
+            return f"{path} rejected by BIRD (see log)"
+        try:
+            status = applier.apply(text)
+        except ConfigRejected as exc:
+            self._rejected_text[family] = text
+            log.error("BIRD refused the new %s, the previous one stays: %s", path, exc)
+            return f"{path} rejected by BIRD"
+        except OSError as exc:
+            log.error("cannot write %s, the previous one stays: %s", path, exc)
+            self.state.retry_apply_at = time.monotonic() + BIRD_RETRY
+            return f"{path} not writable"
+        self._rejected_text.pop(family, None)
+        if status is ApplyStatus.APPLIED:
+            log.info("BIRD%s accepted %s", "" if family == 4 else "6", path)
+            return f"IPv{family} applied {time.strftime('%H:%M:%S')}"
+        if status is ApplyStatus.WRITTEN_BIRD_DOWN:
+            if "not running" not in self.state.bird_summary:
+                log.warning("BIRD%s is not running (%s); %s is in place for its start", "" if family == 4 else "6", applier.target.socket_path, path)
+            self.state.retry_apply_at = time.monotonic() + BIRD_RETRY
+            return f"IPv{family} BIRD not running, config written"
+        return f"IPv{family} unchanged"
+
+    # ------------------------------------------------------------------ status
+    def status_line(self) -> str:
+        parts = []
+        if self.state.etcd_problem:
+            since = time.strftime("%H:%M:%S", time.localtime(self.state.etcd_down_since or time.time()))
+            parts.append(f"etcd unreachable since {since}, BIRD keeps the last config")
+        else:
+            parts.append(f"etcd ok at revision {self.state.revision}")
+        the_plan = self.state.plan
+        if the_plan is not None:
+            for family_plan in (the_plan.v4, the_plan.v6):
+                if family_plan.local_address is None:
+                    continue
+                parts.append(
+                    f"IPv{family_plan.family}: {family_plan.count(MESH)} reflector peers, "
+                    f"{family_plan.count(CLIENT)} clients"
+                )
+        parts.append(f"BIRD: {self.state.bird_summary}")
+        return " | ".join(parts)
+
+    def _publish_status(self) -> None:
+        self.notifier.status(self.status_line())

@@ -1,0 +1,310 @@
+"""Typed records of the legacy Calico BGP data (`/calico/bgp/v1`) and their parsing.
+
+Every value from etcd is validated here, once. A bad entry becomes a `Rejected(key, reason)`
+and the rest of the data set still parses: one broken node must never cost the cluster its
+other sessions. Nothing downstream (plan, render) re-checks what this module guarantees:
+addresses are `ipaddress` objects of the right family, AS numbers are in range, cluster IDs
+are dotted quads and host names match a strict pattern.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Union
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+DEFAULT_AS = 64512  # Calico's default when global/as_num is absent
+AS_MAX = 4294967295
+MAX_VALUE_BYTES = 4096  # legacy values are tiny; anything larger is garbage or an attack
+MAX_KEY_CHARS = 512
+# RFC 1123 labels, plus '_' which Calico tolerates in node names; no quotes, spaces or
+# control characters, so a name is safe to show in a BIRD comment or a log line.
+HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?")
+_ASDOT_RE = re.compile(r"([0-9]{1,5})\.([0-9]{1,5})")
+_ASPLAIN_RE = re.compile(r"[0-9]{1,10}")
+
+
+class InvalidValue(ValueError):
+    """A value that cannot be used; the message is the reason shown to the operator."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True, order=True)
+class Reflector:
+    ip: IPAddress
+    cluster_id: Optional[str] = None
+
+
+@dataclass(frozen=True, order=True)
+class PeerEntry:
+    """A BGP peer a node uses: `global/peer_vN/<ip>` or `host/<name>/peer_vN/<ip>`."""
+
+    ip: IPAddress
+    as_num: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    ipv4: Optional[ipaddress.IPv4Address] = None
+    ipv6: Optional[ipaddress.IPv6Address] = None
+    as_num: Optional[int] = None
+    peers_v4: tuple[PeerEntry, ...] = ()
+    peers_v6: tuple[PeerEntry, ...] = ()
+
+    def address(self, family: int) -> Optional[IPAddress]:
+        return self.ipv4 if family == 4 else self.ipv6
+
+    def peers(self, family: int) -> tuple[PeerEntry, ...]:
+        return self.peers_v4 if family == 4 else self.peers_v6
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the planner needs, already validated."""
+
+    reflectors_v4: tuple[Reflector, ...] = ()
+    reflectors_v6: tuple[Reflector, ...] = ()
+    global_as: int = DEFAULT_AS
+    global_peers_v4: tuple[PeerEntry, ...] = ()
+    global_peers_v6: tuple[PeerEntry, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    rejected: tuple[Rejected, ...] = field(default=(), compare=False)
+
+    def reflectors(self, family: int) -> tuple[Reflector, ...]:
+        return self.reflectors_v4 if family == 4 else self.reflectors_v6
+
+    def global_peers(self, family: int) -> tuple[PeerEntry, ...]:
+        return self.global_peers_v4 if family == 4 else self.global_peers_v6
+
+
+# ---------------------------------------------------------------------------- values
+
+def parse_as_number(value: object) -> int:
+    """An AS number from a JSON number, a decimal string or asdot ("1.10" = 65546)."""
+    if isinstance(value, bool):  # JSON true is an int to Python, never an AS
+        raise InvalidValue(f"AS number must be a number, not {_show(value)}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        dotted = _ASDOT_RE.fullmatch(text)
+        if dotted:
+            high, low = int(dotted.group(1)), int(dotted.group(2))
+            if high > 65535 or low > 65535:
+                raise InvalidValue(f"asdot AS number {_show(value)} has a part above 65535")
+            number = high * 65536 + low
+        elif _ASPLAIN_RE.fullmatch(text):
+            number = int(text)
+        else:
+            raise InvalidValue(f"AS number {_show(value)} is not a number")
+    else:
+        raise InvalidValue(f"AS number must be a number or a string, not {type(value).__name__}")
+    if not 1 <= number <= AS_MAX:
+        raise InvalidValue(f"AS number {number} is outside 1-{AS_MAX}")
+    return number
+
+
+def parse_address(value: object, family: int) -> IPAddress:
+    if not isinstance(value, str):
+        raise InvalidValue(f"address must be a string, not {type(value).__name__}")
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise InvalidValue(f"{_show(value)} is not an IP address") from None
+    if address.version != family:
+        raise InvalidValue(f"{address} is an IPv{address.version} address, expected IPv{family}")
+    if address.is_unspecified or address.is_multicast:
+        raise InvalidValue(f"{address} cannot be a BGP neighbour")
+    return address
+
+
+def parse_cluster_id(value: object) -> Optional[str]:
+    """Empty or missing means no cluster id; otherwise a dotted quad, as BIRD wants it."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue(f"cluster_id must be a string, not {type(value).__name__}")
+    try:
+        return str(ipaddress.IPv4Address(value.strip()))
+    except ValueError:
+        raise InvalidValue(f"cluster_id {_show(value)} is not a dotted quad like 1.0.0.1") from None
+
+
+def parse_hostname(name: str) -> str:
+    if not HOSTNAME_RE.fullmatch(name):
+        raise InvalidValue(f"host name {_show(name)} is not a valid host name")
+    return name
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """A value as it may appear in a log line: repr'd, so control characters stay inert."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _text(raw: bytes) -> str:
+    if len(raw) > MAX_VALUE_BYTES:
+        raise InvalidValue(f"value is {len(raw)} bytes, more than the {MAX_VALUE_BYTES} allowed")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidValue("value is not UTF-8 text") from None
+
+
+def _json_object(raw: bytes) -> dict:
+    text = _text(raw)
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except ValueError as exc:
+        raise InvalidValue(f"value is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidValue(f"value must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    # A duplicated field means two writers disagree; guessing which one wins is worse than
+    # refusing the entry.
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate field {_show(key)}")
+        result[key] = value
+    return result
+
+
+def _family_of(segment: str) -> int:
+    return 4 if segment.endswith("v4") else 6
+
+
+# ---------------------------------------------------------------------------- entries
+
+def parse_reflector(key_ip: str, raw: bytes, family: int) -> Reflector:
+    data = _json_object(raw)
+    ip = parse_address(data.get("ip"), family)
+    if parse_address(key_ip, family) != ip:
+        raise InvalidValue(f"key names {key_ip} but the value's ip is {ip}")
+    return Reflector(ip=ip, cluster_id=parse_cluster_id(data.get("cluster_id")))
+
+
+def parse_peer(key_ip: str, raw: bytes, family: int) -> PeerEntry:
+    data = _json_object(raw)
+    ip = parse_address(data.get("ip"), family)
+    if parse_address(key_ip, family) != ip:
+        raise InvalidValue(f"key names {key_ip} but the value's ip is {ip}")
+    as_num = data.get("as_num")
+    return PeerEntry(ip=ip, as_num=None if as_num in (None, "") else parse_as_number(as_num))
+
+
+def parse_node_address(raw: bytes, family: int) -> Optional[IPAddress]:
+    text = _text(raw).strip()
+    if not text:  # Calico writes an empty value for "no address of this family"
+        return None
+    return parse_address(text, family)
+
+
+def parse_plain_as(raw: bytes) -> Optional[int]:
+    text = _text(raw).strip()
+    if not text:
+        return None
+    if text.startswith('"'):  # a JSON string, as some tools write it
+        try:
+            text = json.loads(text)
+        except ValueError:
+            raise InvalidValue(f"AS number {_show(text)} is not a number") from None
+    return parse_as_number(text)
+
+
+# ---------------------------------------------------------------------------- snapshot
+
+@dataclass
+class _NodeDraft:
+    ipv4: Optional[ipaddress.IPv4Address] = None
+    ipv6: Optional[ipaddress.IPv6Address] = None
+    as_num: Optional[int] = None
+    peers: dict = field(default_factory=lambda: {4: [], 6: []})
+
+
+def parse_snapshot(raw: Mapping[str, bytes]) -> Snapshot:
+    """Build a Snapshot from keys relative to the prefix (e.g. `rr_v4/192.0.2.10`)."""
+    reflectors: dict = {4: [], 6: []}
+    global_peers: dict = {4: [], 6: []}
+    global_as = DEFAULT_AS
+    nodes: dict[str, _NodeDraft] = {}
+    rejected: list[Rejected] = []
+
+    for key in sorted(raw):
+        value = raw[key]
+        try:
+            if len(key) > MAX_KEY_CHARS:
+                raise InvalidValue(f"key is longer than {MAX_KEY_CHARS} characters")
+            parts = key.split("/")
+            head = parts[0]
+            if head in ("rr_v4", "rr_v6") and len(parts) == 2:
+                family = _family_of(head)
+                reflectors[family].append(parse_reflector(parts[1], value, family))
+            elif head == "global" and parts[1:] == ["as_num"]:
+                parsed = parse_plain_as(value)
+                global_as = DEFAULT_AS if parsed is None else parsed
+            elif head == "global" and len(parts) == 3 and parts[1] in ("peer_v4", "peer_v6"):
+                family = _family_of(parts[1])
+                global_peers[family].append(parse_peer(parts[2], value, family))
+            elif head == "host" and len(parts) >= 3:
+                _parse_host_key(parts, value, nodes)
+            elif head in ("rr_v4", "rr_v6") or parts[:2] in (["global", "peer_v4"], ["global", "peer_v6"]):
+                raise InvalidValue("unexpected key layout (an address with '/' in it?)")
+            # Anything else under the prefix (node_mesh, loglevel, custom filters, ...) is
+            # Calico's business, not ours: ignored on purpose.
+        except InvalidValue as exc:
+            rejected.append(Rejected(key=key, reason=str(exc)))
+
+    return Snapshot(
+        reflectors_v4=tuple(sorted(reflectors[4])),
+        reflectors_v6=tuple(sorted(reflectors[6])),
+        global_as=global_as,
+        global_peers_v4=tuple(sorted(global_peers[4])),
+        global_peers_v6=tuple(sorted(global_peers[6])),
+        nodes=tuple(
+            Node(
+                name=name,
+                ipv4=draft.ipv4,
+                ipv6=draft.ipv6,
+                as_num=draft.as_num,
+                peers_v4=tuple(sorted(draft.peers[4])),
+                peers_v6=tuple(sorted(draft.peers[6])),
+            )
+            for name, draft in sorted(nodes.items())
+        ),
+        rejected=tuple(rejected),
+    )
+
+
+def _parse_host_key(parts: list[str], value: bytes, nodes: dict) -> None:
+    name, rest = parts[1], parts[2:]
+    if rest == ["ip_addr_v4"] or rest == ["ip_addr_v6"]:
+        family = _family_of(rest[0])
+        address = parse_node_address(value, family)
+        draft = nodes.setdefault(parse_hostname(name), _NodeDraft())
+        if family == 4:
+            draft.ipv4 = address
+        else:
+            draft.ipv6 = address
+    elif rest == ["as_num"]:
+        nodes.setdefault(parse_hostname(name), _NodeDraft()).as_num = parse_plain_as(value)
+    elif len(rest) == 2 and rest[0] in ("peer_v4", "peer_v6"):
+        family = _family_of(rest[0])
+        peer = parse_peer(rest[1], value, family)
+        nodes.setdefault(parse_hostname(name), _NodeDraft()).peers[family].append(peer)
+    elif rest[0] in ("peer_v4", "peer_v6", "ip_addr_v4", "ip_addr_v6", "as_num"):
+        raise InvalidValue("unexpected key layout (an address with '/' in it?)")
+    # Other per-host keys (workloads, IPAM, ...) do not concern BGP peering.

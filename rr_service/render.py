@@ -1,0 +1,107 @@
+"""BIRD configuration text from a Plan, through the jinja2 templates in `templates/`.
+
+Pure: no file is written here. The model already validated every value; `_check_safe` is a
+second, independent guard so that a future change upstream can never let text from etcd
+reach a BIRD config as anything but the address, number or symbol it stands for.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import jinja2
+
+from .model import AS_MAX
+from .plan import FamilyPlan, Plan, Session
+
+INSTALLED_TEMPLATES = "/usr/share/calico-routereflector/templates"
+SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = {"bird1": {4: "bird.conf.j2", 6: "bird6.conf.j2"}}
+
+_SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_DESCRIPTION_RE = re.compile(r"[A-Za-z0-9_.:, -]{1,4096}")
+
+
+class RenderError(Exception):
+    """A template is missing or broken, or a value failed the last safety check."""
+
+
+@dataclass(frozen=True)
+class RenderedConfigs:
+    v4: str
+    v6: str
+
+    def family(self, family: int) -> str:
+        return self.v4 if family == 4 else self.v6
+
+
+def default_template_dir() -> str:
+    """The source tree's templates when run from a checkout, else the installed ones."""
+    override = os.environ.get("CALICO_RR_TEMPLATES")
+    if override:
+        return override
+    if SOURCE_TEMPLATES.is_dir():
+        return str(SOURCE_TEMPLATES)
+    return INSTALLED_TEMPLATES
+
+
+class Renderer:
+    def __init__(self, template_dir: Optional[str] = None, flavour: str = "bird1"):
+        if flavour not in TEMPLATES:
+            raise RenderError(f"no templates for BIRD flavour {flavour!r}")
+        self.template_dir = template_dir or default_template_dir()
+        self.flavour = flavour
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.template_dir),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,  # BIRD syntax, not HTML; safety comes from validated values
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def render(self, plan: Plan) -> RenderedConfigs:
+        return RenderedConfigs(v4=self._render_family(plan, 4), v6=self._render_family(plan, 6))
+
+    def _render_family(self, plan: Plan, family: int) -> str:
+        family_plan = plan.family(family)
+        _check_plan_safe(plan, family_plan)
+        name = TEMPLATES[self.flavour][family]
+        try:
+            template = self._env.get_template(name)
+            return template.render(router_id=plan.router_id, plan=family_plan)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template {name} in {self.template_dir}: {exc}") from exc
+
+
+def _check_plan_safe(plan: Plan, family_plan: FamilyPlan) -> None:
+    if not isinstance(plan.router_id, ipaddress.IPv4Address):
+        raise RenderError(f"router id {plan.router_id!r} is not an IPv4 address")
+    if family_plan.local_address is not None:
+        _check_address(family_plan.local_address, family_plan.family)
+    for session in family_plan.sessions:
+        _check_session(session, family_plan.family)
+
+
+def _check_session(session: Session, family: int) -> None:
+    if not _SYMBOL_RE.fullmatch(session.name):
+        raise RenderError(f"protocol name {session.name!r} is not a BIRD symbol")
+    _check_address(session.neighbor, family)
+    for number in (session.local_as, session.neighbor_as):
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= AS_MAX:
+            raise RenderError(f"AS number {number!r} of {session.name} is invalid")
+    if session.cluster_id is not None:
+        ipaddress.IPv4Address(session.cluster_id)  # raises on anything but a dotted quad
+    if not _DESCRIPTION_RE.fullmatch(session.description):
+        raise RenderError(f"description of {session.name} has unsafe characters")
+
+
+def _check_address(address: object, family: int) -> None:
+    expected = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+    if not isinstance(address, expected):
+        raise RenderError(f"{address!r} is not an IPv{family} address object")

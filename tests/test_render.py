@@ -1,0 +1,176 @@
+"""BIRD 1.6 config text: what the templates produce, and that BIRD's own parser accepts it."""
+
+import ipaddress
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from rr_service.model import parse_snapshot
+from rr_service.plan import Identity, plan
+from rr_service.render import Renderer
+
+V4 = ipaddress.IPv4Address
+V6 = ipaddress.IPv6Address
+ME = Identity(V4("192.0.2.10"), V6("2001:db8::10"))
+
+
+def j(**fields):
+    return json.dumps(fields).encode()
+
+
+DATA = {
+    "rr_v4/192.0.2.10": j(ip="192.0.2.10", cluster_id="1.2.3.4"),
+    "rr_v4/192.0.2.11": j(ip="192.0.2.11"),
+    "rr_v6/2001:db8::10": j(ip="2001:db8::10", cluster_id="1.2.3.4"),
+    "global/as_num": b"64512",
+    "global/peer_v4/192.0.2.10": j(ip="192.0.2.10", as_num="64512"),
+    "host/a/ip_addr_v4": b"192.0.2.21",
+    "host/a/ip_addr_v6": b"2001:db8::21",
+    "host/a/peer_v6/2001:db8::10": j(ip="2001:db8::10", as_num="64512"),
+    "host/b/ip_addr_v4": b"192.0.2.22",
+    "host/b/as_num": b"65001",
+}
+
+# Every line a rendered BIRD 1.6 config may contain. Anything else is an injection or a bug.
+_ADDR = r"[0-9a-fA-F.:]+"
+ALLOWED_LINES = [re.compile(p) for p in (
+    r"",
+    r"# .*",  # comments: generated header, role and validated node names
+    rf"router id {_ADDR};",
+    r"protocol device \{",
+    r"  scan time 2;",
+    r"template bgp bgp_template \{",
+    r"  debug off;",
+    r'  description "Connection to BGP peer";',
+    r"  multihop;",
+    r"  import all;",
+    r"  export all;",
+    rf"  source address {_ADDR};",
+    r"  graceful restart;",
+    r"protocol bgp (Mesh|Client)_[0-9a-f_]+ from bgp_template \{",
+    r"  local as [0-9]+;",
+    rf"  neighbor {_ADDR} as [0-9]+;",
+    r"  rr client;",
+    rf"  rr cluster id {_ADDR};",
+    r"\}",
+)]
+COMMENT_BODY = re.compile(r"# (?:(mesh|client): [A-Za-z0-9_., -]+|[A-Za-z ,:();/.-]+)")
+
+
+def assert_only_allowed_lines(text):
+    for line in text.split("\n"):
+        assert any(p.fullmatch(line) for p in ALLOWED_LINES), f"unexpected line {line!r}"
+        if line.startswith("#"):
+            assert COMMENT_BODY.fullmatch(line), f"unexpected comment {line!r}"
+
+
+def rendered(raw=DATA, me=ME):
+    return Renderer().render(plan(parse_snapshot(raw), me))
+
+
+def test_ipv4_config():
+    text = rendered().v4
+    assert "router id 192.0.2.10;" in text
+    assert "source address 192.0.2.10;" in text
+    assert (
+        "protocol bgp Mesh_192_0_2_11 from bgp_template {\n"
+        "  local as 64512;\n"
+        "  neighbor 192.0.2.11 as 64512;\n"
+        "}\n"
+    ) in text
+    assert (
+        "protocol bgp Client_192_0_2_21 from bgp_template {\n"
+        "  local as 64512;\n"
+        "  neighbor 192.0.2.21 as 64512;\n"
+        "  rr client;\n"
+        "  rr cluster id 1.2.3.4;\n"
+        "}\n"
+    ) in text
+    # node b is in another AS: a plain eBGP session, BIRD refuses `rr client` there
+    assert "protocol bgp Client_192_0_2_22 from bgp_template {\n  local as 64512;\n  neighbor 192.0.2.22 as 65001;\n}\n" in text
+    for option in ("multihop;", "import all;", "export all;", "graceful restart;"):
+        assert f"  {option}\n" in text
+    assert_only_allowed_lines(text)
+
+
+def test_ipv6_config_router_id_is_ipv4():
+    text = rendered().v6
+    assert "router id 192.0.2.10;" in text
+    assert "source address 2001:db8::10;" in text
+    assert "protocol bgp Client_2001_db8__21 from bgp_template {" in text
+    assert "Client_192" not in text
+    assert_only_allowed_lines(text)
+
+
+def test_no_ipv6_address_gives_valid_empty_bird6_config():
+    text = rendered(me=Identity(V4("192.0.2.10"))).v6
+    assert "router id 192.0.2.10;" in text
+    assert "protocol bgp" not in text and "template bgp" not in text
+    assert_only_allowed_lines(text)
+
+
+def test_rendering_is_deterministic():
+    assert rendered() == rendered(dict(reversed(list(DATA.items()))))
+
+
+HOSTILE_STRINGS = [
+    '192.0.2.30; protocol bgp evil { neighbor 192.0.2.66 as 1; }',
+    "192.0.2.30\nprotocol static { route 0.0.0.0/0 blackhole; }",
+    '"; export all; "',
+    "}",
+    "{",
+    "include \"/etc/shadow\";",
+    "1.2.3.4; rr client",
+    "64512; local as 1",
+    "\x00\x01\x1b[31m",
+    "𝟙𝟡𝟚.𝟘.𝟚.𝟙",
+    "192.0.2.30%eth0",
+    "192.0.2.30/24",
+    " ",
+    "a" * 3000,
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_STRINGS)
+def test_hostile_values_never_reach_the_config(hostile):
+    as_text = json.dumps(hostile)
+    raw = dict(DATA)
+    raw.update({
+        f"rr_v4/{hostile}": j(ip=hostile, cluster_id=hostile),
+        "rr_v4/192.0.2.12": j(ip="192.0.2.12", cluster_id=hostile),
+        "host/c/ip_addr_v4": hostile.encode(),
+        "host/d/ip_addr_v4": b"192.0.2.24",
+        "host/d/as_num": hostile.encode(),
+        f"host/{hostile}/ip_addr_v4": b"192.0.2.25",
+        "host/e/ip_addr_v4": b"192.0.2.26",
+        "host/e/peer_v4/192.0.2.10": f'{{"ip": "192.0.2.10", "as_num": {as_text}}}'.encode(),
+        f"global/peer_v4/{hostile}": j(ip=hostile, as_num=hostile),
+    })
+    snap = parse_snapshot(raw)
+    assert len(snap.rejected) >= 3
+    assert all(r.reason for r in snap.rejected)
+    configs = Renderer().render(plan(snap, ME))
+    for text in (configs.v4, configs.v6):
+        assert_only_allowed_lines(text)
+        assert "evil" not in text and "shadow" not in text and "static" not in text
+    # the good peers are all still there
+    for name in ("Mesh_192_0_2_11", "Client_192_0_2_21", "Client_192_0_2_22"):
+        assert f"protocol bgp {name} " in configs.v4
+
+
+BIRD = shutil.which("bird") or "/usr/sbin/bird"
+BIRD6 = shutil.which("bird6") or "/usr/sbin/bird6"
+
+
+@pytest.mark.skipif(not shutil.which(BIRD) or not shutil.which(BIRD6), reason="BIRD 1.6 (bird, bird6) not installed")
+@pytest.mark.parametrize("me", [ME, Identity(V4("192.0.2.10"))], ids=["dual-stack", "ipv4-only"])
+def test_bird_parser_accepts_rendered_configs(tmp_path, me):
+    configs = rendered(me=me)
+    for binary, text, name in ((BIRD, configs.v4, "bird.conf"), (BIRD6, configs.v6, "bird6.conf")):
+        path = tmp_path / name
+        path.write_text(text)
+        result = subprocess.run([binary, "-p", "-c", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
