@@ -38,6 +38,12 @@ class Session:
     rr_client: bool
     cluster_id: Optional[str]
     description: str  # node names or "reflector"; validated, safe in a BIRD comment
+    # Options only Calico v3 data sets; None/False renders exactly the seed image's session.
+    port: Optional[int] = None
+    next_hop_keep: bool = False
+    passive: bool = False
+    source_address: Optional[IPAddress] = None  # None: the template's (this reflector's)
+    graceful_restart_time: Optional[int] = None  # seconds, from BGPPeer maxRestartTime
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Pure helpers for Calico's v3 resources (Node, BGPPeer, BGPConfiguration)."""
