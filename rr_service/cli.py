@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read etcd once and print the configs `run` would write. Touches no file "
         "and does not talk to BIRD.",
     )
-    render.add_argument("--family", choices=("4", "6", "all"), default="all", help="which config to print")
+    render.add_argument(
+        "--only",
+        choices=("bird", "bird6"),
+        help="print only this file (BIRD 1.6: bird = IPv4, bird6 = IPv6; BIRD 2 has only bird)",
+    )
     register = commands.add_parser(
         "register",
         help="add this reflector's rr_v4 (and rr_v6) entry to etcd",
@@ -141,12 +145,15 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("ignoring etcd key %s: %s", rejected.key, rejected.reason)
     for warning in computed.plan.warnings:
         log.warning("%s", warning)
-    paths = {4: settings.bird.config, 6: settings.bird.config6}
-    families = (4, 6) if args.family == "all" else (int(args.family),)
-    for family in families:
-        if len(families) > 1:
-            print(f"### {paths[family]}")
-        sys.stdout.write(computed.configs.family(family))
+    targets = components.targets(settings)
+    chosen = [name for name in targets if args.only in (None, name)]
+    if not chosen:
+        print(f"calico-rr: this BIRD flavour has no {args.only} config", file=sys.stderr)
+        return EXIT_USAGE
+    for name in chosen:
+        if len(chosen) > 1:
+            print(f"### {targets[name].config_path}")
+        sys.stdout.write(computed.configs[name])
     return EXIT_OK
 
 

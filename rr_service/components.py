@@ -10,7 +10,7 @@ from .apply import BirdTarget
 from .datastore.etcd import EtcdConfig, EtcdDatastore
 from .model import Snapshot, parse_snapshot
 from .plan import Identity, Plan, plan
-from .render import RenderedConfigs, Renderer
+from .render import Renderer
 from .settings import Settings
 
 SUPPORTED_FLAVOURS = ("bird1",)
@@ -44,12 +44,14 @@ def renderer(settings: Settings) -> Renderer:
     return Renderer(flavour=flavour(settings))
 
 
-def targets(settings: Settings) -> dict[int, BirdTarget]:
+def targets(settings: Settings) -> dict[str, BirdTarget]:
+    """Where each rendered config goes, how it is checked and which socket reloads it."""
     bird = settings.bird
-    return {
-        4: BirdTarget(config_path=bird.config, binary=bird.binary, socket_path=bird.socket),
-        6: BirdTarget(config_path=bird.config6, binary=bird.binary6, socket_path=bird.socket6),
-    }
+    ipv4 = BirdTarget(config_path=bird.config, binary=bird.binary, socket_path=bird.socket)
+    if flavour(settings) == "bird2":
+        return {"bird": ipv4}
+    ipv6 = BirdTarget(config_path=bird.config6, binary=bird.binary6, socket_path=bird.socket6)
+    return {"bird": ipv4, "bird6": ipv6}
 
 
 def datastore(settings: Settings) -> EtcdDatastore:
@@ -69,7 +71,7 @@ def datastore(settings: Settings) -> EtcdDatastore:
 class Computed:
     snapshot: Snapshot
     plan: Plan
-    configs: RenderedConfigs
+    configs: dict[str, str]  # target name -> config text
 
 
 def compute(raw: Mapping[str, bytes], me: Identity, render: Renderer) -> Computed:

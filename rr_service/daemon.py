@@ -90,7 +90,8 @@ class Daemon:
         self._reload = threading.Event()
         self.state = LoopState()
         self.problems = ProblemLog()
-        self._rejected_text: dict[int, str] = {}
+        self._rejected_text: dict[str, str] = {}
+        self._accepted_at: dict[str, str] = {}
         self._configure(settings)
 
     # ------------------------------------------------------------------ set-up
@@ -98,7 +99,7 @@ class Daemon:
         self.settings = settings
         self.me = components.identity(settings)
         self.renderer = components.renderer(settings)
-        self.appliers = {family: ConfigApplier(target) for family, target in components.targets(settings).items()}
+        self.appliers = {name: ConfigApplier(target) for name, target in components.targets(settings).items()}
         self.store = components.datastore(settings)
         self.backoff = Backoff()
 
@@ -232,34 +233,35 @@ class Daemon:
         self.problems.report(computed.snapshot.rejected, computed.plan.warnings)
         self.state.plan = computed.plan
         outcomes = []
-        for family, applier in self.appliers.items():
-            outcomes.append(self._apply_family(family, applier, computed.configs.family(family)))
+        for name, applier in self.appliers.items():
+            outcomes.append(self._apply_target(name, applier, computed.configs[name]))
         self.state.bird_summary = "; ".join(o for o in outcomes if o)
 
-    def _apply_family(self, family: int, applier: ConfigApplier, text: str) -> str:
+    def _apply_target(self, name: str, applier: ConfigApplier, text: str) -> str:
         path = applier.target.config_path
-        if self._rejected_text.get(family) == text:
+        if self._rejected_text.get(name) == text:
             return f"{path} rejected by BIRD (see log)"
         try:
             status = applier.apply(text)
         except ConfigRejected as exc:
-            self._rejected_text[family] = text
+            self._rejected_text[name] = text
             log.error("BIRD refused the new %s, the previous one stays: %s", path, exc)
             return f"{path} rejected by BIRD"
         except OSError as exc:
             log.error("cannot write %s, the previous one stays: %s", path, exc)
             self.state.retry_apply_at = time.monotonic() + BIRD_RETRY
             return f"{path} not writable"
-        self._rejected_text.pop(family, None)
+        self._rejected_text.pop(name, None)
         if status is ApplyStatus.APPLIED:
-            log.info("BIRD%s accepted %s", "" if family == 4 else "6", path)
-            return f"IPv{family} applied {time.strftime('%H:%M:%S')}"
+            log.info("%s accepted %s", name, path)
+            self._accepted_at[name] = time.strftime("%H:%M:%S")
+            return f"{name} applied {self._accepted_at[name]}"
         if status is ApplyStatus.WRITTEN_BIRD_DOWN:
-            if "not running" not in self.state.bird_summary:
-                log.warning("BIRD%s is not running (%s); %s is in place for its start", "" if family == 4 else "6", applier.target.socket_path, path)
+            if f"{name} not running" not in self.state.bird_summary:
+                log.warning("%s is not running (no answer on %s); %s is in place for its start", name, applier.target.socket_path, path)
             self.state.retry_apply_at = time.monotonic() + BIRD_RETRY
-            return f"IPv{family} BIRD not running, config written"
-        return f"IPv{family} unchanged"
+            return f"{name} not running, config written"
+        return f"{name} applied {self._accepted_at.get(name, 'before this start')}"
 
     # ------------------------------------------------------------------ status
     def status_line(self) -> str:

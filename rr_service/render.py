@@ -21,7 +21,12 @@ from .plan import FamilyPlan, Plan, Session
 
 INSTALLED_TEMPLATES = "/usr/share/calico-routereflector/templates"
 SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-TEMPLATES = {"bird1": {4: "bird.conf.j2", 6: "bird6.conf.j2"}}
+# Per BIRD flavour: each config file BIRD reads (the target), its template, its families.
+# BIRD 1.6 runs one daemon per family; BIRD 2 one daemon with both.
+TEMPLATES = {
+    "bird1": {"bird": ("bird.conf.j2", (4,)), "bird6": ("bird6.conf.j2", (6,))},
+    "bird2": {"bird": ("bird2.conf.j2", (4, 6))},
+}
 
 _SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _DESCRIPTION_RE = re.compile(r"[A-Za-z0-9_.:, -]{1,4096}")
@@ -29,15 +34,6 @@ _DESCRIPTION_RE = re.compile(r"[A-Za-z0-9_.:, -]{1,4096}")
 
 class RenderError(Exception):
     """A template is missing or broken, or a value failed the last safety check."""
-
-
-@dataclass(frozen=True)
-class RenderedConfigs:
-    v4: str
-    v6: str
-
-    def family(self, family: int) -> str:
-        return self.v4 if family == 4 else self.v6
 
 
 def default_template_dir() -> str:
@@ -65,16 +61,27 @@ class Renderer:
             lstrip_blocks=True,
         )
 
-    def render(self, plan: Plan) -> RenderedConfigs:
-        return RenderedConfigs(v4=self._render_family(plan, 4), v6=self._render_family(plan, 6))
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(TEMPLATES[self.flavour])
 
-    def _render_family(self, plan: Plan, family: int) -> str:
-        family_plan = plan.family(family)
-        _check_plan_safe(plan, family_plan)
-        name = TEMPLATES[self.flavour][family]
+    def render(self, plan: Plan) -> dict[str, str]:
+        """The text of every config file of this flavour, by target name (`bird`, `bird6`)."""
+        return {target: self._render_target(plan, target) for target in self.targets}
+
+    def _render_target(self, plan: Plan, target: str) -> str:
+        name, families = TEMPLATES[self.flavour][target]
+        for family in families:
+            _check_plan_safe(plan, plan.family(family))
         try:
             template = self._env.get_template(name)
-            return template.render(router_id=plan.router_id, plan=family_plan)
+            # `plan` is the one family of a BIRD 1.6 file; BIRD 2 templates use v4 and v6.
+            return template.render(
+                router_id=plan.router_id,
+                plan=plan.family(families[0]),
+                v4=plan.v4,
+                v6=plan.v6,
+            )
         except jinja2.TemplateError as exc:
             raise RenderError(f"template {name} in {self.template_dir}: {exc}") from exc
 
@@ -97,6 +104,11 @@ def _check_session(session: Session, family: int) -> None:
             raise RenderError(f"AS number {number!r} of {session.name} is invalid")
     if session.cluster_id is not None:
         ipaddress.IPv4Address(session.cluster_id)  # raises on anything but a dotted quad
+    if session.source_address is not None:
+        _check_address(session.source_address, family)
+    for number, low, high in ((session.port, 1, 65535), (session.graceful_restart_time, 1, 65535)):
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high):
+            raise RenderError(f"{number!r} in {session.name} is out of range")
     if not _DESCRIPTION_RE.fullmatch(session.description):
         raise RenderError(f"description of {session.name} has unsafe characters")
 

@@ -1,0 +1,178 @@
+"""Put a rendered config in front of BIRD: the only code that writes BIRD config files.
+
+The file on disk is either the last good config or one that `bird -p` accepted and BIRD is
+about to read. We remember what BIRD *accepted*, not what we wrote: a reload that failed or
+never happened is retried on the next apply() instead of being mistaken for "in sync".
+"""
+from __future__ import annotations
+
+import enum
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+from .bird_socket import BirdClient, BirdCommandError, BirdSocketError
+
+_CHECK_TIMEOUT = 120.0  # `bird -p` of 10,000 peers takes ~25 ms; this only guards a hang
+
+
+class ConfigRejected(Exception):
+    """BIRD refused the config (offline check or at reload); the message is BIRD's own."""
+
+
+class ApplyStatus(enum.Enum):
+    UNCHANGED = "unchanged"  # BIRD already runs exactly this text
+    APPLIED = "applied"  # written and BIRD accepted it
+    WRITTEN_BIRD_DOWN = "written-bird-down"  # on disk, BIRD unreachable or busy; retry later
+
+
+@dataclass(frozen=True)
+class BirdTarget:
+    config_path: str  # /etc/bird/bird.conf
+    binary: str  # /usr/sbin/bird
+    socket_path: str  # /run/bird/bird.ctl
+
+
+class ConfigApplier:
+    def __init__(self, target: BirdTarget, socket_timeout: float = 10.0):
+        self.target = target
+        self.client = BirdClient(target.socket_path, socket_timeout)
+        # None at start: we cannot know whether BIRD runs the file it finds on disk (someone
+        # may have edited it, or a reload failed before we started), so the first apply()
+        # always sends `configure`.
+        self.accepted_text: str | None = None
+
+    def apply(self, text: str) -> ApplyStatus:
+        path = self.target.config_path
+        wanted = text.encode()
+        on_disk = _read(path)
+        if text == self.accepted_text and on_disk == wanted:
+            return ApplyStatus.UNCHANGED
+
+        wrote = on_disk != wanted
+        if wrote:
+            self._replace(wanted, check=True)
+            previous = on_disk
+        else:
+            # The file is already the candidate (written while BIRD was down); if BIRD now
+            # refuses it, fall back to what BIRD last accepted.
+            previous = self.accepted_text.encode() if self.accepted_text is not None else None
+
+        try:
+            # Name the file explicitly (absolute: a daemonized BIRD has cwd /), so BIRD reads
+            # what we checked even if it was started with another -c.
+            self.client.configure(os.path.abspath(path))
+        except BirdCommandError as e:
+            msg = f"BIRD refused {path} at reconfigure: {e.message}"
+            if wrote or previous is not None:
+                try:
+                    self._restore(previous)
+                except OSError as restore_err:
+                    msg += f"; restoring the previous file also failed: {restore_err}"
+            raise ConfigRejected(msg) from e
+        except BirdSocketError:
+            return ApplyStatus.WRITTEN_BIRD_DOWN
+        self.accepted_text = text
+        return ApplyStatus.APPLIED
+
+    # -- files -----------------------------------------------------------------------
+
+    def _restore(self, previous: bytes | None) -> None:
+        path = self.target.config_path
+        if previous is None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            _fsync_dir(os.path.dirname(os.path.abspath(path)))
+        else:
+            self._replace(previous, check=False)
+
+    def _replace(self, data: bytes, check: bool) -> None:
+        """Atomically put data at the target path: temp file beside it, fsync, rename."""
+        path = os.path.abspath(self.target.config_path)
+        folder, name = os.path.split(path)
+        tmp = None
+        try:
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=folder)
+                with os.fdopen(fd, "wb") as f:
+                    os.fchmod(f.fileno(), 0o640)
+                    _match_owner(f.fileno(), path, folder)
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise _named(e, path) from e
+            if check:
+                self._check(tmp)
+            try:
+                os.rename(tmp, path)
+                tmp = None
+                _fsync_dir(folder)
+            except OSError as e:
+                raise _named(e, path) from e
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+
+    def _check(self, candidate: str) -> None:
+        try:
+            res = subprocess.run(
+                [self.target.binary, "-p", "-c", candidate],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                timeout=_CHECK_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise ConfigRejected(f"`{self.target.binary} -p` did not finish within "
+                                 f"{_CHECK_TIMEOUT:.0f}s checking {candidate}") from e
+        if res.returncode != 0:
+            out = (res.stderr or res.stdout).decode(errors="replace").strip()
+            raise ConfigRejected(f"`{self.target.binary} -p` rejected the new "
+                                 f"{self.target.config_path} (checked as {candidate}): "
+                                 f"{out or f'exit status {res.returncode}'}")
+
+
+def _named(e: OSError, path: str) -> OSError:
+    # OSError(errno, msg) builds the matching subclass (PermissionError, ...), so callers can
+    # still tell ENOSPC from EACCES, and the message names the target, not the temp file.
+    return OSError(e.errno, f"cannot write BIRD config {path}: {e.strerror or e}")
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _match_owner(fd: int, like: str, folder: str) -> None:
+    # Debian's BIRD runs as user bird and /etc/bird/bird.conf is bird:bird 0640: a file we
+    # create as root:root 0640 would pass `bird -p` (run as root) and then be unreadable to
+    # BIRD itself. So take the old file's owner, or the folder's group for a new file.
+    try:
+        st = os.stat(like)
+        uid, gid = st.st_uid, st.st_gid
+    except FileNotFoundError:
+        uid, gid = -1, os.stat(folder).st_gid
+    try:
+        os.fchown(fd, uid, gid)
+    except PermissionError:
+        try:  # not root: a group we belong to is still allowed
+            os.fchown(fd, -1, gid)
+        except PermissionError:
+            pass
+
+
+def _fsync_dir(folder: str) -> None:
+    # Without this the rename may not survive a power cut: the directory entry is the data.
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,330 @@
+"""ConfigApplier against real `bird -p` and a real BIRD 1.6 in a network namespace."""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import subprocess
+from contextlib import contextmanager
+
+import pytest
+
+import birdproc
+from rr_service.apply import ApplyStatus, BirdTarget, ConfigApplier, ConfigRejected
+
+BASE = """\
+router id 192.0.2.1;
+protocol device { }
+protocol static st1 { route 10.0.0.0/24 blackhole; }
+"""
+WITH_PEER = BASE + "protocol bgp peer_new { local as 64512; neighbor 192.0.2.99 as 64512; }\n"
+BROKEN = BASE + "protocol static st2 { route 10.1.0.0/24 blackhole }\n"  # missing ';'
+
+
+def temps(folder):
+    return [n for n in os.listdir(folder) if ".tmp-" in n]
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def protocol_names(ns):
+    return {p.name for p in ns.client().show_protocols()}
+
+
+@pytest.fixture
+def bird():
+    """BIRD running BASE from <dir>/bird.conf, and an applier for that file and socket."""
+    birdproc.skip_unless_possible()
+    with birdproc.running_bird(BASE) as ns:
+        conf = os.path.join(ns.workdir, "bird.conf")
+        yield ns, ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 5.0)
+
+
+@pytest.fixture
+def offline():
+    """A folder with bird.conf = BASE and an applier whose BIRD socket does not exist."""
+    birdproc.skip_unless_possible(netns=False)
+    with birdproc.short_tmpdir() as d:
+        conf = os.path.join(d, "bird.conf")
+        write(conf, BASE)
+        yield d, ConfigApplier(BirdTarget(conf, birdproc.BIRD, os.path.join(d, "no.ctl")), 2.0)
+
+
+# -- with a running BIRD ---------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_first_apply_configures_without_rewriting_identical_file(bird):
+    ns, applier = bird
+    path = applier.target.config_path
+    before = os.stat(path)
+    assert applier.accepted_text is None
+    assert applier.apply(BASE) is ApplyStatus.APPLIED
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert applier.accepted_text == BASE
+
+
+@pytest.mark.integration
+def test_unchanged_touches_neither_file_nor_bird(bird):
+    ns, applier = bird
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    before = os.stat(applier.target.config_path)
+    # With BIRD gone, any attempt to reload would answer WRITTEN_BIRD_DOWN: UNCHANGED proves
+    # that none was made.
+    ns.stop()
+    assert applier.apply(WITH_PEER) is ApplyStatus.UNCHANGED
+    after = os.stat(applier.target.config_path)
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == \
+        (before.st_ino, before.st_mtime_ns, before.st_size)
+
+
+@pytest.mark.integration
+def test_good_change_is_applied(bird):
+    ns, applier = bird
+    path = applier.target.config_path
+    assert "peer_new" not in protocol_names(ns)
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    assert "peer_new" in protocol_names(ns)
+    assert read(path) == WITH_PEER.encode()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    assert applier.accepted_text == WITH_PEER
+    assert temps(ns.workdir) == []
+
+
+@pytest.mark.integration
+def test_file_edited_behind_our_back_is_rewritten(bird):
+    ns, applier = bird
+    path = applier.target.config_path
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    write(path, BASE)  # a person "fixes" the file by hand
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    assert read(path) == WITH_PEER.encode()
+
+
+@pytest.mark.integration
+def test_offline_check_rejects_and_old_file_untouched(bird):
+    ns, applier = bird
+    path = applier.target.config_path
+    applier.apply(BASE)
+    before_bytes, before = read(path), os.stat(path)
+    with pytest.raises(ConfigRejected) as ei:
+        applier.apply(BROKEN)
+    assert "syntax error" in str(ei.value)
+    assert ":4:" in str(ei.value)  # BIRD's own file:line:col
+    assert read(path) == before_bytes
+    assert os.stat(path).st_ino == before.st_ino
+    assert temps(ns.workdir) == []
+    assert applier.accepted_text == BASE
+    assert "st2" not in protocol_names(ns)
+
+
+@pytest.mark.integration
+def test_refused_at_reconfigure_restores_previous_file():
+    # A config that passes `bird -p` (run as root) but that BIRD refuses at `configure`:
+    # BIRD runs as nobody, like Debian's bird.service runs as bird, and the new config
+    # includes a file only root can read.
+    birdproc.skip_unless_possible()
+    with birdproc.short_tmpdir() as d:
+        conf = os.path.join(d, "bird.conf")
+        write(conf, BASE)
+        os.chown(conf, 65534, 65534)
+        secret = os.path.join(d, "secret.conf")
+        write(secret, "protocol static secret { route 10.9.0.0/24 blackhole; }\n")
+        os.chmod(secret, 0o600)
+        with birdproc.BirdNetns(d) as ns:
+            ns.start(conf, user="nobody", group="nogroup")
+            applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 5.0)
+            assert applier.apply(BASE) is ApplyStatus.APPLIED
+            before = read(conf)
+
+            with pytest.raises(ConfigRejected) as ei:
+                applier.apply(BASE + f'include "{secret}";\n')
+            assert "Unable to open included file" in str(ei.value)
+            assert "Permission denied" in str(ei.value)
+            assert read(conf) == before
+            st = os.stat(conf)
+            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o640)
+            assert temps(d) == []
+            assert applier.accepted_text == BASE
+            assert protocol_names(ns) == {"device1", "st1"}
+            # and the good path still works afterwards, with the ownership BIRD needs
+            assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+            assert "peer_new" in protocol_names(ns)
+
+
+@pytest.mark.integration
+def test_refused_on_retry_falls_back_to_accepted_text():
+    # The candidate reached the disk while BIRD was unreachable (socket moved away, not a
+    # restart: a restarted BIRD would read the file itself); when BIRD is back and refuses
+    # it, the file must go back to what BIRD last accepted.
+    birdproc.skip_unless_possible()
+    with birdproc.short_tmpdir() as d:
+        conf = os.path.join(d, "bird.conf")
+        write(conf, BASE)
+        os.chown(conf, 65534, 65534)
+        secret = os.path.join(d, "secret.conf")
+        write(secret, "protocol static secret { route 10.9.0.0/24 blackhole; }\n")
+        os.chmod(secret, 0o600)
+        with birdproc.BirdNetns(d) as ns:
+            ns.start(conf, user="nobody", group="nogroup")
+            applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 5.0)
+            assert applier.apply(BASE) is ApplyStatus.APPLIED
+            bad = BASE + f'include "{secret}";\n'
+            os.rename(ns.socket_path, ns.socket_path + ".away")
+            try:
+                assert applier.apply(bad) is ApplyStatus.WRITTEN_BIRD_DOWN
+            finally:
+                os.rename(ns.socket_path + ".away", ns.socket_path)
+            assert read(conf) == bad.encode()
+            with pytest.raises(ConfigRejected, match="Permission denied"):
+                applier.apply(bad)
+            assert read(conf) == BASE.encode()
+            assert applier.accepted_text == BASE
+
+
+@pytest.mark.integration
+def test_refused_at_reconfigure_removes_file_that_did_not_exist():
+    # BIRD as nobody cannot read a new file we create root:root 0640 in a root-owned
+    # folder: a real refusal at reconfigure, after `bird -p` (as root) passed.
+    birdproc.skip_unless_possible()
+    with birdproc.short_tmpdir() as d:
+        conf = os.path.join(d, "bird.conf")
+        write(conf, BASE)
+        os.chmod(conf, 0o644)
+        other = os.path.join(d, "other.conf")
+        with birdproc.BirdNetns(d) as ns:
+            ns.start(conf, user="nobody", group="nogroup")
+            applier = ConfigApplier(BirdTarget(other, birdproc.BIRD, ns.socket_path), 5.0)
+            with pytest.raises(ConfigRejected, match="Permission denied"):
+                applier.apply(WITH_PEER)
+            assert not os.path.exists(other)
+            assert temps(d) == []
+            assert applier.accepted_text is None
+
+
+@pytest.mark.integration
+def test_bird_down_then_up():
+    birdproc.skip_unless_possible()
+    with birdproc.short_tmpdir() as d:
+        conf = os.path.join(d, "bird.conf")
+        with birdproc.BirdNetns(d) as ns:
+            applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 2.0)
+            assert applier.apply(WITH_PEER) is ApplyStatus.WRITTEN_BIRD_DOWN
+            assert read(conf) == WITH_PEER.encode()
+            assert applier.accepted_text is None
+            ino = os.stat(conf).st_ino
+
+            ns.start(conf)
+            assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+            assert os.stat(conf).st_ino == ino  # not rewritten, only reloaded
+            assert applier.accepted_text == WITH_PEER
+            assert "peer_new" in protocol_names(ns)
+            assert applier.apply(WITH_PEER) is ApplyStatus.UNCHANGED
+
+
+# -- without BIRD running (bird -p only) ---------------------------------------------------
+
+
+def test_bird_down_writes_checked_file(offline):
+    d, applier = offline
+    assert applier.apply(WITH_PEER) is ApplyStatus.WRITTEN_BIRD_DOWN
+    assert read(applier.target.config_path) == WITH_PEER.encode()
+    assert stat.S_IMODE(os.stat(applier.target.config_path).st_mode) == 0o640
+    assert temps(d) == []
+    # not accepted, so the same text is tried again
+    assert applier.apply(WITH_PEER) is ApplyStatus.WRITTEN_BIRD_DOWN
+
+
+def test_rejected_offline_without_bird(offline):
+    d, applier = offline
+    with pytest.raises(ConfigRejected, match="syntax error"):
+        applier.apply(BROKEN)
+    assert read(applier.target.config_path) == BASE.encode()
+    assert temps(d) == []
+
+
+def test_missing_binary_leaves_file_alone(offline):
+    d, applier = offline
+    applier = ConfigApplier(BirdTarget(applier.target.config_path, "/nonexistent/bird",
+                                       applier.target.socket_path))
+    with pytest.raises(OSError):
+        applier.apply(WITH_PEER)
+    assert read(applier.target.config_path) == BASE.encode()
+    assert temps(d) == []
+
+
+@pytest.mark.integration
+def test_owner_kept_and_mode_0640(offline):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    d, applier = offline
+    path = applier.target.config_path
+    os.chown(path, 65534, 65534)
+    os.chmod(path, 0o600)
+    applier.apply(WITH_PEER)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o640)
+
+
+# -- write failures ----------------------------------------------------------------------
+
+
+@contextmanager
+def tmpfs(path, options):
+    os.makedirs(path)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "rrtest", path],
+                   check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", path], capture_output=True)
+
+
+def _needs_mount():
+    birdproc.skip_unless_possible(netns=False)
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+
+
+@pytest.mark.integration
+def test_read_only_folder_leaves_old_file(offline):
+    _needs_mount()
+    d, _ = offline
+    with tmpfs(os.path.join(d, "ro"), "size=1m,mode=0755") as mnt:
+        conf = os.path.join(mnt, "bird.conf")
+        write(conf, BASE)
+        # root ignores permission bits, so read-only has to come from the mount itself
+        subprocess.run(["mount", "-o", "remount,ro", mnt], check=True, capture_output=True)
+        applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, os.path.join(d, "no.ctl")))
+        with pytest.raises(OSError) as ei:
+            applier.apply(WITH_PEER)
+        assert ei.value.errno == errno.EROFS
+        assert conf in str(ei.value)
+        assert read(conf) == BASE.encode()
+        assert temps(mnt) == []
+
+
+@pytest.mark.integration
+def test_disk_full_leaves_old_file_and_no_temp(offline):
+    _needs_mount()
+    d, _ = offline
+    with tmpfs(os.path.join(d, "full"), "size=64k,mode=0755") as mnt:
+        conf = os.path.join(mnt, "bird.conf")
+        write(conf, BASE)
+        applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, os.path.join(d, "no.ctl")))
+        huge = BASE + "# padding\n" * 20000  # ~200 KB, more than the 64 KB tmpfs
+        with pytest.raises(OSError) as ei:
+            applier.apply(huge)
+        assert ei.value.errno == errno.ENOSPC
+        assert conf in str(ei.value)
+        assert read(conf) == BASE.encode()
+        assert temps(mnt) == []
