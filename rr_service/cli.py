@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         "and does not talk to BIRD.",
     )
     render.add_argument(
+        "--flavour",
+        choices=("auto", "bird1", "bird2"),
+        help="BIRD flavour to render for (default: [bird] flavour; auto asks the installed BIRD)",
+    )
+    render.add_argument(
         "--only",
         choices=("bird", "bird6"),
         help="print only this file (BIRD 1.6: bird = IPv4, bird6 = IPv6; BIRD 2 has only bird)",
@@ -123,7 +128,6 @@ def setup_logging(level: str) -> None:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from .daemon import Daemon  # imported late: `--help` must work even without etcd3
 
-    components.flavour(settings)
     daemon = Daemon(settings, reload_settings=lambda: load_settings(args.config))
     daemon.install_signal_handlers()
     return daemon.run()
@@ -139,13 +143,13 @@ def _read_etcd(settings: Settings) -> dict:
 
 
 def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
-    render = components.renderer(settings)
+    render = components.renderer(settings, args.flavour)
     computed = components.compute(_read_etcd(settings), components.identity(settings), render)
     for rejected in computed.snapshot.rejected:
         log.warning("ignoring etcd key %s: %s", rejected.key, rejected.reason)
     for warning in computed.plan.warnings:
         log.warning("%s", warning)
-    targets = components.targets(settings)
+    targets = components.targets(settings, render.flavour)
     chosen = [name for name in targets if args.only in (None, name)]
     if not chosen:
         print(f"calico-rr: this BIRD flavour has no {args.only} config", file=sys.stderr)
@@ -197,15 +201,16 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     render = components.renderer(settings)
     computed = components.compute(_read_etcd(settings), components.identity(settings), render)
-    sockets = {4: settings.bird.socket, 6: settings.bird.socket6}
+    family_targets = components.family_targets(render.flavour)
+    wanted = {family_targets[f] for f in (4, 6) if computed.plan.family(f).local_address is not None}
     bird_protocols: dict = {}
     bird_errors: dict = {}
-    for family, path in sockets.items():
-        if computed.plan.family(family).local_address is None:
+    for name, target in components.targets(settings, render.flavour).items():
+        if name not in wanted:
             continue
         try:
-            bird_protocols[family] = BirdClient(path, timeout=5.0).show_protocols()
+            bird_protocols[name] = BirdClient(target.socket_path, timeout=5.0).show_protocols()
         except BirdSocketError as exc:
-            bird_errors[family] = str(exc)
-    print(status_table(computed.plan, bird_protocols, bird_errors))
+            bird_errors[name] = str(exc)
+    print(status_table(computed.plan, family_targets, bird_protocols, bird_errors))
     return EXIT_OK

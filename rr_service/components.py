@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Optional
 
 from .apply import BirdTarget
+from .bird_version import BirdVersionError, bird_version, flavour_of
 from .datastore.etcd import EtcdConfig, EtcdDatastore
 from .model import Snapshot, parse_snapshot
 from .plan import Identity, Plan, plan
 from .render import Renderer
 from .settings import Settings
 
-SUPPORTED_FLAVOURS = ("bird1",)
+FLAVOURS = ("bird1", "bird2")
 
 
 class FlavourError(Exception):
-    """The configured BIRD flavour is not one this version can drive."""
+    """The configured BIRD flavour does not match the installed BIRD, or cannot be found out."""
 
 
 def identity(settings: Settings) -> Identity:
@@ -28,27 +29,38 @@ def identity(settings: Settings) -> Identity:
     )
 
 
-def flavour(settings: Settings) -> str:
-    chosen = settings.bird.flavour
-    if chosen == "auto":
-        return "bird1"
-    if chosen not in SUPPORTED_FLAVOURS:
+def flavour(settings: Settings, override: Optional[str] = None) -> str:
+    """bird1 or bird2: the setting, checked against the installed BIRD, or asked of it (auto).
+
+    An explicit flavour with no BIRD binary installed is trusted, so `render --flavour` works
+    on any machine; `run` then fails at its first `bird -p` with a message naming the binary.
+    """
+    chosen = override or settings.bird.flavour
+    binary = settings.bird.binary
+    try:
+        version = bird_version(binary)
+    except BirdVersionError as exc:
+        if chosen == "auto":
+            raise FlavourError(f"[bird] flavour = \"auto\" needs the BIRD binary: {exc}") from None
+        return chosen
+    installed = flavour_of(version)
+    if chosen not in ("auto", installed):
         raise FlavourError(
-            f"[bird] flavour = {chosen!r} is not supported by this version "
-            f"(supported: auto, {', '.join(SUPPORTED_FLAVOURS)})"
+            f"[bird] flavour = {chosen!r}, but {binary} is BIRD {version} "
+            f"(flavour {installed!r}); set flavour = \"auto\" or {installed!r}"
         )
-    return chosen
+    return installed
 
 
-def renderer(settings: Settings) -> Renderer:
-    return Renderer(flavour=flavour(settings))
+def renderer(settings: Settings, override: Optional[str] = None) -> Renderer:
+    return Renderer(flavour=flavour(settings, override))
 
 
-def targets(settings: Settings) -> dict[str, BirdTarget]:
+def targets(settings: Settings, flavour_name: str) -> dict[str, BirdTarget]:
     """Where each rendered config goes, how it is checked and which socket reloads it."""
     bird = settings.bird
     ipv4 = BirdTarget(config_path=bird.config, binary=bird.binary, socket_path=bird.socket)
-    if flavour(settings) == "bird2":
+    if flavour_name == "bird2":
         return {"bird": ipv4}
     ipv6 = BirdTarget(config_path=bird.config6, binary=bird.binary6, socket_path=bird.socket6)
     return {"bird": ipv4, "bird6": ipv6}
@@ -79,3 +91,8 @@ def compute(raw: Mapping[str, bytes], me: Identity, render: Renderer) -> Compute
     snapshot = parse_snapshot(raw)
     the_plan = plan(snapshot, me)
     return Computed(snapshot, the_plan, render.render(the_plan))
+
+
+def family_targets(flavour_name: str) -> dict[int, str]:
+    """Which BIRD config (and socket) carries each address family."""
+    return {4: "bird", 6: "bird"} if flavour_name == "bird2" else {4: "bird", 6: "bird6"}

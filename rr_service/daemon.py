@@ -99,7 +99,8 @@ class Daemon:
         self.settings = settings
         self.me = components.identity(settings)
         self.renderer = components.renderer(settings)
-        self.appliers = {name: ConfigApplier(target) for name, target in components.targets(settings).items()}
+        targets = components.targets(settings, self.renderer.flavour)
+        self.appliers = {name: ConfigApplier(target) for name, target in targets.items()}
         self.store = components.datastore(settings)
         self.backoff = Backoff()
 
@@ -114,12 +115,12 @@ class Daemon:
     # ------------------------------------------------------------------ loop
     def run(self) -> int:
         log.info(
-            "starting: reflector %s%s, %s, BIRD configs %s and %s",
+            "starting: reflector %s%s, %s, %s configs %s",
             self.me.ipv4,
             f" / {self.me.ipv6}" if self.me.ipv6 else "",
             self.store.describe(),
-            self.settings.bird.config,
-            self.settings.bird.config6,
+            self.renderer.flavour,
+            ", ".join(a.target.config_path for a in self.appliers.values()),
         )
         try:
             while not self._stop.is_set():

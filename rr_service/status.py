@@ -9,41 +9,43 @@ from .plan import Plan
 HEADER = ("FAMILY", "ROLE", "PROTOCOL", "NEIGHBOR", "AS", "IN ETCD", "BIRD STATE", "SINCE", "INFO")
 
 
-def status_table(plan: Plan, bird_protocols: Mapping[int, Sequence], bird_errors: Mapping[int, str]) -> str:
+def status_table(
+    plan: Plan,
+    family_targets: Mapping[int, str],
+    bird_protocols: Mapping[str, Sequence],
+    bird_errors: Mapping[str, str],
+) -> str:
+    """`family_targets` says which BIRD (`bird`, `bird6`) carries each family;
+    `bird_protocols` and `bird_errors` are what each BIRD's socket answered."""
     rows = []
     notes = []
+    running = {
+        target: {p.name: p for p in protocols if p.proto.upper() == "BGP"}
+        for target, protocols in bird_protocols.items()
+    }
+    for target, error in sorted(bird_errors.items()):
+        notes.append(f"{target}: control socket not answering: {error}")
     for family_plan in (plan.v4, plan.v6):
-        family = family_plan.family
+        label = f"IPv{family_plan.family}"
         if family_plan.local_address is None:
-            notes.append(f"IPv{family}: no address configured for this reflector")
+            notes.append(f"{label}: no address configured for this reflector")
             continue
-        label = f"IPv{family}"
-        if family in bird_errors:
-            notes.append(f"{label}: BIRD not reachable: {bird_errors[family]}")
-        running = {p.name: p for p in bird_protocols.get(family, ()) if p.proto.upper() == "BGP"}
+        target = family_targets[family_plan.family]
+        in_bird = running.get(target, {})
         for session in family_plan.sessions:
-            proto = running.pop(session.name, None)
-            rows.append((
-                label,
-                session.role,
-                session.name,
-                str(session.neighbor),
-                str(session.neighbor_as),
-                "yes",
-                _state(proto) if proto else ("?" if family in bird_errors else "missing"),
-                proto.since if proto else "",
-                proto.info if proto else "",
-            ))
-        for name, proto in sorted(running.items()):
-            rows.append((label, "-", name, "", "", "no", _state(proto), proto.since, proto.info))
+            proto = in_bird.pop(session.name, None)
+            if proto is not None:
+                state, since, info = proto.state, proto.since, proto.info
+            else:
+                state, since, info = ("?" if target in bird_errors else "missing"), "", ""
+            rows.append((label, session.role, session.name, str(session.neighbor), str(session.neighbor_as), "yes", state, since, info))
         role = "member of the reflector mesh" if family_plan.registered else "standalone (no rr entry of its own)"
         cluster = f", cluster id {family_plan.cluster_id}" if family_plan.cluster_id else ""
         notes.append(f"{label}: {family_plan.local_address} {role}{cluster}")
+    for target in sorted(running):
+        for name, proto in sorted(running[target].items()):
+            rows.append(("-", "-", name, "", "", "no", proto.state, proto.since, proto.info))
     return "\n".join(notes + [""] + _columns([HEADER] + rows))
-
-
-def _state(proto) -> str:
-    return proto.state
 
 
 def _columns(rows: list) -> list[str]:

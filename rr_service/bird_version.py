@@ -1,0 +1,33 @@
+"""Which BIRD is installed: asks the binary itself (`bird --version`)."""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+
+_VERSION_RE = re.compile(r"BIRD version ([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
+
+
+class BirdVersionError(Exception):
+    """The BIRD binary could not be run or did not say its version."""
+
+
+@functools.lru_cache(maxsize=8)
+def bird_version(binary: str) -> str:
+    try:
+        result = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BirdVersionError(f"cannot run {binary} --version: {exc}") from None
+    # BIRD 1.6 prints its version on stderr, BIRD 2 on stdout or stderr depending on release.
+    match = _VERSION_RE.search(result.stdout + result.stderr)
+    if not match:
+        raise BirdVersionError(f"{binary} --version did not print a BIRD version")
+    return match.group(0).split()[-1]
+
+
+def flavour_of(version: str) -> str:
+    """BIRD 1.x has one daemon per family (bird1); 2.x and later one daemon with channels."""
+    return "bird1" if version.split(".")[0] == "1" else "bird2"

@@ -1,0 +1,115 @@
+"""BIRD 2: flavour detection, the one-file template, and BIRD 2's own parser on it."""
+
+import ipaddress
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rr_service import components
+from rr_service.bird_version import flavour_of
+from rr_service.model import parse_snapshot
+from rr_service.plan import Identity, plan
+from rr_service.render import Renderer
+from rr_service.settings import load_settings
+
+
+REPO = Path(__file__).resolve().parent.parent
+BIRD2 = REPO / ".cache" / "bird2" / "usr" / "sbin" / "bird"
+V4, V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
+ME = Identity(V4("192.0.2.10"), V6("2001:db8::10"))
+
+
+def j(**fields):
+    return json.dumps(fields).encode()
+
+
+DATA = {
+    "rr_v4/192.0.2.10": j(ip="192.0.2.10", cluster_id="1.2.3.4"),
+    "rr_v4/192.0.2.11": j(ip="192.0.2.11"),
+    "rr_v6/2001:db8::10": j(ip="2001:db8::10", cluster_id="1.2.3.4"),
+    "rr_v6/2001:db8::11": j(ip="2001:db8::11"),
+    "global/peer_v4/192.0.2.10": j(ip="192.0.2.10", as_num="64512"),
+    "host/a/ip_addr_v4": b"192.0.2.21",
+    "host/a/ip_addr_v6": b"2001:db8::21",
+    "host/a/peer_v6/2001:db8::10": j(ip="2001:db8::10"),
+}
+
+
+def bird2_binary():
+    if BIRD2.exists():
+        return str(BIRD2)
+    try:
+        out = subprocess.run([str(REPO / "tools" / "fetch-bird2")], capture_output=True, text=True, timeout=300)
+    except OSError as exc:
+        pytest.skip(f"cannot unpack BIRD 2: {exc}")
+    if out.returncode != 0 or not BIRD2.exists():
+        pytest.skip(f"cannot unpack BIRD 2: {out.stderr.strip()[-300:]}")
+    return str(BIRD2)
+
+
+@pytest.mark.parametrize("version, flavour", [("1.6.8", "bird1"), ("2.0.12", "bird2"), ("2.15", "bird2"), ("3.0.1", "bird2")])
+def test_flavour_of_version(version, flavour):
+    assert flavour_of(version) == flavour
+
+
+def settings_for(tmp_path, flavour, binary):
+    path = tmp_path / "config.toml"
+    path.write_text(f'[reflector]\nip = "192.0.2.10"\n[bird]\nflavour = "{flavour}"\nbinary = "{binary}"\n')
+    return load_settings(str(path), environ={})
+
+
+def test_auto_asks_the_installed_bird(tmp_path):
+    assert components.flavour(settings_for(tmp_path, "auto", bird2_binary())) == "bird2"
+    if os.path.exists("/usr/sbin/bird"):
+        assert components.flavour(settings_for(tmp_path, "auto", "/usr/sbin/bird")) == "bird1"
+
+
+def test_wrong_flavour_for_installed_bird_is_a_clear_error(tmp_path):
+    with pytest.raises(components.FlavourError, match=r"flavour = 'bird1', but .* is BIRD 2\.0"):
+        components.flavour(settings_for(tmp_path, "bird1", bird2_binary()))
+
+
+def test_auto_without_bird_binary_is_a_clear_error(tmp_path):
+    with pytest.raises(components.FlavourError, match="needs the BIRD binary"):
+        components.flavour(settings_for(tmp_path, "auto", "/nonexistent/bird"))
+
+
+def test_explicit_flavour_without_binary_renders(tmp_path):
+    settings = settings_for(tmp_path, "bird2", "/nonexistent/bird")
+    assert components.flavour(settings) == "bird2"
+    assert list(components.targets(settings, "bird2")) == ["bird"]
+
+
+def render2(me=ME):
+    return Renderer(flavour="bird2").render(plan(parse_snapshot(DATA), me))["bird"]
+
+
+def test_bird2_one_file_both_families():
+    text = render2()
+    assert text.count("router id 192.0.2.10;") == 1
+    assert "template bgp bgp_template_v4 {" in text and "  ipv4 {\n    import all;\n    export all;\n  };\n" in text
+    assert "template bgp bgp_template_v6 {" in text and "  ipv6 {\n    import all;\n    export all;\n  };\n" in text
+    assert "protocol bgp Mesh_192_0_2_11 from bgp_template_v4 {\n  local as 64512;\n  neighbor 192.0.2.11 as 64512;\n}\n" in text
+    assert (
+        "protocol bgp Client_2001_db8__21 from bgp_template_v6 {\n  local as 64512;\n"
+        "  neighbor 2001:db8::21 as 64512;\n  rr client;\n  rr cluster id 1.2.3.4;\n}\n"
+    ) in text
+    assert "protocol bgp Mesh_2001_db8__11 from bgp_template_v6 {" in text
+
+
+def test_bird2_same_sessions_as_bird1():
+    configs1 = Renderer(flavour="bird1").render(plan(parse_snapshot(DATA), ME))
+    bird1_names = {line.split()[2] for text in configs1.values() for line in text.splitlines() if line.startswith("protocol bgp")}
+    bird2_names = {line.split()[2] for line in render2().splitlines() if line.startswith("protocol bgp")}
+    assert bird1_names == bird2_names and len(bird2_names) == 4
+
+
+@pytest.mark.parametrize("me", [ME, Identity(V4("192.0.2.10"))], ids=["dual-stack", "ipv4-only"])
+def test_bird2_parser_accepts_it(tmp_path, me):
+    path = tmp_path / "bird.conf"
+    path.write_text(render2(me))
+    result = subprocess.run([bird2_binary(), "-p", "-c", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
