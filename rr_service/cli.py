@@ -133,19 +133,21 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return daemon.run()
 
 
-def _read_etcd(settings: Settings) -> dict:
-    store = components.datastore(settings)
+def _compute_now(settings: Settings, render) -> components.Computed:
+    """One read of etcd through the whole pipeline, as `run` would compute it."""
+    data = components.schema(settings)
+    store = components.datastore(settings, data.prefix)
     try:
         raw, _revision = store.snapshot()
-        return raw
     finally:
         store.close()
+    return components.compute(raw, components.identity(settings), render, data)
 
 
 def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     render = components.renderer(settings, args.flavour)
-    computed = components.compute(_read_etcd(settings), components.identity(settings), render)
-    for rejected in computed.snapshot.rejected:
+    computed = _compute_now(settings, render)
+    for rejected in computed.rejected:
         log.warning("ignoring etcd key %s: %s", rejected.key, rejected.reason)
     for warning in computed.plan.warnings:
         log.warning("%s", warning)
@@ -200,7 +202,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from .status import status_table
 
     render = components.renderer(settings)
-    computed = components.compute(_read_etcd(settings), components.identity(settings), render)
+    computed = _compute_now(settings, render)
     family_targets = components.family_targets(render.flavour)
     wanted = {family_targets[f] for f in (4, 6) if computed.plan.family(f).local_address is not None}
     bird_protocols: dict = {}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from .apply import BirdTarget
 from .bird_version import BirdVersionError, bird_version, flavour_of
 from .datastore.etcd import EtcdConfig, EtcdDatastore
-from .model import Snapshot, parse_snapshot
+from .model import Rejected, parse_snapshot
 from .plan import Identity, Plan, plan
 from .render import Renderer
 from .settings import Settings
@@ -66,7 +66,25 @@ def targets(settings: Settings, flavour_name: str) -> dict[str, BirdTarget]:
     return {"bird": ipv4, "bird6": ipv6}
 
 
-def datastore(settings: Settings) -> EtcdDatastore:
+@dataclass(frozen=True)
+class Schema:
+    """One way Calico keeps its BGP data in etcd: where it lives and how it becomes a Plan."""
+
+    name: str
+    prefix: str
+    to_plan: Callable[[Mapping[str, bytes], Identity], tuple[Plan, tuple[Rejected, ...]]]
+
+
+def _legacy_plan(raw: Mapping[str, bytes], me: Identity) -> tuple[Plan, tuple[Rejected, ...]]:
+    snapshot = parse_snapshot(raw)
+    return plan(snapshot, me), snapshot.rejected
+
+
+def schema(settings: Settings) -> Schema:
+    return Schema(name="v1", prefix=settings.etcd.prefix, to_plan=_legacy_plan)
+
+
+def datastore(settings: Settings, prefix: Optional[str] = None) -> EtcdDatastore:
     etcd = settings.etcd
     config = EtcdConfig(
         endpoints=tuple(etcd.endpoints),
@@ -76,21 +94,20 @@ def datastore(settings: Settings) -> EtcdDatastore:
         username=etcd.username,
         password=etcd.password,
     )
-    return EtcdDatastore(config, etcd.prefix)
+    return EtcdDatastore(config, prefix or etcd.prefix)
 
 
 @dataclass(frozen=True)
 class Computed:
-    snapshot: Snapshot
     plan: Plan
+    rejected: tuple[Rejected, ...]
     configs: dict[str, str]  # target name -> config text
 
 
-def compute(raw: Mapping[str, bytes], me: Identity, render: Renderer) -> Computed:
+def compute(raw: Mapping[str, bytes], me: Identity, render: Renderer, data: Schema) -> Computed:
     """The whole pure pipeline: etcd's keys to the BIRD config text."""
-    snapshot = parse_snapshot(raw)
-    the_plan = plan(snapshot, me)
-    return Computed(snapshot, the_plan, render.render(the_plan))
+    the_plan, rejected = data.to_plan(raw, me)
+    return Computed(the_plan, rejected, render.render(the_plan))
 
 
 def family_targets(flavour_name: str) -> dict[int, str]:

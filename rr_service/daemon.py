@@ -101,7 +101,8 @@ class Daemon:
         self.renderer = components.renderer(settings)
         targets = components.targets(settings, self.renderer.flavour)
         self.appliers = {name: ConfigApplier(target) for name, target in targets.items()}
-        self.store = components.datastore(settings)
+        self.schema = components.schema(settings)
+        self.store = components.datastore(settings, self.schema.prefix)
         self.backoff = Backoff()
 
     def install_signal_handlers(self) -> None:
@@ -226,12 +227,12 @@ class Daemon:
         self.state.dirty = False
         self.state.retry_apply_at = None
         try:
-            computed = components.compute(self.state.raw, self.me, self.renderer)
+            computed = components.compute(self.state.raw, self.me, self.renderer, self.schema)
         except RenderError as exc:
             log.error("cannot render the BIRD configs: %s", exc)
             self.state.bird_summary = f"render failed: {exc}"
             return
-        self.problems.report(computed.snapshot.rejected, computed.plan.warnings)
+        self.problems.report(computed.rejected, computed.plan.warnings)
         self.state.plan = computed.plan
         outcomes = []
         for name, applier in self.appliers.items():
