@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Optional, Sequence
 
 from . import __version__, components
@@ -14,6 +15,7 @@ from .bird_socket import BirdClient, BirdSocketError
 from .datastore.base import DatastoreError
 from .model import InvalidValue, parse_cluster_id
 from .settings import DEFAULT_CONFIG_PATH, Settings, SettingsError, load_settings
+from .state_dir import StateDir
 
 log = logging.getLogger("calico-rr")
 
@@ -86,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Delete this reflector's entries; the others drop their mesh sessions to it.",
     )
     commands.add_parser(
+        "accept",
+        help="apply a config the daemon holds back because it would drop most sessions",
+        description="When etcd's data would drop more than [safety] max_drop_share of the "
+        "running BGP sessions at once, `run` holds the new config back for [safety] "
+        "hold_seconds. `accept` tells it to apply that config now.",
+    )
+    commands.add_parser(
         "status",
         help="compare the sessions etcd calls for with the sessions BIRD runs",
         description="One line per session: role, protocol name, neighbour, AS, whether etcd "
@@ -108,6 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "register": cmd_register,
         "unregister": cmd_unregister,
         "status": cmd_status,
+        "accept": cmd_accept,
     }[args.command]
     try:
         return handler(args, settings)
@@ -198,6 +208,28 @@ def cmd_unregister(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_accept(args: argparse.Namespace, settings: Settings) -> int:
+    state = StateDir(settings.safety.state_dir)
+    held = state.held()
+    if held is None:
+        print("no config is held back; nothing to accept")
+        return EXIT_OK
+    print(f"held back: {held.get('reason', '?')}")
+    try:
+        state.request_accept()
+    except OSError as exc:
+        print(f"calico-rr: cannot write to {settings.safety.state_dir}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    deadline = time.monotonic() + 10
+    while state.accept_pending() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if state.accept_pending():
+        print("calico-rr: the daemon has not picked the answer up within 10 s; is it running?", file=sys.stderr)
+        return EXIT_ERROR
+    print("accepted: the daemon applies the held config now")
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from .status import status_table
 
@@ -214,5 +246,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             bird_protocols[name] = BirdClient(target.socket_path, timeout=5.0).show_protocols()
         except BirdSocketError as exc:
             bird_errors[name] = str(exc)
+    held = StateDir(settings.safety.state_dir).held()
+    if held is not None:
+        print(f"HELD BACK by the running daemon: {held.get('reason', '?')}\n")
     print(status_table(computed.plan, family_targets, bird_protocols, bird_errors))
     return EXIT_OK

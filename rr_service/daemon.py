@@ -24,6 +24,8 @@ from .model import Rejected
 from .notify import Notifier
 from .plan import CLIENT, MESH, Plan
 from .render import RenderError
+from .safety import DropGuard, session_names
+from .state_dir import StateDir
 from .settings import Settings, SettingsError
 
 log = logging.getLogger("calico-rr")
@@ -75,6 +77,7 @@ class LoopState:
     plan: Optional[Plan] = None
     bird_summary: str = "not configured yet"
     retry_apply_at: Optional[float] = None
+    held: Optional[str] = None  # why a render is held back by the drop guard
 
 
 class Daemon:
@@ -104,6 +107,8 @@ class Daemon:
         self.schema = components.schema(settings)
         self.store = components.datastore(settings, self.schema.prefix)
         self.backoff = Backoff()
+        self.guard = DropGuard(settings.safety.max_drop_share, settings.safety.hold_seconds)
+        self.state_dir = StateDir(settings.safety.state_dir)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
@@ -233,11 +238,42 @@ class Daemon:
             self.state.bird_summary = f"render failed: {exc}"
             return
         self.problems.report(computed.rejected, computed.plan.warnings)
+        if not self._guard_allows(computed.configs):
+            return
         self.state.plan = computed.plan
         outcomes = []
         for name, applier in self.appliers.items():
             outcomes.append(self._apply_target(name, applier, computed.configs[name]))
         self.state.bird_summary = "; ".join(o for o in outcomes if o)
+
+    def _guard_allows(self, configs: dict[str, str]) -> bool:
+        running = session_names(self._running_text(name) for name in self.appliers)
+        verdict = self.guard.check(
+            running, session_names(configs.values()), time.monotonic(), self.state_dir.take_accept()
+        )
+        if not verdict.apply:
+            if self.state.held is None:
+                log.warning("holding back the new BIRD configs: %s", verdict.reason)
+            self.state.held = verdict.reason
+            self.state_dir.publish_held(verdict)
+            self.state.retry_apply_at = time.monotonic() + TICK  # watch for accept and timeout
+            return False
+        if self.state.held is not None:
+            log.warning("applying the configs that were held back: %s", verdict.reason)
+            self.state.held = None
+            self.state_dir.clear_held()
+        return True
+
+    def _running_text(self, name: str) -> str:
+        """What BIRD runs: what it accepted from us, else (just started) the file on disk."""
+        applier = self.appliers[name]
+        if applier.accepted_text is not None:
+            return applier.accepted_text
+        try:
+            with open(applier.target.config_path, encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        except OSError:
+            return ""
 
     def _apply_target(self, name: str, applier: ConfigApplier, text: str) -> str:
         path = applier.target.config_path
@@ -282,6 +318,8 @@ class Daemon:
                     f"IPv{family_plan.family}: {family_plan.count(MESH)} reflector peers, "
                     f"{family_plan.count(CLIENT)} clients"
                 )
+        if self.state.held:
+            parts.append(f"HELD BACK: {self.state.held}")
         parts.append(f"BIRD: {self.state.bird_summary}")
         return " | ".join(parts)
 

@@ -114,11 +114,19 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class SafetySettings:
+    max_drop_share: float  # a render dropping more than this share of sessions at once is held
+    hold_seconds: float  # ... until it has held this long, or `calico-rr accept`
+    state_dir: str  # where the daemon publishes a held render and reads the operator's accept
+
+
+@dataclass(frozen=True)
 class Settings:
     reflector: ReflectorSettings
     etcd: EtcdSettings
     bird: BirdSettings
     log: LogSettings
+    safety: SafetySettings
     source: str  # the file read, or "(defaults)" when none was
 
 
@@ -127,6 +135,7 @@ _SECTION_CLASSES: Dict[str, type] = {
     "etcd": EtcdSettings,
     "bird": BirdSettings,
     "log": LogSettings,
+    "safety": SafetySettings,
 }
 
 # --------------------------------------------------------------------------- validators
@@ -296,6 +305,18 @@ def _password(value: str) -> str:
     return value
 
 
+def _share(value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{_safe_repr(value)} is not a share between 0 (exclusive) and 1 (1 = never hold)")
+    return float(value)
+
+
+def _seconds(value: float) -> float:
+    if not 0.0 <= value <= 86400.0:
+        raise ValueError(f"{_safe_repr(value)} is not a number of seconds between 0 and 86400")
+    return float(value)
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         if value.lower() in choices:
@@ -313,7 +334,7 @@ def _choice(*choices: str) -> Callable[[str], str]:
 class Setting(NamedTuple):
     section: str
     key: str
-    type: str  # "str" or "list[str]"
+    type: str  # "str", "list[str]" or "number" (TOML integer or float)
     default: Any  # None: no default (required unless require_ip=False)
     validator: Callable[[Any], Any]
     env: Optional[str] = None  # environment variable that overrides the file
@@ -340,6 +361,9 @@ SCHEMA: Tuple[Setting, ...] = (
     Setting("bird",      "binary",   "str",       "/usr/sbin/bird",            _file),
     Setting("bird",      "binary6",  "str",       "/usr/sbin/bird6",           _file),
     Setting("log",       "level",    "str",       "info",                      _choice("debug", "info", "warning", "error")),
+    Setting("safety",    "max_drop_share", "number", 0.5,                      _share),
+    Setting("safety",    "hold_seconds", "number", 300.0,                      _seconds),
+    Setting("safety",    "state_dir", "str",      "/run/calico-routereflector", _file),
 )
 # fmt: on
 
@@ -364,7 +388,7 @@ def _check_schema() -> None:
         fields = [f.name for f in dataclasses.fields(cls)]
         assert fields == _SECTIONS[section], f"SCHEMA [{section}] keys {_SECTIONS[section]} != {cls.__name__} fields {fields}"
     for s in SCHEMA:
-        assert s.type in ("str", "list[str]"), s
+        assert s.type in ("str", "list[str]", "number"), s
         if s.secret:
             assert s.section == "etcd", "only EtcdSettings.__repr__ hides secrets; extend the other dataclasses"
 
@@ -434,6 +458,9 @@ def _check_type(setting: Setting, value: Any) -> Optional[str]:
     if setting.type == "str":
         if not isinstance(value, str):
             return f"must be a string, not {_toml_type(value)}"
+    elif setting.type == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return f"must be a number, not {_toml_type(value)}"
     elif setting.type == "list[str]":
         if isinstance(value, str):
             return 'must be a list of strings, e.g. ["http://127.0.0.1:2379"], not a single string'

@@ -17,6 +17,7 @@ from rr_service.settings import (
     BirdSettings,
     EtcdSettings,
     LogSettings,
+    SafetySettings,
     ReflectorSettings,
     Settings,
     SettingsError,
@@ -44,6 +45,9 @@ DEFAULTS = {
     ("bird", "binary"): "/usr/sbin/bird",
     ("bird", "binary6"): "/usr/sbin/bird6",
     ("log", "level"): "info",
+    ("safety", "max_drop_share"): 0.5,
+    ("safety", "hold_seconds"): 300.0,
+    ("safety", "state_dir"): "/run/calico-routereflector",
 }
 
 
@@ -85,7 +89,8 @@ def test_interface_names():
     assert fields(EtcdSettings) == ["endpoints", "prefix", "ca_cert", "cert", "key", "username", "password"]
     assert fields(BirdSettings) == ["flavour", "config", "config6", "socket", "socket6", "binary", "binary6"]
     assert fields(LogSettings) == ["level"]
-    assert fields(Settings) == ["reflector", "etcd", "bird", "log", "source"]
+    assert fields(SafetySettings) == ["max_drop_share", "hold_seconds", "state_dir"]
+    assert fields(Settings) == ["reflector", "etcd", "bird", "log", "safety", "source"]
 
 
 def test_schema_covers_every_default():
