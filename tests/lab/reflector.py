@@ -1,0 +1,150 @@
+"""The product in the lab: a reflector host running its own BIRD (and BIRD6)
+plus ``python3 -m rr_service run`` inside its namespace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .bird import BirdProc, minimal_bird_config, start_bird
+from .netns import REPO_ROOT, Host, Lab, LabError, Proc, wait_for
+
+PYTHON = "/usr/bin/python3"
+
+
+def rr_service_available() -> Optional[str]:
+    """None when ``python3 -m rr_service --help`` works, else the reason."""
+    try:
+        res = subprocess.run([PYTHON, "-m", "rr_service", "--help"], cwd=REPO_ROOT,
+                             env=_env(), capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"rr_service --help: {exc}"
+    if res.returncode != 0:
+        return f"rr_service --help failed ({res.returncode}): {(res.stderr or res.stdout).strip()[-300:]}"
+    return None
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")}
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    # Don't let the product think it runs under systemd.
+    for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"):
+        env.pop(k, None)
+    return env
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Reflector:
+    """A reflector host: BIRD (+ BIRD6 when the host has IPv6) started on a
+    minimal config, and the daemon started with `start()`."""
+
+    def __init__(self, lab: Lab, host: Host, etcd_endpoints: Sequence[str],
+                 prefix: str = "/calico/bgp/v1", ipv6: bool = True,
+                 log_level: str = "debug", extra_toml: str = ""):
+        self.lab = lab
+        self.host = host
+        self.dir = lab.tmp / f"{host.name}-rr"
+        self.dir.mkdir(exist_ok=True)
+        self.config = self.dir / "rr.toml"
+        use6 = ipv6 and host.ipv6 is not None
+        self.ip6 = host.ipv6 if use6 else ""
+        self.bird_conf = self.dir / "bird.conf"
+        self.bird6_conf = self.dir / "bird6.conf"
+        self.sock = self.dir / "bird.ctl"
+        self.sock6 = self.dir / "bird6.ctl"
+        eps = ", ".join(_toml_str(e) for e in etcd_endpoints)
+        self.config.write_text(f"""\
+[reflector]
+ip = {_toml_str(host.ipv4)}
+ip6 = {_toml_str(self.ip6)}
+
+[etcd]
+endpoints = [{eps}]
+prefix = {_toml_str(prefix)}
+
+[bird]
+config = {_toml_str(str(self.bird_conf))}
+config6 = {_toml_str(str(self.bird6_conf))}
+socket = {_toml_str(str(self.sock))}
+socket6 = {_toml_str(str(self.sock6))}
+binary = "/usr/sbin/bird"
+binary6 = "/usr/sbin/bird6"
+
+[log]
+level = {_toml_str(log_level)}
+{extra_toml}""")
+        self.bird: BirdProc = start_bird(lab, host, minimal_bird_config(host.ipv4), 4,
+                                         name=f"{host.name}-bird", config_path=self.bird_conf,
+                                         socket_path=self.sock)
+        self.bird6: Optional[BirdProc] = None
+        if use6:
+            self.bird6 = start_bird(lab, host, minimal_bird_config(host.ipv4), 6,
+                                    name=f"{host.name}-bird6", config_path=self.bird6_conf,
+                                    socket_path=self.sock6)
+        self.daemon: Optional[Proc] = None
+
+    def bird_for(self, family: int) -> BirdProc:
+        b = self.bird if family == 4 else self.bird6
+        if b is None:
+            raise LabError(f"{self.host.name} has no BIRD{family}")
+        return b
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run ``python3 -m rr_service --config FILE ARGS`` inside the namespace."""
+        cmd = ["env", f"PYTHONPATH={REPO_ROOT}", PYTHON, "-m", "rr_service",
+               "--config", str(self.config), *args]
+        res = subprocess.run(["ip", "netns", "exec", self.host.ns, *cmd], cwd=REPO_ROOT,
+                             env=_env(), capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise LabError(f"rr_service {' '.join(args)} failed ({res.returncode}):\n"
+                           f"stdout: {res.stdout}\nstderr: {res.stderr}")
+        return res
+
+    def start(self) -> Proc:
+        """Start the daemon (``run``) in the reflector's namespace."""
+        if self.daemon is not None and self.daemon.alive():
+            raise LabError("daemon already running")
+        self.daemon = self.host.popen([PYTHON, "-m", "rr_service", "--config", str(self.config), "run"],
+                                      name=f"{self.host.name}-rr_service", env=_env(),
+                                      cwd=str(REPO_ROOT))
+        return self.daemon
+
+    def stop(self) -> Optional[int]:
+        if self.daemon is None:
+            return None
+        return self.daemon.stop()
+
+    def log(self) -> str:
+        return self.daemon.log() if self.daemon else ""
+
+    def assert_alive(self) -> None:
+        if self.daemon is None or not self.daemon.alive():
+            raise AssertionError(f"rr_service on {self.host.name} is not running "
+                                 f"(rc={self.daemon and self.daemon.popen.returncode}):\n{self.log()[-4000:]}")
+
+    def wait_established(self, names, family: int = 4, timeout: float = 60):
+        """Like BirdProc.wait_established, also failing fast if the daemon died."""
+        bird = self.bird_for(family)
+
+        if callable(names):
+            pred = names
+        else:
+            wanted = [names] if isinstance(names, str) else list(names)
+
+            def pred(protos):
+                return all(n in protos and protos[n].established for n in wanted)
+
+        def check():
+            self.assert_alive()
+            protos = bird.protocols()
+            return protos if pred(protos) else None
+        return wait_for(check, timeout, what=f"{names} on {self.host.name} (BIRD{family})",
+                        describe=lambda: bird.birdc("show protocols") + "\n--- daemon log tail ---\n"
+                        + self.log()[-3000:])
