@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 RUNTIME_DEBS := bird python3-etcd3 python3-sdnotify python3-jinja2
 # ... and what the tests and the demo need on top: a real etcd, network namespaces, openssl
 # for throw-away certificates, hypothesis for property tests.
-TEST_DEBS := $(RUNTIME_DEBS) etcd-server etcd-client python3-pytest python3-hypothesis \
+TEST_DEBS := $(RUNTIME_DEBS) etcd-server etcd-client python3-pytest python3-hypothesis python3-yaml \
              iproute2 procps openssl
 # Building and system-testing the package: a real systemd in a container.
 PACKAGE_DEBS := debhelper dh-python python3-all python3-setuptools pybuild-plugin-pyproject \

@@ -77,11 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register = commands.add_parser(
         "register",
-        help="add this reflector's rr_v4 (and rr_v6) entry to etcd",
-        description="Write /rr_v4/<ip> (and /rr_v6/<ip6> when an IPv6 address is set) so that "
-        "the other reflectors mesh with this one. Replaces the curl commands of the container image.",
+        help="add this reflector to etcd: its rr_v4/rr_v6 entries (v1) or its Node resource (v3)",
+        description="v1: write /rr_v4/<ip> (and /rr_v6/<ip6> when an IPv6 address is set) so that "
+        "the other reflectors mesh with this one; replaces the curl commands of the container image. "
+        "v3: create or update this reflector's Calico Node resource ([reflector] node_name): its "
+        "addresses, routeReflectorClusterID and the --label labels, keeping every other field.",
     )
-    register.add_argument("--cluster-id", default="", metavar="ID", help="route-reflector cluster id, a dotted quad such as 1.0.0.1")
+    register.add_argument("--cluster-id", default=None, metavar="ID", help="route-reflector cluster id, a dotted quad such as 1.0.0.1 (v3: omitted keeps the stored one)")
+    register.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                          help="v3 only: a label to set on the Node, e.g. route-reflector=true (repeatable)")
     commands.add_parser(
         "unregister",
         help="remove this reflector's rr_v4 / rr_v6 entries from etcd",
@@ -145,12 +149,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _compute_now(settings: Settings, render) -> components.Computed:
     """One read of etcd through the whole pipeline, as `run` would compute it."""
-    data = components.schema(settings)
-    store = components.datastore(settings, data.prefix)
-    try:
-        raw, _revision = store.snapshot()
-    finally:
-        store.close()
+    data, store, raw, _revision = components.read_with_schema(settings)
+    store.close()
+    log.info("reading the Calico %s data under %s", data.name, data.prefix)
     return components.compute(raw, components.identity(settings), render, data)
 
 
@@ -182,9 +183,14 @@ def _own_entries(settings: Settings) -> list[tuple[str, str]]:
 
 def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        cluster_id = parse_cluster_id(args.cluster_id) or ""
+        cluster_id = parse_cluster_id(args.cluster_id or "") or ""
     except InvalidValue as exc:
         print(f"calico-rr: --cluster-id: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if components.decide_schema(settings) == "v3":
+        return _register_v3(args, settings)
+    if args.label:
+        print("calico-rr: --label needs the Calico v3 data ([etcd] schema)", file=sys.stderr)
         return EXIT_USAGE
     store = components.datastore(settings)
     try:
@@ -197,7 +203,61 @@ def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _register_v3(args: argparse.Namespace, settings: Settings) -> int:
+    from .v3 import register as v3_register
+    from .v3.local_addresses import prefix_length
+
+    name = components.node_name(settings)
+    try:
+        labels = dict(v3_register.parse_label_option(text) for text in args.label)
+    except InvalidValue as exc:
+        print(f"calico-rr: --label: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    store = components.datastore(settings, components.v3_resources.PREFIX)
+    key = f"nodes/{name}"
+    try:
+        existing = store.get(key)
+        stored = _stored_addresses(existing)
+        addresses = []
+        for ip in (settings.reflector.ip, settings.reflector.ip6):
+            if not ip:
+                addresses.append(None)
+                continue
+            known = stored.get(ip)  # keep the stored prefix length of the same address
+            addresses.append(v3_register.with_prefix(ip, known if known is not None else prefix_length(ip)))
+        try:
+            value = v3_register.updated_node(existing, name, addresses[0], addresses[1], args.cluster_id, labels)
+        except InvalidValue as exc:
+            print(f"calico-rr: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        store.put(key, value)
+        print(f"{'updated' if existing is not None else 'created'} {components.v3_resources.PREFIX}/{key} = {value.decode()}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _stored_addresses(existing: Optional[bytes]) -> dict:
+    """address -> prefix length, from the stored Node's spec.bgp (best effort)."""
+    import ipaddress
+
+    try:
+        bgp = json.loads(existing)["spec"]["bgp"]
+        found = {}
+        for field in ("ipv4Address", "ipv6Address"):
+            interface = ipaddress.ip_interface(bgp[field]) if bgp.get(field) else None
+            if interface is not None:
+                found[str(interface.ip)] = interface.network.prefixlen
+        return found
+    except (TypeError, ValueError, KeyError):
+        return {}
+
+
 def cmd_unregister(args: argparse.Namespace, settings: Settings) -> int:
+    if components.decide_schema(settings) == "v3":
+        print(f"calico-rr: with Calico v3 data the reflector is the Node {components.node_name(settings)}; "
+              "remove it with `calicoctl delete node NAME` (this also releases its IPAM data)", file=sys.stderr)
+        return EXIT_USAGE
     store = components.datastore(settings)
     try:
         for family_key, ip in _own_entries(settings):
@@ -235,6 +295,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     render = components.renderer(settings)
     computed = _compute_now(settings, render)
+    for warning in computed.plan.warnings:
+        log.warning("%s", warning)
     family_targets = components.family_targets(render.flavour)
     wanted = {family_targets[f] for f in (4, 6) if computed.plan.family(f).local_address is not None}
     bird_protocols: dict = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
@@ -13,6 +14,10 @@ from .model import Rejected, parse_snapshot
 from .plan import Identity, Plan, plan
 from .render import Renderer
 from .settings import Settings
+from .v3 import resources as v3_resources
+from .v3.calico_plan import plan_v3
+
+V3_NODES = "nodes/"
 
 FLAVOURS = ("bird1", "bird2")
 
@@ -66,6 +71,10 @@ def targets(settings: Settings, flavour_name: str) -> dict[str, BirdTarget]:
     return {"bird": ipv4, "bird6": ipv6}
 
 
+def _every_key(key: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Schema:
     """One way Calico keeps its BGP data in etcd: where it lives and how it becomes a Plan."""
@@ -73,6 +82,12 @@ class Schema:
     name: str
     prefix: str
     to_plan: Callable[[Mapping[str, bytes], Identity], tuple[Plan, tuple[Rejected, ...]]]
+    # Which keys under the prefix matter; the daemon keeps (and reacts to) only those.
+    keep: Callable[[str], bool] = _every_key
+
+
+class SchemaUndecided(Exception):
+    """[etcd] schema = "auto" is decided by reading etcd: use read_with_schema()."""
 
 
 def _legacy_plan(raw: Mapping[str, bytes], me: Identity) -> tuple[Plan, tuple[Rejected, ...]]:
@@ -80,8 +95,76 @@ def _legacy_plan(raw: Mapping[str, bytes], me: Identity) -> tuple[Plan, tuple[Re
     return plan(snapshot, me), snapshot.rejected
 
 
-def schema(settings: Settings) -> Schema:
-    return Schema(name="v1", prefix=settings.etcd.prefix, to_plan=_legacy_plan)
+def node_name(settings: Settings) -> str:
+    """Our Calico Node's name: the setting, else the host name as calico/node picks it."""
+    return settings.reflector.node_name or socket.gethostname().strip().lower()
+
+
+def _v3_planner(name: str) -> Callable[[Mapping[str, bytes], Identity], tuple[Plan, tuple[Rejected, ...]]]:
+    def to_plan(raw: Mapping[str, bytes], me: Identity) -> tuple[Plan, tuple[Rejected, ...]]:
+        data = v3_resources.parse_resources(raw)
+        return plan_v3(data, name, me), data.rejected
+
+    return to_plan
+
+
+def schema(settings: Settings, decided: Optional[str] = None) -> Schema:
+    """The v1 or v3 schema; with [etcd] schema = "auto", `decided` says which (see detect)."""
+    name = decided or settings.etcd.schema
+    if name == "v3":
+        return Schema(name="v3", prefix=v3_resources.PREFIX, to_plan=_v3_planner(node_name(settings)),
+                      keep=v3_resources.relevant_key)
+    if name == "v1":
+        return Schema(name="v1", prefix=settings.etcd.prefix, to_plan=_legacy_plan)
+    raise SchemaUndecided('[etcd] schema = "auto" is decided from etcd\'s data')
+
+
+def holds_v3_nodes(raw: Mapping[str, bytes]) -> bool:
+    """auto's rule, on a snapshot of the v3 prefix: any Node resource means Calico v3."""
+    return any(key.startswith(V3_NODES) for key in raw)
+
+
+def decide_schema(settings: Settings) -> str:
+    """"v1" or "v3": the setting, or for "auto" whether etcd holds any v3 Node resource."""
+    if settings.etcd.schema != "auto":
+        return settings.etcd.schema
+    store = datastore(settings, v3_resources.PREFIX + "/" + V3_NODES)
+    try:
+        raw, _revision = store.snapshot()
+    finally:
+        store.close()
+    return "v3" if raw else "v1"
+
+
+def read_with_schema(settings: Settings) -> tuple[Schema, "EtcdDatastore", dict, int]:
+    """One snapshot under the schema in force, deciding "auto" from it.
+
+    auto reads the v3 prefix first: any `nodes/` key means v3, and that snapshot is the
+    data; otherwise the v1 prefix is read. A failed read raises DatastoreError and decides
+    nothing. The returned store is open (the caller watches from it, then closes it).
+    """
+    if settings.etcd.schema != "auto":
+        chosen = schema(settings)
+        store = datastore(settings, chosen.prefix)
+        try:
+            raw, revision = store.snapshot()
+        except BaseException:
+            store.close()
+            raise
+        return chosen, store, raw, revision
+    store = datastore(settings, v3_resources.PREFIX)
+    try:
+        raw, revision = store.snapshot()
+        if holds_v3_nodes(raw):
+            return schema(settings, "v3"), store, raw, revision
+        store.close()
+        chosen = schema(settings, "v1")
+        store = datastore(settings, chosen.prefix)
+        raw, revision = store.snapshot()
+        return chosen, store, raw, revision
+    except BaseException:
+        store.close()
+        raise
 
 
 def datastore(settings: Settings, prefix: Optional[str] = None) -> EtcdDatastore:

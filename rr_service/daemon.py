@@ -104,8 +104,12 @@ class Daemon:
         self.renderer = components.renderer(settings)
         targets = components.targets(settings, self.renderer.flavour)
         self.appliers = {name: ConfigApplier(target) for name, target in targets.items()}
-        self.schema = components.schema(settings)
-        self.store = components.datastore(settings, self.schema.prefix)
+        # [etcd] schema = "auto" is decided at every snapshot (start, resync, reload), from a
+        # read that worked: never from a failed one.
+        self.auto_schema = settings.etcd.schema == "auto"
+        self.schema = None if self.auto_schema else components.schema(settings)
+        prefix = self.schema.prefix if self.schema else components.v3_resources.PREFIX
+        self.store = components.datastore(settings, prefix)
         self.backoff = Backoff()
         self.guard = DropGuard(settings.safety.max_drop_share, settings.safety.hold_seconds)
         self.state_dir = StateDir(settings.safety.state_dir)
@@ -163,11 +167,19 @@ class Daemon:
 
     def _take_snapshot(self) -> bool:
         try:
-            raw, revision = self.store.snapshot()
+            if self.auto_schema:
+                self.store.close()
+                chosen, self.store, raw, revision = components.read_with_schema(self.settings)
+                if self.schema is None or chosen.name != self.schema.name:
+                    log.info("[etcd] schema = auto: using the Calico %s data under %s", chosen.name, chosen.prefix)
+                self.schema = chosen
+            else:
+                raw, revision = self.store.snapshot()
             self.store.start_watch(revision + 1)
         except DatastoreError as exc:
             self._etcd_failed(str(exc))
             return False
+        raw = {key: value for key, value in raw.items() if self.schema.keep(key)}
         if self.state.etcd_problem:
             log.info("etcd is reachable again (%s)", self.store.describe())
         self.state.raw, self.state.revision = dict(raw), revision
@@ -202,6 +214,7 @@ class Daemon:
         except DatastoreError as exc:
             self._etcd_failed(str(exc))
             return
+        changes = [change for change in changes if self.schema.keep(change.key)]
         for change in changes:
             if change.value is None:
                 self.state.raw.pop(change.key, None)
@@ -310,13 +323,16 @@ class Daemon:
         else:
             parts.append(f"etcd ok at revision {self.state.revision}")
         the_plan = self.state.plan
+        if the_plan is not None and the_plan.warnings:
+            parts.append(f"{len(the_plan.warnings)} warning(s), see the log")
         if the_plan is not None:
             for family_plan in (the_plan.v4, the_plan.v6):
                 if family_plan.local_address is None:
                     continue
+                others = len(family_plan.sessions) - family_plan.count(MESH) - family_plan.count(CLIENT)
                 parts.append(
                     f"IPv{family_plan.family}: {family_plan.count(MESH)} reflector peers, "
-                    f"{family_plan.count(CLIENT)} clients"
+                    f"{family_plan.count(CLIENT)} clients" + (f", {others} other peers" if others else "")
                 )
         if self.state.held:
             parts.append(f"HELD BACK: {self.state.held}")

@@ -43,6 +43,7 @@ class Session:
     next_hop_keep: bool = False
     passive: bool = False
     source_address: Optional[IPAddress] = None  # None: the template's (this reflector's)
+    no_source_address: bool = False  # Calico `sourceAddress: None`: no source address at all
     graceful_restart_time: Optional[int] = None  # seconds, from BGPPeer maxRestartTime
 
 

@@ -71,6 +71,7 @@ class SettingsError(Exception):
 class ReflectorSettings:
     ip: str  # "" only when load_settings(require_ip=False) found none
     ip6: str  # "" means: no IPv6 sessions
+    node_name: str = ""  # Calico v3: our Node resource's name; "" means the host name
 
 
 @dataclass(frozen=True, repr=False)
@@ -82,6 +83,7 @@ class EtcdSettings:
     key: str
     username: str
     password: str
+    schema: str = "auto"  # auto | v1 | v3: which Calico data model to read
 
     def __repr__(self) -> str:
         parts = []
@@ -317,6 +319,15 @@ def _seconds(value: float) -> float:
     return float(value)
 
 
+def _node_name(value: str) -> str:
+    """A Calico node name (a Kubernetes DNS-1123 subdomain, '_' tolerated); "" = host name."""
+    if value == "":
+        return ""
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?", value):
+        raise ValueError(f"{_safe_repr(value)} is not a valid Calico node name")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         if value.lower() in choices:
@@ -346,6 +357,7 @@ SCHEMA: Tuple[Setting, ...] = (
     #       section      key         type         default                      validator                          env                  secret
     Setting("reflector", "ip",       "str",       None,                        _ipv4,                             "IP"),
     Setting("reflector", "ip6",      "str",       "",                          _ipv6,                             "IP6"),
+    Setting("reflector", "node_name", "str",      "",                          _node_name),
     Setting("etcd",      "endpoints", "list[str]", ("http://127.0.0.1:2379",), _endpoints,                        "ETCD_ENDPOINTS"),
     Setting("etcd",      "prefix",   "str",       "/calico/bgp/v1",            _prefix),
     Setting("etcd",      "ca_cert",  "str",       "",                          _optional_file,                    "ETCD_CA_CERT_FILE"),
@@ -353,6 +365,7 @@ SCHEMA: Tuple[Setting, ...] = (
     Setting("etcd",      "key",      "str",       "",                          _optional_file,                    "ETCD_KEY_FILE"),
     Setting("etcd",      "username", "str",       "",                          _username,                         "ETCD_USERNAME"),
     Setting("etcd",      "password", "str",       "",                          _password,                         "ETCD_PASSWORD",     True),
+    Setting("etcd",      "schema",   "str",       "auto",                      _choice("auto", "v1", "v3")),
     Setting("bird",      "flavour",  "str",       "auto",                      _choice("auto", "bird1", "bird2")),
     Setting("bird",      "config",   "str",       "/etc/bird/bird.conf",       _file),
     Setting("bird",      "config6",  "str",       "/etc/bird/bird6.conf",      _file),

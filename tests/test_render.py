@@ -50,14 +50,18 @@ ALLOWED_LINES = [re.compile(p) for p in (
     r"  export all;",
     rf"  source address {_ADDR};",
     r"  graceful restart;",
-    r"protocol bgp (Mesh|Client)_[0-9a-f_]+ from bgp_template \{",
+    r"template bgp bgp_template_any_source \{",  # Calico v3: peers with sourceAddress: None
+    r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_template(_any_source)? \{",
     r"  local as [0-9]+;",
-    rf"  neighbor {_ADDR} as [0-9]+;",
+    rf"  neighbor {_ADDR}( port [0-9]+)? as [0-9]+;",
     r"  rr client;",
     rf"  rr cluster id {_ADDR};",
+    r"  next hop keep;",
+    r"  passive on;",
+    r"  graceful restart time [0-9]+;",
     r"\}",
 )]
-COMMENT_BODY = re.compile(r"# (?:(mesh|client): [A-Za-z0-9_., -]+|[A-Za-z ,:();/.-]+)")
+COMMENT_BODY = re.compile(r"# (?:(mesh|client|peer): [A-Za-z0-9_., -]+|[A-Za-z ,:();/.-]+)")
 
 
 def assert_only_allowed_lines(text):

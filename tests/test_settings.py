@@ -30,8 +30,10 @@ SECRET = "s3cr3t-Pa55w0rd"
 
 DEFAULTS = {
     ("reflector", "ip6"): "",
+    ("reflector", "node_name"): "",
     ("etcd", "endpoints"): ("http://127.0.0.1:2379",),
     ("etcd", "prefix"): "/calico/bgp/v1",
+    ("etcd", "schema"): "auto",
     ("etcd", "ca_cert"): "",
     ("etcd", "cert"): "",
     ("etcd", "key"): "",
@@ -85,8 +87,8 @@ def test_interface_names():
     assert DEFAULT_CONFIG_PATH == "/etc/calico-routereflector/config.toml"
     assert issubclass(SettingsError, Exception)
     fields = lambda cls: [f.name for f in dataclasses.fields(cls)]  # noqa: E731
-    assert fields(ReflectorSettings) == ["ip", "ip6"]
-    assert fields(EtcdSettings) == ["endpoints", "prefix", "ca_cert", "cert", "key", "username", "password"]
+    assert fields(ReflectorSettings) == ["ip", "ip6", "node_name"]
+    assert fields(EtcdSettings) == ["endpoints", "prefix", "ca_cert", "cert", "key", "username", "password", "schema"]
     assert fields(BirdSettings) == ["flavour", "config", "config6", "socket", "socket6", "binary", "binary6"]
     assert fields(LogSettings) == ["level"]
     assert fields(SafetySettings) == ["max_drop_share", "hold_seconds", "state_dir"]

@@ -1,0 +1,390 @@
+"""Calico v3 resources (Node, BGPPeer, BGPConfiguration) from etcd, validated. Pure.
+
+Keys are relative to `/calico/resources/v3/projectcalico.org/`: `nodes/<name>`,
+`bgppeers/<name>`, `bgpconfigurations/<name>`; values are the whole JSON objects
+calicoctl stores (`{"kind": ..., "apiVersion": ..., "metadata": {...}, "spec": {...}}`).
+Other resource kinds under that prefix are not ours and are ignored.
+
+As in `model.py`, every value is checked once, here; a bad resource becomes a
+`Rejected(key, reason)` and every other resource still counts. Fields this reflector does
+not use are ignored, except a few that change what a session means (a BGP password, TTL
+security, filters): those come out as warnings, because silently dropping them would give
+a session that differs from Calico's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from ..model import (
+    DEFAULT_AS,
+    HOSTNAME_RE,
+    IPAddress,
+    InvalidValue,
+    Rejected,
+    _show,
+    parse_as_number,
+    parse_cluster_id,
+)
+from .selector import MAX_SELECTOR_CHARS, Selector, SelectorError, parse_selector
+
+PREFIX = "/calico/resources/v3/projectcalico.org"
+KINDS = {"nodes": "Node", "bgppeers": "BGPPeer", "bgpconfigurations": "BGPConfiguration"}
+API_VERSION = "projectcalico.org/v3"
+MAX_RESOURCE_BYTES = 256 * 1024  # a Node is ~1 KB; annotations can grow it, not this far
+MAX_LABELS = 256
+_LABEL_KEY_RE = re.compile(r"[A-Za-z0-9_./-]{1,317}")
+_LABEL_VALUE_MAX = 1024
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# BGPPeer fields that change a session in a way this reflector does not render.
+UNSUPPORTED_PEER_FIELDS = ("password", "ttlSecurity", "filters", "localWorkloadSelector",
+                           "numAllowedLocalASNumbers")
+
+
+def relevant_key(key: str) -> bool:
+    """The keys this reflector reads; everything else under the v3 prefix is ignored."""
+    return key.split("/", 1)[0] in KINDS
+
+
+@dataclass(frozen=True)
+class CalicoNode:
+    name: str
+    labels: Mapping[str, str]
+    ipv4: Optional[ipaddress.IPv4Address] = None
+    ipv6: Optional[ipaddress.IPv6Address] = None
+    as_num: Optional[int] = None
+    cluster_id: Optional[str] = None  # spec.bgp.routeReflectorClusterID
+
+    def address(self, family: int) -> Optional[IPAddress]:
+        return self.ipv4 if family == 4 else self.ipv6
+
+
+@dataclass(frozen=True)
+class BGPPeer:
+    name: str
+    node: Optional[str] = None  # spec.node
+    node_selector: Optional[Selector] = None  # spec.nodeSelector
+    peer_ip: Optional[IPAddress] = None  # spec.peerIP, without the port
+    peer_port: Optional[int] = None  # the port of `ip:port` / `[ipv6]:port`
+    as_num: Optional[int] = None  # spec.asNumber (with peerIP)
+    peer_selector: Optional[Selector] = None  # spec.peerSelector
+    keep_next_hop: bool = False  # spec.keepOriginalNextHop
+    no_source_address: bool = False  # spec.sourceAddress: None
+    max_restart_time: Optional[int] = None  # spec.maxRestartTime, whole seconds
+    reverse: bool = True  # spec.reversePeering != "Manual"
+    unsupported: tuple[str, ...] = ()  # fields set that we cannot render
+
+    @property
+    def is_global(self) -> bool:
+        """No node and no nodeSelector: the peering applies to every node."""
+        return self.node is None and self.node_selector is None
+
+    def applies_to(self, node: CalicoNode) -> bool:
+        if self.node is not None:
+            return node.name == self.node
+        if self.node_selector is not None:
+            return self.node_selector.matches(node.labels)
+        return True
+
+
+@dataclass(frozen=True)
+class BGPConfig:
+    name: str
+    as_num: Optional[int] = None
+    listen_port: Optional[int] = None
+    mesh_enabled: Optional[bool] = None  # spec.nodeToNodeMeshEnabled
+
+
+@dataclass(frozen=True)
+class CalicoData:
+    nodes: tuple[CalicoNode, ...] = ()
+    peers: tuple[BGPPeer, ...] = ()
+    configs: Mapping[str, BGPConfig] = field(default_factory=dict)
+    rejected: tuple[Rejected, ...] = field(default=(), compare=False)
+
+    def node(self, name: str) -> Optional[CalicoNode]:
+        return next((n for n in self.nodes if n.name == name), None)
+
+    @property
+    def default(self) -> BGPConfig:
+        return self.configs.get("default") or BGPConfig("default")
+
+    @property
+    def global_as(self) -> int:
+        return self.default.as_num if self.default.as_num is not None else DEFAULT_AS
+
+    @property
+    def mesh_enabled(self) -> bool:
+        return self.default.mesh_enabled is not False  # Calico's default: on
+
+    def as_of(self, node: CalicoNode) -> int:
+        return node.as_num if node.as_num is not None else self.global_as
+
+    def listen_port_of(self, node_name: str) -> Optional[int]:
+        """The port a node's BIRD listens on: node.<name>, else default, else BGP's 179."""
+        own = self.configs.get(f"node.{node_name}")
+        if own is not None and own.listen_port is not None:
+            return own.listen_port
+        return self.default.listen_port
+
+
+# ---------------------------------------------------------------------------- values
+
+def parse_name(value: object) -> str:
+    if not isinstance(value, str) or not HOSTNAME_RE.fullmatch(value):
+        raise InvalidValue(f"name {_show(value)} is not a valid resource name")
+    return value
+
+
+def parse_cidr_address(value: object, family: int) -> IPAddress:
+    """`10.192.0.2/16` (how Calico stores it) or a bare address."""
+    if not isinstance(value, str):
+        raise InvalidValue(f"address must be a string, not {type(value).__name__}")
+    try:
+        address = ipaddress.ip_interface(value.strip()).ip
+    except ValueError:
+        raise InvalidValue(f"{_show(value)} is not an address in CIDR notation") from None
+    if address.version != family:
+        raise InvalidValue(f"{address} is an IPv{address.version} address, expected IPv{family}")
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        raise InvalidValue(f"{address} cannot be a BGP neighbour")
+    return address
+
+
+def parse_peer_ip(value: object) -> tuple[IPAddress, Optional[int]]:
+    """`ip`, `ip:port`, `[ipv6]:port` (and a bare IPv6 address)."""
+    if not isinstance(value, str):
+        raise InvalidValue(f"peerIP must be a string, not {type(value).__name__}")
+    text = value.strip()
+    port_text = None
+    if text.startswith("["):
+        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})", text)
+        if not match:
+            raise InvalidValue(f"peerIP {_show(value)} is not [ipv6]:port")
+        text, port_text = match.group(1), match.group(2)
+    elif text.count(":") == 1:
+        text, port_text = text.split(":")
+        if not re.fullmatch(r"[0-9]{1,5}", port_text):
+            raise InvalidValue(f"peerIP {_show(value)} has a bad port")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidValue(f"peerIP {_show(value)} is not an IP address") from None
+    if port_text is not None and address.version == 6 and not value.strip().startswith("["):
+        raise InvalidValue(f"peerIP {_show(value)}: write an IPv6 address with a port as [ipv6]:port")
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        raise InvalidValue(f"peerIP {address} cannot be a BGP neighbour")
+    return address, (None if port_text is None else parse_port(int(port_text), "peerIP port"))
+
+
+def parse_port(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidValue(f"{what} {_show(value)} is not a port number 1-65535")
+    return value
+
+
+def parse_duration_seconds(value: object) -> Optional[int]:
+    """A Go duration ("120s", "2m0s", "1h") as whole seconds; 0 or empty means unset."""
+    if value is None or value == "" or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str) or len(value) > 64:
+        raise InvalidValue(f"maxRestartTime {_show(value)} is not a duration like \"120s\"")
+    pos, total = 0, 0.0
+    while pos < len(value):
+        match = _DURATION_RE.match(value, pos)
+        if not match:
+            raise InvalidValue(f"maxRestartTime {_show(value)} is not a duration like \"120s\"")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    seconds = int(total)
+    if seconds == 0:
+        return None
+    if seconds > 65535:
+        raise InvalidValue(f"maxRestartTime {_show(value)} is more than 65535 seconds")
+    return seconds
+
+
+def parse_selector_field(value: object, what: str) -> Optional[Selector]:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue(f"{what} must be a string, not {type(value).__name__}")
+    if len(value) > MAX_SELECTOR_CHARS:
+        raise InvalidValue(f"{what} is longer than {MAX_SELECTOR_CHARS} characters")
+    try:
+        return parse_selector(value)
+    except SelectorError as exc:
+        raise InvalidValue(f"{what} {_show(value)} does not parse: {exc}") from None
+
+
+def parse_labels(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidValue(f"metadata.labels must be an object, not {type(value).__name__}")
+    if len(value) > MAX_LABELS:
+        raise InvalidValue(f"more than {MAX_LABELS} labels")
+    labels = {}
+    for key, text in value.items():
+        if not _LABEL_KEY_RE.fullmatch(key):
+            raise InvalidValue(f"label key {_show(key)} is not a valid label key")
+        if not isinstance(text, str):
+            raise InvalidValue(f"label {key} must be a string, not {type(text).__name__} (calicoctl stores strings)")
+        if len(text) > _LABEL_VALUE_MAX or any(ord(c) < 32 for c in text):
+            raise InvalidValue(f"label {key} has a value that is too long or has control characters")
+        labels[key] = text
+    return labels
+
+
+def _object(value: object, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidValue(f"{what} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _bool(value: object, what: str) -> Optional[bool]:
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise InvalidValue(f"{what} must be true or false, not {_show(value)}")
+    return value
+
+
+def _optional_as(value: object) -> Optional[int]:
+    return None if value is None or value == "" or value == 0 else parse_as_number(value)
+
+
+# ---------------------------------------------------------------------------- resources
+
+def _load(raw: bytes, plural: str, key_name: str) -> tuple[str, dict]:
+    if len(raw) > MAX_RESOURCE_BYTES:
+        raise InvalidValue(f"value is {len(raw)} bytes, more than the {MAX_RESOURCE_BYTES} allowed")
+    try:
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError:
+        raise InvalidValue("value is not UTF-8 text") from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidValue(f"value is not valid JSON ({_show(str(exc), 80)})") from None
+    if not isinstance(data, dict):
+        raise InvalidValue(f"value must be a JSON object, not {type(data).__name__}")
+    kind = data.get("kind", KINDS[plural])
+    if kind != KINDS[plural]:
+        raise InvalidValue(f"kind is {_show(kind)}, expected {KINDS[plural]}")
+    api = data.get("apiVersion", API_VERSION)
+    if api != API_VERSION:
+        raise InvalidValue(f"apiVersion is {_show(api)}, expected {API_VERSION}")
+    metadata = _object(data.get("metadata"), "metadata")
+    name = parse_name(key_name)
+    if metadata.get("name", name) != name:
+        raise InvalidValue(f"key names {name} but metadata.name is {_show(metadata.get('name'))}")
+    return name, data
+
+
+def _no_duplicates(pairs: list) -> dict:
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate field {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_node(key_name: str, raw: bytes) -> CalicoNode:
+    name, data = _load(raw, "nodes", key_name)
+    metadata = _object(data.get("metadata"), "metadata")
+    bgp = _object(_object(data.get("spec"), "spec").get("bgp"), "spec.bgp")
+    v4, v6 = bgp.get("ipv4Address"), bgp.get("ipv6Address")
+    return CalicoNode(
+        name=name,
+        labels=parse_labels(metadata.get("labels")),
+        ipv4=None if v4 in (None, "") else parse_cidr_address(v4, 4),
+        ipv6=None if v6 in (None, "") else parse_cidr_address(v6, 6),
+        as_num=_optional_as(bgp.get("asNumber")),
+        cluster_id=parse_cluster_id(bgp.get("routeReflectorClusterID")),
+    )
+
+
+def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
+    name, data = _load(raw, "bgppeers", key_name)
+    spec = _object(data.get("spec"), "spec")
+    node = spec.get("node") or None
+    if node is not None:
+        node = parse_name(node)
+    node_selector = parse_selector_field(spec.get("nodeSelector"), "nodeSelector")
+    peer_selector = parse_selector_field(spec.get("peerSelector"), "peerSelector")
+    if node is not None and node_selector is not None:
+        raise InvalidValue("node and nodeSelector cannot both be set")
+    peer_ip, peer_port, as_num = None, None, None
+    if spec.get("peerIP") not in (None, ""):
+        if peer_selector is not None:
+            raise InvalidValue("peerIP and peerSelector cannot both be set")
+        peer_ip, peer_port = parse_peer_ip(spec["peerIP"])
+        as_num = _optional_as(spec.get("asNumber"))
+        if as_num is None:
+            raise InvalidValue("peerIP needs an asNumber")
+    elif peer_selector is None:
+        raise InvalidValue("needs peerIP or peerSelector")
+    source = spec.get("sourceAddress", "UseNodeIP")
+    if source not in ("UseNodeIP", "None", "", None):
+        raise InvalidValue(f"sourceAddress {_show(source)} is not UseNodeIP or None")
+    reverse = spec.get("reversePeering", "Auto")
+    if reverse not in ("Auto", "Manual", "", None):
+        raise InvalidValue(f"reversePeering {_show(reverse)} is not Auto or Manual")
+    return BGPPeer(
+        name=name,
+        node=node,
+        node_selector=node_selector,
+        peer_ip=peer_ip,
+        peer_port=peer_port,
+        as_num=as_num,
+        peer_selector=peer_selector,
+        keep_next_hop=bool(_bool(spec.get("keepOriginalNextHop"), "keepOriginalNextHop")),
+        no_source_address=source == "None",
+        max_restart_time=parse_duration_seconds(spec.get("maxRestartTime")),
+        reverse=reverse != "Manual",
+        unsupported=tuple(f for f in UNSUPPORTED_PEER_FIELDS if spec.get(f) not in (None, "", [], {}, 0)),
+    )
+
+
+def parse_bgp_configuration(key_name: str, raw: bytes) -> BGPConfig:
+    name, data = _load(raw, "bgpconfigurations", key_name)
+    spec = _object(data.get("spec"), "spec")
+    port = spec.get("listenPort")
+    return BGPConfig(
+        name=name,
+        as_num=_optional_as(spec.get("asNumber")),
+        listen_port=None if port in (None, 0) else parse_port(port, "listenPort"),
+        mesh_enabled=_bool(spec.get("nodeToNodeMeshEnabled"), "nodeToNodeMeshEnabled"),
+    )
+
+
+_PARSERS = {"nodes": parse_node, "bgppeers": parse_bgp_peer, "bgpconfigurations": parse_bgp_configuration}
+
+
+def parse_resources(raw: Mapping[str, bytes]) -> CalicoData:
+    """Every Node, BGPPeer and BGPConfiguration under the v3 prefix, by relative key."""
+    found: dict = {plural: [] for plural in KINDS}
+    rejected: list[Rejected] = []
+    for key in sorted(raw):
+        plural, _, rest = key.partition("/")
+        if plural not in KINDS:
+            continue
+        try:
+            if "/" in rest or not rest:
+                raise InvalidValue("unexpected key layout (expected <plural>/<name>)")
+            found[plural].append(_PARSERS[plural](rest, raw[key]))
+        except InvalidValue as exc:
+            rejected.append(Rejected(key=key, reason=str(exc)))
+    return CalicoData(
+        nodes=tuple(found["nodes"]),
+        peers=tuple(found["bgppeers"]),
+        configs={c.name: c for c in found["bgpconfigurations"]},
+        rejected=tuple(rejected),
+    )

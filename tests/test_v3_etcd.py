@@ -1,0 +1,162 @@
+"""Calico v3 against a real etcd: schema auto-detection, the daemon's snapshot, `register`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from etcdproc import EtcdProc, etcd_installed
+
+pytest.importorskip("etcd3", reason="python3-etcd3 is not installed")
+pytestmark = pytest.mark.skipif(not etcd_installed(), reason="etcd / etcdctl not installed")
+
+from rr_service import cli, components  # noqa: E402
+from rr_service.datastore.base import DatastoreError  # noqa: E402
+from rr_service.settings import load_settings  # noqa: E402
+from rr_service.v3.resources import PREFIX  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def etcd():
+    with EtcdProc() as server:
+        yield server
+
+
+@pytest.fixture
+def clean(etcd):
+    etcd.ctl("del", "--prefix", "/calico/")
+    return etcd
+
+
+def settings(tmp_path, url, schema="auto", ip6="", extra=""):
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[reflector]\nip = "10.0.0.1"\nip6 = "{ip6}"\nnode_name = "rr"\n'
+        f'[etcd]\nendpoints = ["{url}"]\nschema = "{schema}"\n'
+        f'[bird]\nflavour = "bird1"\nconfig = "{tmp_path}/bird.conf"\nconfig6 = "{tmp_path}/bird6.conf"\n'
+        f'socket = "{tmp_path}/bird.ctl"\nsocket6 = "{tmp_path}/bird6.ctl"\n'
+        f'[safety]\nstate_dir = "{tmp_path}/state"\n{extra}'
+    )
+    return path
+
+
+def v3_node(name, ip, **labels):
+    return json.dumps({"kind": "Node", "apiVersion": "projectcalico.org/v3",
+                       "metadata": {"name": name, "labels": labels}, "spec": {"bgp": {"ipv4Address": ip}}})
+
+
+def test_auto_picks_v1_without_v3_nodes(clean, tmp_path):
+    clean.ctl("put", "/calico/bgp/v1/rr_v4/10.0.0.1", '{"ip":"10.0.0.1","cluster_id":""}')
+    clean.ctl("put", f"{PREFIX}/ippools/p", "{}")  # other v3 resources do not count
+    s = load_settings(str(settings(tmp_path, clean.url)), environ={})
+    schema, store, raw, _ = components.read_with_schema(s)
+    store.close()
+    assert schema.name == "v1" and "rr_v4/10.0.0.1" in raw
+    assert components.decide_schema(s) == "v1"
+
+
+def test_auto_picks_v3_when_a_node_exists(clean, tmp_path):
+    clean.ctl("put", "/calico/bgp/v1/rr_v4/10.0.0.1", '{"ip":"10.0.0.1","cluster_id":""}')
+    clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
+    s = load_settings(str(settings(tmp_path, clean.url)), environ={})
+    schema, store, raw, _ = components.read_with_schema(s)
+    store.close()
+    assert schema.name == "v3" and schema.prefix == PREFIX and "nodes/a" in raw
+    assert components.decide_schema(s) == "v3"
+
+
+def test_explicit_schema_is_not_second_guessed(clean, tmp_path):
+    clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
+    s = load_settings(str(settings(tmp_path, clean.url, schema="v1")), environ={})
+    schema, store, raw, _ = components.read_with_schema(s)
+    store.close()
+    assert schema.name == "v1" and raw == {}
+
+
+def test_no_schema_is_picked_from_a_failed_read(tmp_path):
+    s = load_settings(str(settings(tmp_path, "http://127.0.0.1:9")), environ={})
+    with pytest.raises(DatastoreError):
+        components.read_with_schema(s)
+
+
+def test_daemon_snapshot_detects_v3_and_keeps_only_bgp_resources(clean, tmp_path):
+    from rr_service.daemon import Daemon
+
+    clean.ctl("put", f"{PREFIX}/nodes/rr", v3_node("rr", "10.0.0.1/24", rr="true"))
+    clean.ctl("put", f"{PREFIX}/workloadendpoints/ns/pod", "{}")
+    path = settings(tmp_path, clean.url)
+    daemon = Daemon(load_settings(str(path), environ={}), reload_settings=lambda: None)
+    try:
+        assert daemon.schema is None  # auto: undecided until etcd answered
+        assert daemon._take_snapshot()
+        assert daemon.schema.name == "v3"
+        assert set(daemon.state.raw) == {"nodes/rr"}
+        clean.ctl("put", f"{PREFIX}/workloadendpoints/ns/pod2", "{}")
+        clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
+        for _ in range(20):
+            daemon._wait_for_changes()
+            if "nodes/a" in daemon.state.raw:
+                break
+        assert set(daemon.state.raw) == {"nodes/rr", "nodes/a"}
+    finally:
+        daemon.store.close()
+
+
+def stored(etcd, name="rr"):
+    return json.loads(etcd.ctl("get", "--print-value-only", f"{PREFIX}/nodes/{name}").stdout)
+
+
+def test_register_creates_then_updates_our_node_keeping_other_fields(clean, tmp_path):
+    clean.ctl("put", f"{PREFIX}/nodes/other", v3_node("other", "10.0.1.1/24"))  # makes auto pick v3
+    path = str(settings(tmp_path, clean.url, ip6="fd00::1"))
+    assert cli.main(["--config", path, "register", "--cluster-id", "1.0.0.1", "--label", "route-reflector=true"]) == 0
+    node = stored(clean)
+    assert node["kind"] == "Node" and node["apiVersion"] == "projectcalico.org/v3"
+    assert node["metadata"]["name"] == "rr" and node["metadata"]["uid"] and node["metadata"]["creationTimestamp"]
+    assert node["metadata"]["labels"] == {"route-reflector": "true"}
+    assert node["spec"]["bgp"]["routeReflectorClusterID"] == "1.0.0.1"
+    assert node["spec"]["bgp"]["ipv4Address"].startswith("10.0.0.1/")
+    assert node["spec"]["bgp"]["ipv6Address"].startswith("fd00::1/")
+
+    # someone else adds fields; a second register keeps them and the stored prefix length
+    node["metadata"]["labels"]["zone"] = "a"
+    node["metadata"]["annotations"] = {"x": "y"}
+    node["spec"]["bgp"]["ipv4Address"] = "10.0.0.1/22"
+    node["spec"]["orchRefs"] = [{"nodeName": "rr", "orchestrator": "k8s"}]
+    clean.ctl("put", f"{PREFIX}/nodes/rr", json.dumps(node))
+    uid = node["metadata"]["uid"]
+    assert cli.main(["--config", path, "register", "--label", "rr-group=b"]) == 0
+    again = stored(clean)
+    assert again["metadata"]["uid"] == uid and again["metadata"]["annotations"] == {"x": "y"}
+    assert again["metadata"]["labels"] == {"route-reflector": "true", "zone": "a", "rr-group": "b"}
+    assert again["spec"]["bgp"]["ipv4Address"] == "10.0.0.1/22"
+    assert again["spec"]["bgp"]["routeReflectorClusterID"] == "1.0.0.1"  # not given: kept
+    assert again["spec"]["orchRefs"] == [{"nodeName": "rr", "orchestrator": "k8s"}]
+
+    # and the daemon's path now plans with it
+    s = load_settings(path, environ={})
+    schema, store, raw, _ = components.read_with_schema(s)
+    store.close()
+    plan, rejected = schema.to_plan(raw, components.identity(s))
+    assert rejected == () and plan.v4.cluster_id == "1.0.0.1"
+
+
+def test_register_refuses_to_overwrite_garbage(clean, tmp_path, capsys):
+    clean.ctl("put", f"{PREFIX}/nodes/rr", "not json")
+    path = str(settings(tmp_path, clean.url))
+    assert cli.main(["--config", path, "register", "--label", "rr=true"]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+    assert clean.ctl("get", "--print-value-only", f"{PREFIX}/nodes/rr").stdout.strip() == "not json"
+
+
+@pytest.mark.parametrize("label", ["noequals", "bad key=x", "k=a\nb"])
+def test_register_rejects_bad_labels(clean, tmp_path, label):
+    clean.ctl("put", f"{PREFIX}/nodes/other", v3_node("other", "10.0.1.1/24"))
+    path = str(settings(tmp_path, clean.url))
+    assert cli.main(["--config", path, "register", "--label", label]) == 2
+
+
+def test_label_needs_v3(clean, tmp_path):
+    path = str(settings(tmp_path, clean.url))
+    assert cli.main(["--config", path, "register", "--label", "rr=true"]) == 2

@@ -1,0 +1,159 @@
+"""Parsing of Calico v3 resources (rr_service/v3/resources.py): good values and hostile ones."""
+
+import ipaddress
+import json
+
+import pytest
+
+from rr_service.model import DEFAULT_AS
+from rr_service.v3.resources import (
+    BGPConfig,
+    parse_duration_seconds,
+    parse_peer_ip,
+    parse_resources,
+    relevant_key,
+)
+
+V4, V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
+
+
+def res(kind, name, spec=None, labels=None, **extra):
+    metadata = {"name": name}
+    if labels is not None:
+        metadata["labels"] = labels
+    body = {"kind": kind, "apiVersion": "projectcalico.org/v3", "metadata": metadata, "spec": spec or {}}
+    body.update(extra)
+    return json.dumps(body).encode()
+
+
+def node(name, v4=None, v6=None, labels=None, **bgp):
+    spec = {"bgp": dict(bgp, **({"ipv4Address": v4} if v4 else {}), **({"ipv6Address": v6} if v6 else {}))}
+    return res("Node", name, spec, labels)
+
+
+def one(raw):
+    data = parse_resources(raw)
+    assert data.rejected == (), data.rejected
+    return data
+
+
+def test_node_fields():
+    data = one({"nodes/a": node("a", "10.0.0.1/16", "fd00::1/64", labels={"rr": "true"}, asNumber="1.10",
+                                routeReflectorClusterID="1.0.0.1")})
+    (a,) = data.nodes
+    assert (a.name, a.ipv4, a.ipv6, a.as_num, a.cluster_id) == ("a", V4("10.0.0.1"), V6("fd00::1"), 65546, "1.0.0.1")
+    assert dict(a.labels) == {"rr": "true"}
+
+
+def test_peer_fields():
+    data = one({"bgppeers/p": res("BGPPeer", "p", {
+        "peerIP": "[fd00::9]:1179", "asNumber": 65001, "nodeSelector": "has(x)",
+        "keepOriginalNextHop": True, "sourceAddress": "None", "maxRestartTime": "2m30s",
+        "reversePeering": "Manual"})})
+    (p,) = data.peers
+    assert (p.peer_ip, p.peer_port, p.as_num, p.keep_next_hop, p.no_source_address, p.max_restart_time, p.reverse) == (
+        V6("fd00::9"), 1179, 65001, True, True, 150, False)
+    assert p.node_selector.matches({"x": ""}) and not p.is_global
+
+
+def test_configurations_and_defaults():
+    data = one({
+        "bgpconfigurations/default": res("BGPConfiguration", "default", {"asNumber": 64567, "listenPort": 150, "nodeToNodeMeshEnabled": False}),
+        "bgpconfigurations/node.a": res("BGPConfiguration", "node.a", {"listenPort": 500}),
+    })
+    assert data.global_as == 64567 and not data.mesh_enabled
+    assert data.listen_port_of("a") == 500 and data.listen_port_of("b") == 150
+    empty = one({})
+    assert empty.global_as == DEFAULT_AS and empty.mesh_enabled and empty.listen_port_of("a") is None
+    assert empty.default == BGPConfig("default")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10.0.0.1", (V4("10.0.0.1"), None)),
+    ("10.0.0.1:179", (V4("10.0.0.1"), 179)),
+    ("[fd00::1]:50", (V6("fd00::1"), 50)),
+    ("fd00::1", (V6("fd00::1"), None)),
+    (" 10.0.0.1 ", (V4("10.0.0.1"), None)),
+])
+def test_peer_ip_forms(text, expected):
+    assert parse_peer_ip(text) == expected
+
+
+@pytest.mark.parametrize("text", ["10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:x", "fd00::1]:5", "[10.0.0.1]:5x",
+                                  "0.0.0.0", "224.0.0.1", "127.0.0.1", "host:179", "", "10.0.0.1/32"])
+def test_bad_peer_ips(text):
+    with pytest.raises(ValueError):
+        parse_peer_ip(text)
+
+
+@pytest.mark.parametrize("text, seconds", [("120s", 120), ("2m", 120), ("1h1s", 3601), ("1.5m", 90), ("", None), ("0s", None), ("500ms", None)])
+def test_durations(text, seconds):
+    assert parse_duration_seconds(text) == seconds
+
+
+def test_relevant_keys():
+    assert relevant_key("nodes/a") and relevant_key("bgppeers/p") and relevant_key("bgpconfigurations/default")
+    assert not relevant_key("workloadendpoints/ns/x") and not relevant_key("ippools/p")
+
+
+HOSTILE = '10.0.0.1; protocol bgp evil { neighbor 1.2.3.4 as 1; }'
+
+# (key, value, words the reason must contain)
+REJECTED = [
+    ("nodes/a", b"{not json", "JSON"),
+    ("nodes/a", b"[1]", "object"),
+    ("nodes/a", b'{"kind":"Node","kind":"Node"}', "JSON"),
+    ("nodes/a", b"\xff\xfe", "UTF-8"),
+    ("nodes/a", b" " * 300000, "bytes"),
+    ("nodes/a", res("BGPPeer", "a"), "kind"),
+    ("nodes/a", res("Node", "a", apiVersion="v1"), "apiVersion"),
+    ("nodes/a", res("Node", "b"), "metadata.name"),
+    ("nodes/a b", res("Node", "a b"), "name"),
+    ("nodes/a/b", res("Node", "a"), "layout"),
+    ("nodes/a", node("a", HOSTILE), "CIDR"),
+    ("nodes/a", node("a", "fd00::1/64"), "IPv6"),
+    ("nodes/a", node("a", "10.0.0.1/8", asNumber=True), "AS"),
+    ("nodes/a", node("a", "10.0.0.1/8", asNumber="4294967296"), "AS"),
+    ("nodes/a", node("a", "10.0.0.1/8", routeReflectorClusterID=HOSTILE), "cluster"),
+    ("nodes/a", node("a", "10.0.0.1/8", labels={"rr": True}), "string"),
+    ("nodes/a", node("a", "10.0.0.1/8", labels={"bad key": "x"}), "label"),
+    ("nodes/a", node("a", "10.0.0.1/8", labels={"k": "a\nb"}), "control"),
+    ("nodes/a", res("Node", "a", {"bgp": "x"}), "spec.bgp"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1"}), "asNumber"),
+    ("bgppeers/p", res("BGPPeer", "p", {}), "peerIP or peerSelector"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "peerSelector": "all()"}), "both"),
+    ("bgppeers/p", res("BGPPeer", "p", {"node": "a", "nodeSelector": "all()", "peerSelector": "all()"}), "both"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerSelector": "has(("}), "peerSelector"),
+    ("bgppeers/p", res("BGPPeer", "p", {"nodeSelector": HOSTILE, "peerSelector": "all()"}), "nodeSelector"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerSelector": "x" * 5000}), "longer"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerIP": HOSTILE, "asNumber": 1}), "peerIP"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "sourceAddress": "10.0.0.2"}), "sourceAddress"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "keepOriginalNextHop": "yes"}), "keepOriginalNextHop"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "maxRestartTime": "forever"}), "maxRestartTime"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "maxRestartTime": "100h"}), "65535"),
+    ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "node": HOSTILE}), "name"),
+    ("bgpconfigurations/default", res("BGPConfiguration", "default", {"listenPort": 70000}), "listenPort"),
+    ("bgpconfigurations/default", res("BGPConfiguration", "default", {"nodeToNodeMeshEnabled": "false"}), "true or false"),
+]
+
+
+@pytest.mark.parametrize("key, value, word", REJECTED, ids=[f"{i}-{r[0]}" for i, r in enumerate(REJECTED)])
+def test_bad_resources_are_rejected_alone(key, value, word):
+    good = {"nodes/ok": node("ok", "10.0.0.9/24"), "bgppeers/ok": res("BGPPeer", "ok", {"peerSelector": "all()"})}
+    data = parse_resources({**good, key: value})
+    assert [r.key for r in data.rejected] == [key]
+    assert word.lower() in data.rejected[0].reason.lower(), data.rejected[0].reason
+    assert "ok" in [n.name for n in data.nodes] and "ok" in [p.name for p in data.peers]
+    # reasons are safe to log: repr'd and bounded
+    assert "\n" not in data.rejected[0].reason and len(data.rejected[0].reason) < 400
+
+
+def test_other_resources_are_ignored():
+    data = parse_resources({"ippools/x": b"garbage", "workloadendpoints/ns/x": b"{}", "nodes/a": node("a")})
+    assert data.rejected == () and [n.name for n in data.nodes] == ["a"]
+
+
+def test_unsupported_peer_fields_are_flagged():
+    data = one({"bgppeers/p": res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1,
+                                                    "password": {"secretKeyRef": {"name": "s", "key": "k"}}})})
+    assert data.peers[0].unsupported == ("password",)
