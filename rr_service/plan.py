@@ -65,6 +65,7 @@ class Plan:
     v4: FamilyPlan
     v6: FamilyPlan
     warnings: tuple[str, ...] = ()
+    schema: str = "v1"  # which Calico data model it came from; only wording depends on it
 
     def family(self, family: int) -> FamilyPlan:
         return self.v4 if family == 4 else self.v6

@@ -39,13 +39,19 @@ def status_table(
             else:
                 state, since, info = ("?" if target in bird_errors else "missing"), "", ""
             rows.append((label, session.role, session.name, str(session.neighbor), str(session.neighbor_as), "yes", state, since, info))
-        role = "member of the reflector mesh" if family_plan.registered else "standalone (no rr entry of its own)"
+        role = _registration(plan.schema, family_plan.registered)
         cluster = f", cluster id {family_plan.cluster_id}" if family_plan.cluster_id else ""
         notes.append(f"{label}: {family_plan.local_address} {role}{cluster}")
     for target in sorted(running):
         for name, proto in sorted(running[target].items()):
             rows.append(("-", "-", name, "", "", "no", proto.state, proto.since, proto.info))
     return "\n".join(notes + [""] + _columns([HEADER] + rows))
+
+
+def _registration(schema: str, registered: bool) -> str:
+    if schema == "v3":
+        return "our Node resource found" if registered else "our Node resource missing: no sessions"
+    return "member of the reflector mesh" if registered else "standalone (no rr entry of its own)"
 
 
 def _columns(rows: list) -> list[str]:

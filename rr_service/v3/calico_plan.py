@@ -60,7 +60,7 @@ def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
         if peer.unsupported:
             warnings.append(f"bgppeer {peer.name}: {', '.join(peer.unsupported)} not supported by the reflector; ignored")
     families = {family: _plan_family(data, ours, me, family, warnings) for family in (4, 6)}
-    return Plan(router_id=me.ipv4, v4=families[4], v6=families[6], warnings=tuple(warnings))
+    return Plan(router_id=me.ipv4, v4=families[4], v6=families[6], warnings=tuple(warnings), schema="v3")
 
 
 def _local_address(ours: Optional[CalicoNode], me: Identity, family: int, warnings: list) -> Optional[IPAddress]:
