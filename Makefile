@@ -11,7 +11,7 @@ TEST_DEBS := $(RUNTIME_DEBS) etcd-server etcd-client python3-pytest python3-hypo
              iproute2 procps openssl
 # Building and system-testing the package: a real systemd in a container.
 PACKAGE_DEBS := debhelper dh-python python3-all python3-setuptools pybuild-plugin-pyproject \
-                lintian debootstrap systemd-container
+                lintian debootstrap systemd-container build-essential systemd
 
 .PHONY: help deps deps-package test test-unit test-integration test-system demo deb clean
 

@@ -1,0 +1,399 @@
+"""System test: build the .deb, install it with apt in a booted Debian 12 (systemd-nspawn),
+run the reflector under the real systemd against a real etcd and BIRD.
+
+One container serves the whole module; the tests run in file order and build on each
+other's state (installed -> running -> reloaded -> stopped -> killed -> hung -> purged).
+
+The container sits in its own network namespace (addresses from 192.0.2.0/24 only, nothing
+routed anywhere); apt installs offline from archives that the cache build pre-downloaded.
+See sysenv.py for the cache (/var/cache/calico-rr-test) and docs/packaging.md.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import sysenv
+
+pytestmark = pytest.mark.system
+
+RR_IP = "192.0.2.10"
+NODE_IP = "192.0.2.21"
+AS_NUM = "64512"
+UNIT = "calico-routereflector"
+# The watchdog test shortens WatchdogSec with a drop-in to keep the run fast.
+TEST_WATCHDOG_SEC = 3
+CONFIG = f"""\
+[reflector]
+ip = "{RR_IP}"
+
+[etcd]
+endpoints = ["http://localhost:2379"]
+
+[log]
+level = "info"
+"""
+ETCD_DATA = [
+    (f"/calico/bgp/v1/rr_v4/{RR_IP}", f'{{"ip":"{RR_IP}","cluster_id":"1.2.3.4"}}'),
+    ("/calico/bgp/v1/global/as_num", AS_NUM),
+    (f"/calico/bgp/v1/global/peer_v4/{RR_IP}", f'{{"ip":"{RR_IP}","as_num":"{AS_NUM}"}}'),
+    (f"/calico/bgp/v1/host/node1/ip_addr_v4", NODE_IP),
+]
+CLIENT_PROTOCOL = "Client_" + NODE_IP.replace(".", "_")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def prerequisites():
+    why = sysenv.missing_prerequisites()
+    if why:
+        pytest.skip("system test cannot run here: " + ", ".join(why))
+
+
+@pytest.fixture(scope="module")
+def deb(prerequisites, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("deb")
+    p = sysenv.run(["sh", str(sysenv.REPO / "debian/build.sh"), "--no-lintian", str(out)],
+                   check=False, timeout=900, cwd=sysenv.REPO)
+    assert p.returncode == 0, f"debian/build.sh failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    debs = list(out.glob("calico-routereflector_*_all.deb"))
+    assert len(debs) == 1, f"expected one .deb in {out}, got {debs}"
+    return debs[0]
+
+
+# Both alternatives of "Depends: bird | bird2": plain `apt install ./x.deb` resolves to BIRD
+# 1.6 (bird); an operator who wants BIRD 2 runs `apt install bird2 ./x.deb`.
+@pytest.fixture(scope="module", params=["bird", "bird2"])
+def container(request, deb):
+    bird = request.param
+    extra = ("bird2",) if bird == "bird2" else ()
+    base = sysenv.ensure_base_tree()
+    sysenv.ensure_deb_dependencies(base, deb, extra)
+    c = sysenv.Container(base)
+    c.bird = bird
+    c.apt_extra = extra
+    try:
+        c.prepare()
+        c.make_netns([f"{RR_IP}/24"])
+        shutil.copy2(deb, c.root / "root" / deb.name)
+        c.boot()
+        yield c
+    finally:
+        c.destroy()
+
+
+@pytest.fixture(scope="module")
+def installed(container, deb):
+    """`apt install ./x.deb` inside the booted container, resolving its dependencies from
+    Debian's archive (offline: from the archives the cache build pre-downloaded; the
+    container has no route anywhere). Not `--no-download`: with it, bookworm's apt 2.6
+    fails on a local .deb ("Internal Error, Pathname to install is not absolute")."""
+    p = container.sh(
+        f"cd /root && DEBIAN_FRONTEND=noninteractive apt-get install "
+        f"{' '.join(sysenv.APT_INSTALL_OPTS)} {' '.join(container.apt_extra)} ./{deb.name}",
+        check=False, timeout=300)
+    assert p.returncode == 0, f"apt install failed:\n{p.stdout[-4000:]}\n{p.stderr[-3000:]}"
+    return container
+
+
+@pytest.fixture(scope="module")
+def configured(installed):
+    c = installed
+    c.sh("systemctl start etcd.service", timeout=60)
+    wait_for(lambda: c.sh("etcdctl endpoint health", check=False).returncode == 0,
+             30, "etcd healthy")
+    for key, value in ETCD_DATA:
+        c.sh(f"etcdctl put {shq(key)} {shq(value)}")
+    # Truncate-and-write keeps the packaged mode and group (0640 root:bird).
+    c.sh(f"cat > /etc/calico-routereflector/config.toml", input=CONFIG)
+    for svc in bird_services(c):
+        assert c.sh(f"systemctl is-active {svc}", check=False).stdout.strip() == "active", \
+            diag(c, svc)
+    return c
+
+
+# --------------------------------------------------------------------------- helpers
+
+def bird_services(c) -> list[str]:
+    """BIRD 1.6 runs one daemon per family, BIRD 2 one for both (both call it bird.service)."""
+    return ["bird.service", "bird6.service"] if c.bird == "bird" else ["bird.service"]
+
+
+def shq(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def wait_for(pred, timeout: float, what: str, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def prop(c, name: str, unit: str = UNIT) -> str:
+    return c.sh(f"systemctl show -p {name} --value {unit}").stdout.strip()
+
+
+def diag(c, unit: str = UNIT) -> str:
+    out = c.sh(f"systemctl status --no-pager -l {unit}; "
+               f"journalctl --no-pager -o short-monotonic -n 60 -u {unit}",
+               check=False, timeout=30)
+    return f"\n--- {unit} ---\n{out.stdout}{out.stderr}"
+
+
+def wait_active(c, timeout: float = 30, other_than_pid: str | None = None) -> str:
+    """Wait until the unit is active (running) with a MainPID, optionally a new one."""
+    def ok():
+        if prop(c, "ActiveState") != "active" or prop(c, "SubState") != "running":
+            return None
+        pid = prop(c, "MainPID")
+        if pid in ("", "0") or pid == other_than_pid:
+            return None
+        return pid
+    try:
+        return wait_for(ok, timeout, f"{UNIT} active with a new MainPID")
+    except AssertionError as e:
+        raise AssertionError(str(e) + diag(c)) from None
+
+
+def journal_lines(c, pid: str | None = None) -> list[str]:
+    """The unit's journal; with PID only what that process itself logged (not systemd)."""
+    match = f" _PID={pid}" if pid else ""
+    return c.sh(f"journalctl --no-pager -o cat -u {UNIT}{match}", check=False).stdout.splitlines()
+
+
+# --------------------------------------------------------------------------- host-side checks
+
+def test_security_exposure_at_most_2():
+    """The unit's sandboxing, scored offline by systemd-analyze (no running systemd needed)."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed")
+    unit = sysenv.REPO / "systemd" / f"{UNIT}.service"
+    p = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+                       capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", p.stdout + p.stderr)
+    assert m, p.stdout + p.stderr
+    assert float(m.group(1)) <= 2.0, p.stdout
+
+
+def test_man_page_covers_the_cli():
+    """calico-rr(8) is hand-written: every subcommand and option of the real parser must
+    appear in it, so a new command cannot ship undocumented."""
+    import argparse
+    try:
+        from rr_service.cli import build_parser
+    except ImportError as e:
+        pytest.skip(f"rr_service.cli not importable here: {e}")
+    man = (sysenv.REPO / "packaging" / "calico-rr.8").read_text().replace("\\-", "-")
+    missing = []
+
+    def options(parser):
+        return [o for a in parser._actions for o in a.option_strings
+                if o.startswith("--") and o != "--help"]
+
+    parser = build_parser()
+    missing += [o for o in options(parser) if o not in man]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if not re.search(rf"^\.B {re.escape(name)}\b", man, re.M):
+                    missing.append(f"command {name}")
+                missing += [f"{name} {o}" for o in options(sub) if o not in man]
+    assert not missing, f"not in packaging/calico-rr.8: {missing}"
+
+
+def test_lintian_clean(deb):
+    """0 errors, 0 warnings (overrides carry their reasons)."""
+    if shutil.which("lintian") is None:
+        pytest.skip("lintian not installed")
+    p = sysenv.run(["lintian", "--fail-on", "error,warning", str(deb)], check=False, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not re.search(r"^[EW]: ", p.stdout, re.M), p.stdout
+
+
+# --------------------------------------------------------------------------- in the container
+
+def test_install_from_debian_archive(installed, deb):
+    c = installed
+    status = c.sh("dpkg-query -W -f='${db:Status-Status} ${Version}' calico-routereflector").stdout
+    assert status.startswith("installed "), status
+    # The alternative of "bird | bird2" this variant asked for, and only that one.
+    other = "bird2" if c.bird == "bird" else "bird"
+    assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {c.bird}").stdout == "installed"
+    assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {other}",
+                check=False).stdout in ("", "not-installed")
+    # Conffile with secrets: root:bird 0640.
+    assert c.sh("stat -c '%U:%G %a' /etc/calico-routereflector/config.toml").stdout.strip() \
+        == "root:bird 640"
+    assert "/etc/calico-routereflector/config.toml" in \
+        c.sh("dpkg-query -W -f='${Conffiles}' calico-routereflector").stdout
+    # Enabled, but not started: it cannot work before reflector.ip is set.
+    assert c.sh(f"systemctl is-enabled {UNIT}", check=False).stdout.strip() == "enabled"
+    assert c.sh(f"systemctl is-active {UNIT}", check=False).stdout.strip() == "inactive"
+    # Program, templates, man page.
+    help_ = c.sh("calico-rr --help", check=False)
+    assert help_.returncode == 0, help_.stdout + help_.stderr
+    assert "run" in help_.stdout
+    c.sh("test -f /usr/share/calico-routereflector/templates/bird.conf.j2")
+    c.sh("test -f /usr/share/man/man8/calico-rr.8.gz")
+    # The daemon's runtime imports resolve against Debian's packages.
+    c.sh("python3 -c 'import etcd3, sdnotify, jinja2, tomllib, rr_service.daemon'")
+    verify = c.sh(f"systemd-analyze verify --man=no /lib/systemd/system/{UNIT}.service", check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_start_serves_node(configured):
+    c = configured
+    c.sh(f"systemctl start {UNIT}", check=False, timeout=120)
+    wait_active(c, timeout=60)
+    status = c.sh(f"systemctl status --no-pager {UNIT}", check=False).stdout
+    assert "active (running)" in status, status
+    m = re.search(r'^\s*Status: "(.+)"$', status, re.M)
+    assert m and m.group(1).strip(), "no Status: line in systemctl status" + diag(c)
+    # The process runs as bird, unprivileged.
+    pid = prop(c, "MainPID")
+    owner = c.sh(f"ps -o user=,group= -p {pid}").stdout.split()
+    assert owner == ["bird", "bird"], owner
+    caps = c.sh(f"grep -E '^Cap(Eff|Prm|Bnd):' /proc/{pid}/status").stdout
+    assert all(line.split()[1] == "0000000000000000" for line in caps.splitlines()), caps
+    # ProtectSystem=strict: / read-only for it, /etc/bird (ReadWritePaths=) writable.
+    mounts = {}
+    for line in c.sh(f"cat /proc/{pid}/mountinfo").stdout.splitlines():
+        fields = line.split()
+        mounts[fields[4]] = fields[5].split(",")
+    assert "ro" in mounts["/"], mounts["/"]
+    assert "rw" in mounts["/etc/bird"], mounts.get("/etc/bird")
+    # bird.conf carries the node; BIRD runs it.
+    wait_for(lambda: CLIENT_PROTOCOL in c.sh("cat /etc/bird/bird.conf").stdout, 30,
+             f"{CLIENT_PROTOCOL} in /etc/bird/bird.conf")
+    try:
+        wait_for(lambda: CLIENT_PROTOCOL in c.sh("birdc show protocols", check=False).stdout,
+                 30, f"birdc show protocols listing {CLIENT_PROTOCOL}")
+    except AssertionError as e:
+        raise AssertionError(str(e) + c.sh("birdc show protocols; ls -l /etc/bird /run/bird",
+                                           check=False).stdout + diag(c)) from None
+    assert prop(c, "NRestarts") == "0", diag(c)
+    # Its runtime directory ([safety] state_dir) exists and is its own.
+    assert c.sh("stat -c '%U:%G %a' /run/calico-routereflector").stdout.strip() == "bird:bird 750"
+    # The operator's commands work on the installed package, as root.
+    st = c.sh("calico-rr status", check=False, timeout=60)
+    assert st.returncode == 0 and CLIENT_PROTOCOL in st.stdout, st.stdout + st.stderr
+    acc = c.sh("calico-rr accept", check=False, timeout=60)
+    assert acc.returncode == 0, acc.stdout + acc.stderr
+
+
+def test_reload(configured):
+    c = configured
+    pid = wait_active(c)
+    before = journal_lines(c, pid)
+    before_status = prop(c, "StatusText")
+    p = c.sh(f"systemctl reload {UNIT}", check=False, timeout=60)
+    assert p.returncode == 0, p.stderr + diag(c)
+    # systemd 252 has no Type=notify-reload: `systemctl reload` returns once `kill -HUP` has,
+    # the daemon acts on the signal on its own loop. Wait for the daemon's own reaction.
+    try:
+        wait_for(lambda: len(journal_lines(c, pid)) > len(before)
+                 or prop(c, "StatusText") != before_status,
+                 20, "a log line of the daemon or a new STATUS= after reload")
+    except AssertionError as e:
+        raise AssertionError(str(e) + diag(c)) from None
+    assert wait_active(c) == pid, "reload must not restart the daemon" + diag(c)
+    assert prop(c, "NRestarts") == "0", diag(c)
+
+
+def test_stop_is_clean(configured):
+    c = configured
+    c.sh(f"systemctl stop {UNIT}", timeout=120)
+    assert prop(c, "ActiveState") == "inactive", diag(c)
+    assert prop(c, "Result") == "success", diag(c)
+    assert c.sh(f"systemctl is-failed {UNIT}", check=False).stdout.strip() != "failed"
+
+
+def test_sigkill_is_restarted(configured):
+    c = configured
+    c.sh(f"systemctl start {UNIT}", timeout=120)
+    old = wait_active(c)
+    c.sh(f"systemctl kill -s SIGKILL {UNIT}")
+    # Restart=on-failure, RestartSec=2.
+    new = wait_active(c, timeout=30, other_than_pid=old)
+    assert new != old
+    assert int(prop(c, "NRestarts")) >= 1, diag(c)
+
+
+def test_watchdog_restarts_hung_daemon(configured):
+    """A stopped (hung) daemon misses its WATCHDOG=1 pings: systemd aborts it and restarts
+    it. The test shortens WatchdogSec from 30 s to 3 s with a drop-in (in /run, removed
+    afterwards). systemd follows its SIGABRT with SIGCONT, so even a stopped process dies at
+    once; the unit's TimeoutAbortSec=10s bounds the wait for one that SIGABRT cannot end."""
+    c = configured
+    c.sh(f"mkdir -p /run/systemd/system/{UNIT}.service.d && "
+         f"printf '[Service]\\nWatchdogSec={TEST_WATCHDOG_SEC}s\\n' "
+         f"> /run/systemd/system/{UNIT}.service.d/test-watchdog.conf && "
+         f"systemctl daemon-reload && systemctl restart {UNIT}", timeout=120)
+    try:
+        old = wait_active(c, timeout=60)
+        assert prop(c, "WatchdogUSec") == f"{TEST_WATCHDOG_SEC}s", prop(c, "WatchdogUSec")
+        # Alive and pinging: a few watchdog periods pass without a restart.
+        time.sleep(2 * TEST_WATCHDOG_SEC)
+        assert prop(c, "MainPID") == old, "restarted although not hung" + diag(c)
+        restarts = int(prop(c, "NRestarts"))
+        c.sh(f"kill -STOP {old}")
+        new = wait_active(c, timeout=TEST_WATCHDOG_SEC + 10 + 2 + 30, other_than_pid=old)
+        assert new != old
+        assert int(prop(c, "NRestarts")) == restarts + 1, diag(c)
+        journal = c.sh(f"journalctl --no-pager -o cat -u {UNIT}").stdout
+        assert "Watchdog timeout" in journal, journal[-3000:]
+        assert "Failed with result 'watchdog'" in journal, journal[-3000:]
+    finally:
+        c.sh(f"rm -rf /run/systemd/system/{UNIT}.service.d && systemctl daemon-reload",
+             check=False)
+
+
+def test_upgrade_restarts_running_daemon_and_keeps_config(configured, deb):
+    """A reinstall runs the maintainer scripts as an upgrade does: a running service is
+    try-restarted (new MainPID), the operator's config and its root:bird 0640 stay."""
+    c = configured
+    c.sh(f"systemctl restart {UNIT}", timeout=120)
+    old = wait_active(c)
+    p = c.sh(f"DEBIAN_FRONTEND=noninteractive apt-get install --reinstall "
+             f"{' '.join(sysenv.APT_INSTALL_OPTS)} /root/{deb.name}", check=False, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    new = wait_active(c, timeout=60, other_than_pid=old)
+    assert new != old
+    assert c.sh("cat /etc/calico-routereflector/config.toml").stdout == CONFIG
+    assert c.sh("stat -c '%U:%G %a' /etc/calico-routereflector/config.toml").stdout.strip() \
+        == "root:bird 640"
+
+
+def test_purge_keeps_bird_config(configured):
+    c = configured
+    c.sh(f"systemctl restart {UNIT}", timeout=120)
+    wait_active(c)
+    p = c.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q calico-routereflector",
+             check=False, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # prerm stopped the running daemon; the unit is gone.
+    assert c.sh("pgrep -f /usr/bin/[c]alico-rr", check=False).returncode == 1
+    assert c.sh(f"systemctl is-active {UNIT}", check=False).stdout.strip() in ("inactive",
+                                                                               "unknown")
+    c.sh("test ! -e /etc/calico-routereflector")
+    c.sh(f"test ! -e /etc/systemd/system/multi-user.target.wants/{UNIT}.service")
+    c.sh("test ! -e /usr/bin/calico-rr")
+    # BIRD's directory and the last config the reflector wrote stay.
+    c.sh("test -d /etc/bird && test -f /etc/bird/bird.conf")
+    if c.bird == "bird":
+        c.sh("test -f /etc/bird/bird6.conf")
+    assert CLIENT_PROTOCOL in c.sh("cat /etc/bird/bird.conf").stdout
+    for svc in bird_services(c):
+        assert c.sh(f"systemctl is-active {svc}", check=False).stdout.strip() == "active"
