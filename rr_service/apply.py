@@ -1,7 +1,8 @@
 """Put a rendered config in front of BIRD: the only code that writes BIRD config files.
 
-The file on disk is either the last good config or one that `bird -p` accepted and BIRD is
-about to read. We remember what BIRD *accepted*, not what we wrote: a reload that failed or
+The file on disk is either the last good config, or one that BIRD itself accepted (it loads
+the candidate before the rename), or, while BIRD is down, one that `bird -p` accepted and
+BIRD reads when it starts. We remember what BIRD *accepted*, not what we wrote: a reload that failed or
 never happened is retried on the next apply() instead of being mistaken for "in sync".
 """
 from __future__ import annotations
@@ -50,26 +51,49 @@ class ConfigApplier:
         if text == self.accepted_text and on_disk == wanted:
             return ApplyStatus.UNCHANGED
 
-        wrote = on_disk != wanted
-        if wrote:
-            self._replace(wanted, check=True)
-            previous = on_disk
-        else:
-            # The file is already the candidate (written while BIRD was down); if BIRD now
-            # refuses it, fall back to what BIRD last accepted.
-            previous = self.accepted_text.encode() if self.accepted_text is not None else None
+        if on_disk == wanted:
+            return self._configure_in_place(text)
+        return self._configure_candidate(text, wanted, on_disk)
 
+    def _configure_candidate(self, text: str, wanted: bytes, on_disk: bytes | None) -> ApplyStatus:
+        """BIRD running: it loads the candidate itself, which also checks it. One parse, not
+        two (`bird -p` costs as much as the parse inside `configure`), and a file BIRD refused
+        never reaches the target path. BIRD does not remember the candidate's name: a later
+        plain `configure` (Debian's reload) reads the target again, which by then holds it."""
+        path = self.target.config_path
+        tmp = self._write_temp(wanted)
         try:
-            # Name the file explicitly (absolute: a daemonized BIRD has cwd /), so BIRD reads
-            # what we checked even if it was started with another -c.
+            try:
+                self.client.configure(tmp)
+            except BirdCommandError as e:
+                raise ConfigRejected(f"BIRD refused the new {path}: {_untemp(e.message, tmp, path)}") from e
+            except BirdSocketError:
+                # Not running (or busy): check offline so that BIRD starts on a good file.
+                self._check(tmp)
+                self._rename(tmp)
+                tmp = None
+                return ApplyStatus.WRITTEN_BIRD_DOWN
+            self.accepted_text = text
+            self._rename(tmp)
+            tmp = None
+            return ApplyStatus.APPLIED
+        finally:
+            _discard(tmp)
+
+    def _configure_in_place(self, text: str) -> ApplyStatus:
+        """The file already holds the text (written while BIRD was down): reload it, and if BIRD
+        now refuses it, fall back to what BIRD last accepted."""
+        path = self.target.config_path
+        previous = self.accepted_text.encode() if self.accepted_text is not None else None
+        try:
+            # Absolute: a daemonized BIRD has cwd /.
             self.client.configure(os.path.abspath(path))
         except BirdCommandError as e:
             msg = f"BIRD refused {path} at reconfigure: {e.message}"
-            if wrote or previous is not None:
-                try:
-                    self._restore(previous)
-                except OSError as restore_err:
-                    msg += f"; restoring the previous file also failed: {restore_err}"
+            try:
+                self._restore(previous)
+            except OSError as restore_err:
+                msg += f"; restoring the previous file also failed: {restore_err}"
             raise ConfigRejected(msg) from e
         except BirdSocketError:
             return ApplyStatus.WRITTEN_BIRD_DOWN
@@ -91,34 +115,40 @@ class ConfigApplier:
 
     def _replace(self, data: bytes, check: bool) -> None:
         """Atomically put data at the target path: temp file beside it, fsync, rename."""
+        tmp = self._write_temp(data)
+        try:
+            if check:
+                self._check(tmp)
+            self._rename(tmp)
+            tmp = None
+        finally:
+            _discard(tmp)
+
+    def _write_temp(self, data: bytes) -> str:
+        """A fsynced copy of data beside the target, with the target's owner and mode 0640."""
         path = os.path.abspath(self.target.config_path)
         folder, name = os.path.split(path)
         tmp = None
         try:
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=folder)
-                with os.fdopen(fd, "wb") as f:
-                    os.fchmod(f.fileno(), 0o640)
-                    _match_owner(f.fileno(), path, folder)
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as e:
-                raise _named(e, path) from e
-            if check:
-                self._check(tmp)
-            try:
-                os.rename(tmp, path)
-                tmp = None
-                _fsync_dir(folder)
-            except OSError as e:
-                raise _named(e, path) from e
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=folder)
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o640)
+                _match_owner(f.fileno(), path, folder)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return tmp
+        except OSError as e:
+            _discard(tmp)
+            raise _named(e, path) from e
+
+    def _rename(self, tmp: str) -> None:
+        path = os.path.abspath(self.target.config_path)
+        try:
+            os.rename(tmp, path)
+            _fsync_dir(os.path.dirname(path))
+        except OSError as e:
+            raise _named(e, path) from e
 
     def _check(self, candidate: str) -> None:
         try:
@@ -141,6 +171,19 @@ def _named(e: OSError, path: str) -> OSError:
     # OSError(errno, msg) builds the matching subclass (PermissionError, ...), so callers can
     # still tell ENOSPC from EACCES, and the message names the target, not the temp file.
     return OSError(e.errno, f"cannot write BIRD config {path}: {e.strerror or e}")
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _untemp(message: str, tmp: str, path: str) -> str:
+    """BIRD names the file it parsed: say which file that stands for."""
+    return message.replace(tmp, f"{path} (candidate)")
 
 
 def _read(path: str) -> bytes | None:

@@ -145,14 +145,18 @@ def test_refused_at_reconfigure_restores_previous_file():
             applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 5.0)
             assert applier.apply(BASE) is ApplyStatus.APPLIED
             before = read(conf)
+            before_stat = os.stat(conf)
 
             with pytest.raises(ConfigRejected) as ei:
                 applier.apply(BASE + f'include "{secret}";\n')
             assert "Unable to open included file" in str(ei.value)
             assert "Permission denied" in str(ei.value)
+            # BIRD loads the candidate before it is renamed into place: the refused text never
+            # touched the target, not even its inode or mode.
             assert read(conf) == before
             st = os.stat(conf)
-            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o640)
+            assert (st.st_ino, st.st_uid, st.st_gid, st.st_mode) == (
+                before_stat.st_ino, 65534, 65534, before_stat.st_mode)
             assert temps(d) == []
             assert applier.accepted_text == BASE
             assert protocol_names(ns) == {"device1", "st1"}
