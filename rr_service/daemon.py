@@ -22,6 +22,7 @@ from .apply import ApplyStatus, ConfigApplier, ConfigRejected
 from .datastore.base import DatastoreError, ResyncNeeded
 from .model import Rejected
 from .notify import Notifier
+from .pipeline import Pipeline
 from .plan import CLIENT, MESH, Plan
 from .render import RenderError
 from .safety import DropGuard, session_names
@@ -183,6 +184,8 @@ class Daemon:
         if self.state.etcd_problem:
             log.info("etcd is reachable again (%s)", self.store.describe())
         self.state.raw, self.state.revision = dict(raw), revision
+        self.pipeline = Pipeline(self.schema, self.me, self.renderer)
+        self.pipeline.reset(self.state.raw)
         self.state.need_snapshot = False
         self.state.dirty = True
         self.state.etcd_problem = None
@@ -220,6 +223,7 @@ class Daemon:
                 self.state.raw.pop(change.key, None)
             else:
                 self.state.raw[change.key] = change.value
+            self.pipeline.change(change.key, change.value)
             self.state.revision = max(self.state.revision, change.revision)
         if changes:
             log.debug("%d change(s) up to revision %d", len(changes), self.state.revision)
@@ -245,7 +249,7 @@ class Daemon:
         self.state.dirty = False
         self.state.retry_apply_at = None
         try:
-            computed = components.compute(self.state.raw, self.me, self.renderer, self.schema)
+            computed = self.pipeline.compute()
         except RenderError as exc:
             log.error("cannot render the BIRD configs: %s", exc)
             self.state.bird_summary = f"render failed: {exc}"

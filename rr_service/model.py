@@ -227,84 +227,170 @@ def parse_plain_as(raw: bytes) -> Optional[int]:
 
 # ---------------------------------------------------------------------------- snapshot
 
-@dataclass
-class _NodeDraft:
-    ipv4: Optional[ipaddress.IPv4Address] = None
-    ipv6: Optional[ipaddress.IPv6Address] = None
-    as_num: Optional[int] = None
-    peers: dict = field(default_factory=lambda: {4: [], 6: []})
+@dataclass(frozen=True)
+class Entry:
+    """What one etcd key contributes to the data set, parsed once per value."""
+
+    kind: str  # reflector | global_as | global_peer | node_address | node_as | node_peer
+    value: object
+    family: int = 0
+    node: str = ""
 
 
-def parse_snapshot(raw: Mapping[str, bytes]) -> Snapshot:
-    """Build a Snapshot from keys relative to the prefix (e.g. `rr_v4/192.0.2.10`)."""
-    reflectors: dict = {4: [], 6: []}
-    global_peers: dict = {4: [], 6: []}
-    global_as = DEFAULT_AS
-    nodes: dict[str, _NodeDraft] = {}
-    rejected: list[Rejected] = []
+def parse_entry(key: str, value: bytes) -> Optional[Entry]:
+    """One key of the legacy layout; None for keys that are not about BGP peering.
 
-    for key in sorted(raw):
-        value = raw[key]
-        try:
-            if len(key) > MAX_KEY_CHARS:
-                raise InvalidValue(f"key is longer than {MAX_KEY_CHARS} characters")
-            parts = key.split("/")
-            head = parts[0]
-            if head in ("rr_v4", "rr_v6") and len(parts) == 2:
-                family = _family_of(head)
-                reflectors[family].append(parse_reflector(parts[1], value, family))
-            elif head == "global" and parts[1:] == ["as_num"]:
-                parsed = parse_plain_as(value)
-                global_as = DEFAULT_AS if parsed is None else parsed
-            elif head == "global" and len(parts) == 3 and parts[1] in ("peer_v4", "peer_v6"):
-                family = _family_of(parts[1])
-                global_peers[family].append(parse_peer(parts[2], value, family))
-            elif head == "host" and len(parts) >= 3:
-                _parse_host_key(parts, value, nodes)
-            elif head in ("rr_v4", "rr_v6") or parts[:2] in (["global", "peer_v4"], ["global", "peer_v6"]):
-                raise InvalidValue("unexpected key layout (an address with '/' in it?)")
-            # Anything else under the prefix (node_mesh, loglevel, custom filters, ...) is
-            # Calico's business, not ours: ignored on purpose.
-        except InvalidValue as exc:
-            rejected.append(Rejected(key=key, reason=str(exc)))
-
-    return Snapshot(
-        reflectors_v4=tuple(sorted(reflectors[4])),
-        reflectors_v6=tuple(sorted(reflectors[6])),
-        global_as=global_as,
-        global_peers_v4=tuple(sorted(global_peers[4])),
-        global_peers_v6=tuple(sorted(global_peers[6])),
-        nodes=tuple(
-            Node(
-                name=name,
-                ipv4=draft.ipv4,
-                ipv6=draft.ipv6,
-                as_num=draft.as_num,
-                peers_v4=tuple(sorted(draft.peers[4])),
-                peers_v6=tuple(sorted(draft.peers[6])),
-            )
-            for name, draft in sorted(nodes.items())
-        ),
-        rejected=tuple(rejected),
-    )
+    Raises InvalidValue with the reason when the key or its value is unusable.
+    """
+    if len(key) > MAX_KEY_CHARS:
+        raise InvalidValue(f"key is longer than {MAX_KEY_CHARS} characters")
+    parts = key.split("/")
+    head = parts[0]
+    if head in ("rr_v4", "rr_v6") and len(parts) == 2:
+        family = _family_of(head)
+        return Entry("reflector", parse_reflector(parts[1], value, family), family)
+    if head == "global" and parts[1:] == ["as_num"]:
+        return Entry("global_as", parse_plain_as(value))
+    if head == "global" and len(parts) == 3 and parts[1] in ("peer_v4", "peer_v6"):
+        family = _family_of(parts[1])
+        return Entry("global_peer", parse_peer(parts[2], value, family), family)
+    if head == "host" and len(parts) >= 3:
+        return _parse_host_entry(parts, value)
+    if head in ("rr_v4", "rr_v6") or parts[:2] in (["global", "peer_v4"], ["global", "peer_v6"]):
+        raise InvalidValue("unexpected key layout (an address with '/' in it?)")
+    # Anything else under the prefix (node_mesh, loglevel, custom filters, ...) is Calico's
+    # business, not ours: ignored on purpose.
+    return None
 
 
-def _parse_host_key(parts: list[str], value: bytes, nodes: dict) -> None:
+def _parse_host_entry(parts: list[str], value: bytes) -> Optional[Entry]:
     name, rest = parts[1], parts[2:]
     if rest == ["ip_addr_v4"] or rest == ["ip_addr_v6"]:
         family = _family_of(rest[0])
         address = parse_node_address(value, family)
-        draft = nodes.setdefault(parse_hostname(name), _NodeDraft())
-        if family == 4:
-            draft.ipv4 = address
-        else:
-            draft.ipv6 = address
-    elif rest == ["as_num"]:
-        nodes.setdefault(parse_hostname(name), _NodeDraft()).as_num = parse_plain_as(value)
-    elif len(rest) == 2 and rest[0] in ("peer_v4", "peer_v6"):
+        return Entry("node_address", address, family, parse_hostname(name))
+    if rest == ["as_num"]:
+        return Entry("node_as", parse_plain_as(value), 0, parse_hostname(name))
+    if len(rest) == 2 and rest[0] in ("peer_v4", "peer_v6"):
         family = _family_of(rest[0])
-        peer = parse_peer(rest[1], value, family)
-        nodes.setdefault(parse_hostname(name), _NodeDraft()).peers[family].append(peer)
-    elif rest[0] in ("peer_v4", "peer_v6", "ip_addr_v4", "ip_addr_v6", "as_num"):
+        return Entry("node_peer", parse_peer(rest[1], value, family), family, parse_hostname(name))
+    if rest[0] in ("peer_v4", "peer_v6", "ip_addr_v4", "ip_addr_v6", "as_num"):
         raise InvalidValue("unexpected key layout (an address with '/' in it?)")
     # Other per-host keys (workloads, IPAM, ...) do not concern BGP peering.
+    return None
+
+
+def parse_snapshot(raw: Mapping[str, bytes]) -> Snapshot:
+    """Build a Snapshot from keys relative to the prefix (e.g. `rr_v4/192.0.2.10`)."""
+    return SnapshotParser().reset(raw)
+
+
+class SnapshotParser:
+    """parse_snapshot that remembers: a change re-parses only its own keys and rebuilds only
+    the nodes they belong to. An unchanged Node stays the very same object, which is what lets
+    the planner and the renderer skip it at 10,000 nodes. Same result as parse_snapshot."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._rejected: dict[str, Rejected] = {}
+        self._node_keys: dict[str, set] = {}
+        self._nodes: dict[str, Node] = {}
+        self._global_keys: set = set()
+        self._globals: Optional[dict] = None
+        self._node_order: Optional[tuple] = None
+
+    def reset(self, raw: Mapping[str, bytes]) -> Snapshot:
+        self.__init__()
+        return self.update(raw)
+
+    def update(self, changes: Mapping[str, Optional[bytes]]) -> Snapshot:
+        """Apply changed keys (value None: deleted) and return the new Snapshot."""
+        touched_nodes: set = set()
+        for key, value in changes.items():
+            self._forget(key, touched_nodes)
+            if value is None:
+                continue
+            try:
+                entry = parse_entry(key, value)
+            except InvalidValue as exc:
+                self._rejected[key] = Rejected(key=key, reason=str(exc))
+                continue
+            if entry is None:
+                continue
+            self._entries[key] = entry
+            if entry.node:
+                self._node_keys.setdefault(entry.node, set()).add(key)
+                touched_nodes.add(entry.node)
+            else:
+                self._global_keys.add(key)
+                self._globals = None
+        for name in touched_nodes:
+            self._rebuild_node(name)
+        return self._snapshot()
+
+    def _forget(self, key: str, touched_nodes: set) -> None:
+        self._rejected.pop(key, None)
+        old = self._entries.pop(key, None)
+        if old is None:
+            return
+        if old.node:
+            self._node_keys[old.node].discard(key)
+            touched_nodes.add(old.node)
+        else:
+            self._global_keys.discard(key)
+            self._globals = None
+
+    def _rebuild_node(self, name: str) -> None:
+        keys = self._node_keys.get(name)
+        if not keys:
+            self._node_keys.pop(name, None)
+            if self._nodes.pop(name, None) is not None:
+                self._node_order = None
+            return
+        fields: dict = {"name": name}
+        peers: dict = {4: [], 6: []}
+        for key in keys:
+            entry = self._entries[key]
+            if entry.kind == "node_address":
+                fields["ipv4" if entry.family == 4 else "ipv6"] = entry.value
+            elif entry.kind == "node_as":
+                fields["as_num"] = entry.value
+            else:
+                peers[entry.family].append(entry.value)
+        node = Node(**fields, peers_v4=tuple(sorted(peers[4])), peers_v6=tuple(sorted(peers[6])))
+        if name not in self._nodes:
+            self._node_order = None
+        if self._nodes.get(name) != node:
+            self._nodes[name] = node
+
+    def _global_fields(self) -> dict:
+        if self._globals is None:
+            reflectors: dict = {4: [], 6: []}
+            peers: dict = {4: [], 6: []}
+            global_as = DEFAULT_AS
+            for key in self._global_keys:
+                entry = self._entries[key]
+                if entry.kind == "reflector":
+                    reflectors[entry.family].append(entry.value)
+                elif entry.kind == "global_peer":
+                    peers[entry.family].append(entry.value)
+                elif entry.value is not None:
+                    global_as = entry.value
+            self._globals = dict(
+                reflectors_v4=tuple(sorted(reflectors[4])),
+                reflectors_v6=tuple(sorted(reflectors[6])),
+                global_as=global_as,
+                global_peers_v4=tuple(sorted(peers[4])),
+                global_peers_v6=tuple(sorted(peers[6])),
+            )
+        return self._globals
+
+    def _snapshot(self) -> Snapshot:
+        if self._node_order is None:
+            self._node_order = tuple(sorted(self._nodes))
+        nodes = self._nodes
+        return Snapshot(
+            **self._global_fields(),
+            nodes=tuple(nodes[name] for name in self._node_order),
+            rejected=tuple(self._rejected[key] for key in sorted(self._rejected)),
+        )

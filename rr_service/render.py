@@ -27,6 +27,7 @@ TEMPLATES = {
     "bird1": {"bird": ("bird.conf.j2", (4,)), "bird6": ("bird6.conf.j2", (6,))},
     "bird2": {"bird": ("bird2.conf.j2", (4, 6))},
 }
+SESSION_TEMPLATES = {"bird1": "bird1_session.j2", "bird2": "bird2_session.j2"}
 
 _SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _DESCRIPTION_RE = re.compile(r"[A-Za-z0-9_.:, -]{1,4096}")
@@ -60,6 +61,11 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        # Rendered session blocks of the last render, by session identity: the planner hands
+        # back the same Session object for an unchanged session, so only what changed is
+        # rendered (and checked) again. Rebuilt on every render, so it never outgrows the plan.
+        self._blocks: dict = {}
+        self._next_blocks: dict = {}
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -67,12 +73,16 @@ class Renderer:
 
     def render(self, plan: Plan) -> dict[str, str]:
         """The text of every config file of this flavour, by target name (`bird`, `bird6`)."""
-        return {target: self._render_target(plan, target) for target in self.targets}
+        self._next_blocks = {}
+        try:
+            return {target: self._render_target(plan, target) for target in self.targets}
+        finally:
+            self._blocks, self._next_blocks = self._next_blocks, {}
 
     def _render_target(self, plan: Plan, target: str) -> str:
         name, families = TEMPLATES[self.flavour][target]
         for family in families:
-            _check_plan_safe(plan, plan.family(family))
+            _check_plan_header(plan, plan.family(family))
         try:
             template = self._env.get_template(name)
             # `plan` is the one family of a BIRD 1.6 file; BIRD 2 templates use v4 and v6.
@@ -81,18 +91,42 @@ class Renderer:
                 plan=plan.family(families[0]),
                 v4=plan.v4,
                 v6=plan.v6,
+                session_blocks=self._session_blocks,
+                needs_any_source=_needs_any_source,
             )
         except jinja2.TemplateError as exc:
             raise RenderError(f"template {name} in {self.template_dir}: {exc}") from exc
 
+    def _session_blocks(self, family_plan: FamilyPlan) -> str:
+        family = family_plan.family
+        blocks = self._blocks
+        kept = self._next_blocks
+        out = []
+        for session in family_plan.sessions:
+            key = (id(session), family)
+            cached = blocks.get(key)
+            if cached is None or cached[0] is not session:
+                cached = (session, self._render_session(session, family))
+            kept[key] = cached
+            out.append(cached[1])
+        return "".join(out)
 
-def _check_plan_safe(plan: Plan, family_plan: FamilyPlan) -> None:
+    def _render_session(self, session: Session, family: int) -> str:
+        _check_session(session, family)
+        name = SESSION_TEMPLATES[self.flavour]
+        return self._env.get_template(name).render(session=session, family=family)
+
+
+def _needs_any_source(family_plan: FamilyPlan) -> bool:
+    return any(session.no_source_address for session in family_plan.sessions)
+
+
+def _check_plan_header(plan: Plan, family_plan: FamilyPlan) -> None:
+    """The values outside the session blocks; each block is checked when it is rendered."""
     if not isinstance(plan.router_id, ipaddress.IPv4Address):
         raise RenderError(f"router id {plan.router_id!r} is not an IPv4 address")
     if family_plan.local_address is not None:
         _check_address(family_plan.local_address, family_plan.family)
-    for session in family_plan.sessions:
-        _check_session(session, family_plan.family)
 
 
 def _check_session(session: Session, family: int) -> None:
