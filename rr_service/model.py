@@ -164,7 +164,7 @@ def _text(raw: bytes) -> str:
 def _json_object(raw: bytes) -> dict:
     text = _text(raw)
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        data = json.loads(text, object_pairs_hook=no_duplicate_fields)
     except ValueError as exc:
         raise InvalidValue(f"value is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -172,9 +172,9 @@ def _json_object(raw: bytes) -> dict:
     return data
 
 
-def _no_duplicate_keys(pairs: list) -> dict:
-    # A duplicated field means two writers disagree; guessing which one wins is worse than
-    # refusing the entry.
+def no_duplicate_fields(pairs: list) -> dict:
+    """json.loads object_pairs_hook: a duplicated field means two writers disagree, and
+    guessing which one wins is worse than refusing the entry."""
     result = {}
     for key, value in pairs:
         if key in result:

@@ -19,6 +19,8 @@ import pytest
 
 from rr_service.bird_socket import BirdClient
 
+from tests.polling import wait_for as _wait_for
+
 BIRD = "/usr/sbin/bird"
 BIRD6 = "/usr/sbin/bird6"
 START_DEADLINE = 10.0
@@ -53,14 +55,7 @@ def short_tmpdir() -> Iterator[str]:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return _wait_for(predicate, timeout, what, interval)
 
 
 class BirdNetns:

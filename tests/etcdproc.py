@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.polling import wait_for as _wait_for
+
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 LOOPBACK = "127.0.0.1"
@@ -34,15 +36,7 @@ def free_port() -> int:
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll predicate() until it returns something truthy; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    return _wait_for(predicate, timeout, what, interval)
 
 
 class TLSFiles:

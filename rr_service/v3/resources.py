@@ -27,6 +27,7 @@ from ..model import (
     InvalidValue,
     Rejected,
     _show,
+    no_duplicate_fields,
     parse_as_number,
     parse_cluster_id,
 )
@@ -267,7 +268,7 @@ def _load(raw: bytes, plural: str, key_name: str) -> tuple[str, dict]:
     if len(raw) > MAX_RESOURCE_BYTES:
         raise InvalidValue(f"value is {len(raw)} bytes, more than the {MAX_RESOURCE_BYTES} allowed")
     try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicate_fields)
     except UnicodeDecodeError:
         raise InvalidValue("value is not UTF-8 text") from None
     except (ValueError, RecursionError) as exc:
@@ -285,15 +286,6 @@ def _load(raw: bytes, plural: str, key_name: str) -> tuple[str, dict]:
     if metadata.get("name", name) != name:
         raise InvalidValue(f"key names {name} but metadata.name is {_show(metadata.get('name'))}")
     return name, data
-
-
-def _no_duplicates(pairs: list) -> dict:
-    result = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate field {key!r}")
-        result[key] = value
-    return result
 
 
 def parse_node(key_name: str, raw: bytes) -> CalicoNode:

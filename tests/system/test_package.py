@@ -21,6 +21,8 @@ import pytest
 
 import sysenv
 
+from tests.polling import wait_for as _wait_for
+
 pytestmark = pytest.mark.system
 
 RR_IP = "192.0.2.10"
@@ -130,15 +132,8 @@ def shq(s: str) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-def wait_for(pred, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.3):
+    return _wait_for(predicate, timeout, what, interval)
 
 
 def prop(c, name: str, unit: str = UNIT) -> str:
