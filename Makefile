@@ -13,7 +13,10 @@ TEST_DEBS := $(RUNTIME_DEBS) etcd-server etcd-client python3-pytest python3-hypo
 PACKAGE_DEBS := debhelper dh-python python3-all python3-setuptools pybuild-plugin-pyproject \
                 lintian debootstrap systemd-container build-essential systemd
 
-.PHONY: help deps deps-package test test-unit test-integration test-system demo deb clean
+# Driving the Ansible role against the system test's container.
+ANSIBLE_DEBS := ansible-core ansible-lint openssh-client
+
+.PHONY: help deps deps-package deps-ansible test test-unit test-integration test-system test-ansible demo deb clean
 
 help:
 	@echo "make demo         run the reflector end to end in throw-away network namespaces"
@@ -21,6 +24,7 @@ help:
 	@echo "make test-unit    only the fast tests (no root, no etcd, no BIRD)"
 	@echo "make deb          build the Debian package into dist/"
 	@echo "make test-system  build the .deb, install and run it under a real systemd (nspawn)"
+	@echo "make test-ansible the Ansible role against that container, over SSH"
 
 # Installs only what is missing, so a prepared machine pays nothing.
 deps:
@@ -29,7 +33,10 @@ deps:
 deps-package:
 	@./tools/apt-ensure $(PACKAGE_DEBS)
 
-test: deps deps-package
+deps-ansible:
+	@./tools/apt-ensure $(ANSIBLE_DEBS)
+
+test: deps deps-package deps-ansible
 	$(PYTHON) -m pytest -v -ra $(PYTEST_ARGS) tests
 
 test-unit:
@@ -40,6 +47,9 @@ test-integration: deps
 
 test-system: deps deps-package
 	$(PYTHON) -m pytest -v -ra -m system $(PYTEST_ARGS) tests/system
+
+test-ansible: deps deps-package deps-ansible
+	$(PYTHON) -m pytest -v -ra -m system $(PYTEST_ARGS) tests/ansible
 
 demo: deps
 	$(PYTHON) tools/demo.py

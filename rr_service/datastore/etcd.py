@@ -27,11 +27,19 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 from urllib.parse import urlsplit
+
+# gRPC's C core prints its own raw line for TLS failures to stderr ("E1125 ...
+# ssl_transport_security.cc:1501] Handshake failed ..."), on every retry: `calico-rr render`
+# showed it above our one-line error and the daemon's journal would get one every 2 s of an
+# outage. Our messages say it once, in words (_explain). Read when gRPC initialises, so set
+# before its first import; GRPC_VERBOSITY=ERROR in the environment brings the lines back.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import etcd3
 import grpc
@@ -201,6 +209,9 @@ def _explain(exc: BaseException, endpoint: _Endpoint, timeout: float) -> str:
     if "connection refused" in lowered:
         return "connection refused"
     if "connection reset" in lowered:
+        if endpoint.tls:  # etcd refusing our client certificate resets as often as it closes
+            return ("connection reset by etcd during TLS setup: etcd may have rejected the "
+                    "client certificate (cert, key)")
         return "connection reset by etcd"
     if code == grpc.StatusCode.UNAVAILABLE and ("endpoint read failed" in lowered
                                                 or "socket closed" in lowered):

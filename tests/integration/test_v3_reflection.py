@@ -1,0 +1,290 @@
+"""The reflector end to end with Calico v3 data: real etcd holding the resources the way
+calicoctl stores them, two reflector hosts each running real BIRD 1.6 and the real daemon,
+and Calico nodes running real BIRD configured the way calico/node configures itself for
+this data (each node peers with both reflectors).
+
+Topology (a lab of its own, see tests/lab):
+
+    etcd   192.0.2.2
+    rr1    192.0.2.10  2001:db8::10   Node rr1, route-reflector=true, cluster id 244.0.0.1, schema "v3"
+    rr2    192.0.2.11  2001:db8::11   Node rr2, route-reflector=true, cluster id 244.0.0.1, schema "auto"
+    a      192.0.2.21  2001:db8::21   Node a, exports 198.51.100.0/26, 2001:db8:1::/64
+    b      192.0.2.22  2001:db8::22   Node b, exports 198.51.100.64/26, 2001:db8:2::/64
+    c      192.0.2.23                 added and removed live (IPv4 only)
+
+Data (issue 3): BGPConfiguration default {nodeToNodeMeshEnabled: false, asNumber: 64500};
+BGPPeer peer-with-route-reflectors {nodeSelector: "!has(route-reflector)",
+peerSelector: "has(route-reflector)"}; BGPPeer rr-mesh {nodeSelector/peerSelector:
+"has(route-reflector)"}.
+
+The cluster id is 244.0.0.1, the value Calico's own route-reflector docs use ("typically an
+unused IPv4 address": 240.0.0.0/4 is reserved, so it can never be mistaken for a host).
+Both reflectors share it, as Calico recommends for redundant reflectors: they peer as
+non-clients (`Peer_...`), and a route one reflects carries 244.0.0.1 in its cluster list.
+(Each reflector also keeps the other's reflected copy as a backup path: BIRD's
+`rr cluster id` is per session and, like calico/node, the reflector sets it on client
+sessions only, so the peer session's loop check uses the router id. The client's own
+path wins, so the nodes see every route reflected exactly once.)
+The AS is 64500 (RFC 5398 documentation range), not Calico's default 64512, so sessions only
+come up if the reflector really takes the AS from the BGPConfiguration.
+
+Everything polls with deadlines; nothing sleeps blindly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict
+
+import pytest
+
+from tests.integration.v3data import V3Data
+from tests.lab import (Etcd, Lab, Reflector, calico_node_bird_config, proto_name,
+                       rr_service_available, wait_for)
+from tests.lab.world import ETCD_IP, NODES, Node
+
+pytestmark = pytest.mark.integration
+
+SESSION_TIMEOUT = 60
+AS_NUM = 64500
+CLUSTER_ID = "244.0.0.1"
+RR_LABEL = {"route-reflector": "true"}
+# name -> (IPv4, IPv6, [etcd] schema)
+REFLECTORS = {"rr1": ("192.0.2.10", "2001:db8::10", "v3"),
+              "rr2": ("192.0.2.11", "2001:db8::11", "auto")}
+FAMILIES = [pytest.param(4, id="ipv4"), pytest.param(6, id="ipv6")]
+
+
+def _rr_ip(name: str, family: int) -> str:
+    return REFLECTORS[name][0 if family == 4 else 1]
+
+
+def _node_ip(name: str, family: int) -> str:
+    return NODES[name].ipv4 if family == 4 else NODES[name].ipv6
+
+
+def _block(name: str, family: int) -> str:
+    return NODES[name].block4 if family == 4 else NODES[name].block6
+
+
+def _client(name: str, family: int) -> str:
+    return proto_name("Client", _node_ip(name, family))
+
+
+def _to_rr(name: str, family: int) -> str:
+    """A Calico node's session towards reflector `name`."""
+    return proto_name("Node", _rr_ip(name, family))
+
+
+def _other(rr: str) -> str:
+    return "rr2" if rr == "rr1" else "rr1"
+
+
+@dataclass
+class V3Cluster:
+    lab: Lab
+    etcd: Etcd
+    data: V3Data
+    rrs: Dict[str, Reflector] = field(default_factory=dict)
+    nodes: Dict[str, Node] = field(default_factory=dict)
+
+    def start_node(self, name: str, ipv6: bool = True) -> Node:
+        """Host + BIRD (and BIRD6) for Calico node `name`, peering with both reflectors as
+        calico/node does for this data. Writes nothing to etcd."""
+        spec = NODES[name]
+        use6 = ipv6 and spec.ipv6 is not None
+        host = self.lab.add_host(name, spec.ipv4, spec.ipv6 if use6 else None)
+        node = Node(spec, host)
+        node.bird = self.lab.start_bird(host, calico_node_bird_config(
+            spec.ipv4, AS_NUM, [_rr_ip(r, 4) for r in REFLECTORS], spec.block4))
+        if use6:
+            node.bird6 = self.lab.start_bird(host, calico_node_bird_config(
+                spec.ipv6, AS_NUM, [_rr_ip(r, 6) for r in REFLECTORS], spec.block6,
+                router_id=spec.ipv4, family=6), family=6)
+        self.nodes[name] = node
+        return node
+
+    def put_node(self, name: str, ipv6: bool = True) -> None:
+        """Node resource of a Calico node: addresses in CIDR notation, no labels."""
+        spec = NODES[name]
+        self.data.node(name, ipv4=f"{spec.ipv4}/24",
+                       ipv6=f"{spec.ipv6}/64" if ipv6 and spec.ipv6 else None)
+
+
+def _v3_reflector(lab: Lab, name: str, etcd: Etcd) -> Reflector:
+    ip4, ip6, schema = REFLECTORS[name]
+    host = lab.add_host(name, ip4, ip6)
+    state_dir = lab.tmp / f"{name}-rr" / "state"
+    rr = Reflector(lab, host, [etcd.endpoint],
+                   extra_toml=f'\n[safety]\nstate_dir = "{state_dir}"\n')
+    text = rr.config.read_text()
+    patched = (text.replace("[reflector]\n", f'[reflector]\nnode_name = "{name}"\n', 1)
+                   .replace("[etcd]\n", f'[etcd]\nschema = "{schema}"\n', 1))
+    assert patched.count("node_name =") == 1 and patched.count("schema =") == 1, patched
+    rr.config.write_text(patched)
+    return rr
+
+
+@pytest.fixture(scope="module")
+def cluster(lab):
+    reason = rr_service_available()
+    if reason:  # the product is broken: that is a failure, not a reason to skip
+        pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
+    etcd = lab.start_etcd(lab.add_host("etcd", ETCD_IP))
+    data = V3Data(etcd)
+    c = V3Cluster(lab, etcd, data)
+
+    data.bgp_configuration("default", logSeverityScreen="Info",
+                           nodeToNodeMeshEnabled=False, asNumber=AS_NUM)
+    data.bgp_peer("peer-with-route-reflectors",
+                  nodeSelector="!has(route-reflector)", peerSelector="has(route-reflector)")
+    data.bgp_peer("rr-mesh", nodeSelector="has(route-reflector)",
+                  peerSelector="has(route-reflector)")
+    for name, (ip4, ip6, _) in REFLECTORS.items():
+        data.node(name, ipv4=f"{ip4}/24", ipv6=f"{ip6}/64", labels=RR_LABEL,
+                  cluster_id=CLUSTER_ID)
+    for name in ("a", "b"):
+        c.put_node(name)
+
+    for name in REFLECTORS:
+        c.rrs[name] = _v3_reflector(lab, name, etcd)
+    for name in ("a", "b"):
+        c.start_node(name)
+    try:
+        for rr in c.rrs.values():
+            rr.start()
+        yield c
+    finally:
+        for rr in c.rrs.values():
+            rr.stop()
+
+
+@pytest.fixture(autouse=True)
+def _v3_logs_on_failure(request):
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed or "cluster" not in request.fixturenames:
+        return
+    c: V3Cluster = request.getfixturevalue("cluster")
+    for rr in c.rrs.values():
+        print(f"===== rr_service log on {rr.host.name} (tail) =====")
+        print(rr.log()[-6000:])
+        for b in (rr.bird, rr.bird6):
+            try:
+                print(f"===== {b.config_path} =====")
+                print(b.config_path.read_text()[-4000:])
+                print(f"===== BIRD{b.family} on {rr.host.name}: show protocols =====")
+                print(b.birdc("show protocols"))
+            except Exception as exc:  # diagnostics only
+                print(f"(failed: {exc})")
+
+
+def _expected(rr: str, family: int, nodes=("a", "b")) -> list:
+    return [_client(n, family) for n in nodes] + [proto_name("Peer", _rr_ip(_other(rr), family))]
+
+
+def _bgp_sessions(rr: Reflector, family: int) -> Dict[str, object]:
+    return {n: p for n, p in rr.bird_for(family).protocols().items() if p.proto == "BGP"}
+
+
+# -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sessions_established(cluster: V3Cluster, family):
+    """Both reflectors serve every Calico node (reverse peering of
+    peer-with-route-reflectors) and peer with each other (rr-mesh) as non-clients;
+    no node-to-node mesh, no session to themselves."""
+    for name, rr in cluster.rrs.items():
+        want = _expected(name, family)
+        rr.wait_established(want, family, SESSION_TIMEOUT)
+        assert sorted(_bgp_sessions(rr, family)) == sorted(want)
+        # Clients are rr clients in cluster 244.0.0.1; the other reflector is not.
+        conf = rr.bird_for(family).config_path.read_text()
+        assert f"rr cluster id {CLUSTER_ID};" in conf, conf
+        details = rr.bird_for(family).birdc(
+            f"show protocols all {proto_name('Peer', _rr_ip(_other(name), family))}")
+        assert "reflector" not in details.split("Session:", 1)[1].splitlines()[0], details
+        details = rr.bird_for(family).birdc(f"show protocols all {_client('a', family)}")
+        assert "reflector" in details.split("Session:", 1)[1].splitlines()[0], details
+    for n in ("a", "b"):
+        cluster.nodes[n].bird_for(family).wait_established(
+            [_to_rr(r, family) for r in REFLECTORS], SESSION_TIMEOUT)
+    # rr2 runs with [etcd] schema = "auto" and must have picked the v3 data.
+    assert "schema = auto: using the Calico v3 data" in cluster.rrs["rr2"].log()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_routes_reflected(cluster: V3Cluster, family):
+    """A node's route reaches the other node through both reflectors, unchanged:
+    originator the source node, cluster list with 244.0.0.1, next hop the source node."""
+    rr_ips = {_rr_ip(r, family) for r in REFLECTORS}
+    for src, dst in (("a", "b"), ("b", "a")):
+        bird = cluster.nodes[dst].bird_for(family)
+        block = _block(src, family)
+
+        def learned():
+            routes = [r for r in bird.routes(block) if r.protocol != "static1"]
+            return routes if {r.from_ for r in routes} == rr_ips else None
+        routes = wait_for(learned, SESSION_TIMEOUT,
+                          what=f"{src}'s {block} at {dst} from both reflectors",
+                          describe=lambda: bird.birdc("show route all") + bird.birdc("show protocols"))
+        for r in routes:
+            assert r.originator_id == NODES[src].ipv4, r.excerpt()  # router id: the IPv4 address
+            assert r.cluster_list == [CLUSTER_ID], r.excerpt()  # reflected once
+            assert r.next_hop == _node_ip(src, family), r.excerpt()
+            assert r.protocol == proto_name("Node", r.from_), r.excerpt()
+            assert r.as_path == "", r.excerpt()  # iBGP all the way
+
+
+def test_node_added_and_removed_live(cluster: V3Cluster):
+    """A new Node resource brings its sessions up on both reflectors without restarting
+    anybody else's; deleting it takes them away, again without disturbing the others."""
+    before = {}
+    for name, rr in cluster.rrs.items():
+        for family in (4, 6):
+            before[name, family] = rr.wait_established(_expected(name, family), family, SESSION_TIMEOUT)
+    node_side = {n: cluster.nodes[n].bird.wait_established(
+        [_to_rr(r, 4) for r in REFLECTORS], SESSION_TIMEOUT) for n in ("a", "b")}
+
+    def assert_undisturbed(when: str) -> None:
+        for (name, family), protos in before.items():
+            now = _bgp_sessions(cluster.rrs[name], family)
+            for proto in _expected(name, family):
+                assert now[proto].established, f"{proto} on {name} after {when}: {now[proto]}"
+                assert now[proto].since == protos[proto].since, (
+                    f"{proto} on {name} restarted when {when}: {protos[proto]} -> {now[proto]}")
+        for n, protos in node_side.items():
+            now = cluster.nodes[n].bird.protocols()
+            for r in REFLECTORS:
+                assert now[_to_rr(r, 4)].since == protos[_to_rr(r, 4)].since, (
+                    f"node {n}'s session to {r} restarted when {when}")
+
+    c = cluster.start_node("c", ipv6=False)
+    try:
+        cluster.put_node("c", ipv6=False)
+        for name, rr in cluster.rrs.items():
+            rr.wait_established(_expected(name, 4, ("a", "b", "c")), 4, SESSION_TIMEOUT)
+        c.bird.wait_established([_to_rr(r, 4) for r in REFLECTORS], SESSION_TIMEOUT)
+        assert_undisturbed("node c was added")
+        # c's route reaches a, and a's reaches c, reflected.
+        for dst, src in (("a", "c"), ("c", "a")):
+            r = cluster.nodes[dst].bird.wait_route(_block(src, 4), SESSION_TIMEOUT,
+                                                   pred=lambda r: r.protocol != "static1")
+            assert r.originator_id == NODES[src].ipv4 and CLUSTER_ID in r.cluster_list, r.excerpt()
+
+        cluster.data.delete("Node", "c")
+        for name, rr in cluster.rrs.items():
+            bird = rr.bird_for(4)
+            wait_for(lambda: (rr.assert_alive(), _client("c", 4) not in bird.protocols())[1],
+                     SESSION_TIMEOUT, what=f"{_client('c', 4)} removed on {name}",
+                     describe=lambda: bird.birdc("show protocols"))
+        assert_undisturbed("node c was removed")
+        for name, rr in cluster.rrs.items():
+            assert sorted(_bgp_sessions(rr, 4)) == sorted(_expected(name, 4))
+        # Its route is withdrawn at the other nodes.
+        wait_for(lambda: cluster.nodes["a"].bird.route(_block("c", 4)) is None, SESSION_TIMEOUT,
+                 what="node c's block withdrawn at node a",
+                 describe=lambda: cluster.nodes["a"].bird.birdc("show route all"))
+    finally:
+        cluster.data.delete("Node", "c")
+        c.bird.stop()
