@@ -43,6 +43,32 @@ class ConfigApplier:
         # may have edited it, or a reload failed before we started), so the first apply()
         # always sends `configure`.
         self.accepted_text: str | None = None
+        # How BIRD looked right after it accepted accepted_text: still_accepted() compares.
+        self._bird_stamp: tuple | None = None
+
+    def still_accepted(self) -> bool:
+        """False when BIRD may no longer run what it accepted from us: the file was changed
+        behind our back, or BIRD was restarted since (on whatever file it found then). The next
+        apply() then configures BIRD again. Cheap: a read and a stat."""
+        if self.accepted_text is None:
+            return True  # nothing accepted yet: the daemon's own retry covers it
+        if _read(self.target.config_path) != self.accepted_text.encode():
+            return False
+        stamp = self._stamp()
+        if stamp is None or stamp == self._bird_stamp:
+            return True
+        self.accepted_text = None  # BIRD may run anything now: configure it again
+        return False
+
+    def _stamp(self) -> tuple | None:
+        """What changes when BIRD restarts: it creates its control socket anew. (Not `show
+        status`: BIRD 1.6 shows its times through a monotonic-to-wall-clock offset in whole
+        seconds, so "Last reboot" moves by a second between two calls.)"""
+        try:
+            st = os.stat(self.target.socket_path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_ctime_ns)
 
     def apply(self, text: str) -> ApplyStatus:
         path = self.target.config_path
@@ -76,6 +102,7 @@ class ConfigApplier:
             self.accepted_text = text
             self._rename(tmp)
             tmp = None
+            self._bird_stamp = self._stamp()
             return ApplyStatus.APPLIED
         finally:
             _discard(tmp)
@@ -98,6 +125,7 @@ class ConfigApplier:
         except BirdSocketError:
             return ApplyStatus.WRITTEN_BIRD_DOWN
         self.accepted_text = text
+        self._bird_stamp = self._stamp()
         return ApplyStatus.APPLIED
 
     # -- files -----------------------------------------------------------------------
