@@ -65,7 +65,9 @@ class ProblemLog:
         current = {("key", r.key, r.reason) for r in rejected} | {("plan", w, "") for w in warnings}
         for kind, what, reason in sorted(current - self._seen):
             if kind == "key":
-                log.warning("ignoring etcd key %s: %s", what, reason)
+                # A key is etcd's text: repr'd when it holds control characters, so it can
+                # neither span nor forge log lines.
+                log.warning("ignoring etcd key %s: %s", what if what.isprintable() else repr(what), reason)
             else:
                 log.warning("%s", what)
         self._seen = current

@@ -26,6 +26,21 @@ MAX_KEY_CHARS = 512
 HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?")
 _ASDOT_RE = re.compile(r"([0-9]{1,5})\.([0-9]{1,5})")
 _ASPLAIN_RE = re.compile(r"[0-9]{1,10}")
+# Path segments only the BGP keys use: a key that holds one in the wrong place is a mistake
+# worth a warning, not one of Calico's other keys to ignore.
+_BGP_SEGMENTS = frozenset(("rr_v4", "rr_v6", "peer_v4", "peer_v6", "ip_addr_v4", "ip_addr_v6", "as_num"))
+
+
+def _reflector_order(reflector: "Reflector") -> tuple:
+    """Sort key of reflectors (and `_peer_order` of peer entries): two keys may name one address
+    in different spellings (`2001:DB8::1`, ` 192.0.2.1`) with different settings, and None
+    does not compare with a number or a string. The order is total, so the entry that wins
+    does not depend on etcd's key order."""
+    return (reflector.ip, reflector.cluster_id is not None, reflector.cluster_id or "")
+
+
+def _peer_order(peer: "PeerEntry") -> tuple:
+    return (peer.ip, peer.as_num is not None, peer.as_num or 0)
 
 
 class InvalidValue(ValueError):
@@ -110,7 +125,7 @@ def parse_as_number(value: object) -> int:
     else:
         raise InvalidValue(f"AS number must be a number or a string, not {type(value).__name__}")
     if not 1 <= number <= AS_MAX:
-        raise InvalidValue(f"AS number {number} is outside 1-{AS_MAX}")
+        raise InvalidValue(f"AS number {_show(number)} is outside 1-{AS_MAX}")  # _show: 4000 digits fit in 4 KB
     return number
 
 
@@ -123,9 +138,20 @@ def parse_address(value: object, family: int) -> IPAddress:
         raise InvalidValue(f"{_show(value)} is not an IP address") from None
     if address.version != family:
         raise InvalidValue(f"{address} is an IPv{address.version} address, expected IPv{family}")
+    check_neighbour(address, value)
+    return address
+
+
+def check_neighbour(address: IPAddress, value: object) -> None:
+    """What an address must be to reach a BIRD config as a multihop BGP neighbour."""
+    if getattr(address, "scope_id", None) is not None:  # fe80::1%eth0: not a BIRD address
+        raise InvalidValue(f"{_show(value)} has a zone index (%...), which a BGP neighbour cannot have")
     if address.is_unspecified or address.is_multicast:
         raise InvalidValue(f"{address} cannot be a BGP neighbour")
-    return address
+    if address.version == 6 and address.is_link_local:
+        # BIRD refuses the whole config: a link-local neighbour needs an interface, and these
+        # sessions are multihop.
+        raise InvalidValue(f"{address} is link-local, which a multihop BGP session cannot use")
 
 
 def parse_cluster_id(value: object) -> Optional[str]:
@@ -165,6 +191,8 @@ def _json_object(raw: bytes) -> dict:
     text = _text(raw)
     try:
         data = json.loads(text, object_pairs_hook=no_duplicate_fields)
+    except RecursionError:  # "[[[[...]]]]": json's C decoder recurses per nesting level
+        raise InvalidValue("value is not valid JSON (nested too deeply)") from None
     except ValueError as exc:
         raise InvalidValue(f"value is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -192,16 +220,18 @@ def _family_of(segment: str) -> int:
 def parse_reflector(key_ip: str, raw: bytes, family: int) -> Reflector:
     data = _json_object(raw)
     ip = parse_address(data.get("ip"), family)
-    if parse_address(key_ip, family) != ip:
-        raise InvalidValue(f"key names {key_ip} but the value's ip is {ip}")
+    key_address = parse_address(key_ip, family)
+    if key_address != ip:  # the parsed address: the key's own text may hold control characters
+        raise InvalidValue(f"key names {key_address} but the value's ip is {ip}")
     return Reflector(ip=ip, cluster_id=parse_cluster_id(data.get("cluster_id")))
 
 
 def parse_peer(key_ip: str, raw: bytes, family: int) -> PeerEntry:
     data = _json_object(raw)
     ip = parse_address(data.get("ip"), family)
-    if parse_address(key_ip, family) != ip:
-        raise InvalidValue(f"key names {key_ip} but the value's ip is {ip}")
+    key_address = parse_address(key_ip, family)
+    if key_address != ip:  # the parsed address: the key's own text may hold control characters
+        raise InvalidValue(f"key names {key_address} but the value's ip is {ip}")
     as_num = data.get("as_num")
     return PeerEntry(ip=ip, as_num=None if as_num in (None, "") else parse_as_number(as_num))
 
@@ -258,6 +288,8 @@ def parse_entry(key: str, value: bytes) -> Optional[Entry]:
         return _parse_host_entry(parts, value)
     if head in ("rr_v4", "rr_v6") or parts[:2] in (["global", "peer_v4"], ["global", "peer_v6"]):
         raise InvalidValue("unexpected key layout (an address with '/' in it?)")
+    if _BGP_SEGMENTS.intersection(parts):  # `/rr_v4/...`, `global/as_num/x`: a misplaced key
+        raise InvalidValue("unexpected key layout (an empty or extra path segment?)")
     # Anything else under the prefix (node_mesh, loglevel, custom filters, ...) is Calico's
     # business, not ours: ignored on purpose.
     return None
@@ -276,6 +308,8 @@ def _parse_host_entry(parts: list[str], value: bytes) -> Optional[Entry]:
         return Entry("node_peer", parse_peer(rest[1], value, family), family, parse_hostname(name))
     if rest[0] in ("peer_v4", "peer_v6", "ip_addr_v4", "ip_addr_v6", "as_num"):
         raise InvalidValue("unexpected key layout (an address with '/' in it?)")
+    if _BGP_SEGMENTS.intersection(rest):  # `host/a/b/ip_addr_v4`, `host/a//as_num`
+        raise InvalidValue("unexpected key layout (a host name with '/' or an empty segment?)")
     # Other per-host keys (workloads, IPAM, ...) do not concern BGP peering.
     return None
 
@@ -357,7 +391,8 @@ class SnapshotParser:
                 fields["as_num"] = entry.value
             else:
                 peers[entry.family].append(entry.value)
-        node = Node(**fields, peers_v4=tuple(sorted(peers[4])), peers_v6=tuple(sorted(peers[6])))
+        node = Node(**fields, peers_v4=tuple(sorted(peers[4], key=_peer_order)),
+                    peers_v6=tuple(sorted(peers[6], key=_peer_order)))
         if name not in self._nodes:
             self._node_order = None
         if self._nodes.get(name) != node:
@@ -377,11 +412,11 @@ class SnapshotParser:
                 elif entry.value is not None:
                     global_as = entry.value
             self._globals = dict(
-                reflectors_v4=tuple(sorted(reflectors[4])),
-                reflectors_v6=tuple(sorted(reflectors[6])),
+                reflectors_v4=tuple(sorted(reflectors[4], key=_reflector_order)),
+                reflectors_v6=tuple(sorted(reflectors[6], key=_reflector_order)),
                 global_as=global_as,
-                global_peers_v4=tuple(sorted(peers[4])),
-                global_peers_v6=tuple(sorted(peers[6])),
+                global_peers_v4=tuple(sorted(peers[4], key=_peer_order)),
+                global_peers_v6=tuple(sorted(peers[6], key=_peer_order)),
             )
         return self._globals
 

@@ -4,6 +4,7 @@ import ipaddress
 import json
 
 import pytest
+from rr_service.model import InvalidValue
 
 from rr_service.model import DEFAULT_AS
 from rr_service.v3.resources import (
@@ -157,3 +158,16 @@ def test_unsupported_peer_fields_are_flagged():
     data = one({"bgppeers/p": res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1,
                                                     "password": {"secretKeyRef": {"name": "s", "key": "k"}}})})
     assert data.peers[0].unsupported == ("password",)
+
+
+@pytest.mark.parametrize("peer_ip, reason", [
+    ("fe80::1%eth0", "zone index"),
+    ("fe80::1", "link-local"),
+    ("[fe80::1]:179", "link-local"),
+    ("127.0.0.1", "cannot be a BGP neighbour"),
+])
+def test_peer_ip_that_bird_cannot_use_is_rejected(peer_ip, reason):
+    # A multihop session to a link-local or scoped address makes BIRD refuse the whole config.
+    from rr_service.v3.resources import parse_peer_ip
+    with pytest.raises(InvalidValue, match=reason):
+        parse_peer_ip(peer_ip)

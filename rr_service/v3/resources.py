@@ -27,6 +27,7 @@ from ..model import (
     InvalidValue,
     Rejected,
     _show,
+    check_neighbour,
     no_duplicate_fields,
     parse_as_number,
     parse_cluster_id,
@@ -152,8 +153,7 @@ def parse_cidr_address(value: object, family: int) -> IPAddress:
         raise InvalidValue(f"{_show(value)} is not an address in CIDR notation") from None
     if address.version != family:
         raise InvalidValue(f"{address} is an IPv{address.version} address, expected IPv{family}")
-    if address.is_unspecified or address.is_multicast or address.is_loopback:
-        raise InvalidValue(f"{address} cannot be a BGP neighbour")
+    _check_peer_address(address, value)
     return address
 
 
@@ -178,9 +178,14 @@ def parse_peer_ip(value: object) -> tuple[IPAddress, Optional[int]]:
         raise InvalidValue(f"peerIP {_show(value)} is not an IP address") from None
     if port_text is not None and address.version == 6 and not value.strip().startswith("["):
         raise InvalidValue(f"peerIP {_show(value)}: write an IPv6 address with a port as [ipv6]:port")
-    if address.is_unspecified or address.is_multicast or address.is_loopback:
-        raise InvalidValue(f"peerIP {address} cannot be a BGP neighbour")
+    _check_peer_address(address, value)
     return address, (None if port_text is None else parse_port(int(port_text), "peerIP port"))
+
+
+def _check_peer_address(address: IPAddress, value: object) -> None:
+    check_neighbour(address, value)
+    if address.is_loopback:
+        raise InvalidValue(f"{address} cannot be a BGP neighbour")
 
 
 def parse_port(value: object, what: str) -> int:

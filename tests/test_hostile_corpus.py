@@ -1,0 +1,258 @@
+"""The hostile-input corpus (tests/hostile/corpus.py) against parse, plan, render and BIRD.
+
+Every case is one hostile or broken etcd key/value placed into a realistic data set (two
+reflectors per family, three good nodes, the global peer entries). For each: no exception;
+every line of every rendered config (BIRD 1.6 pair and BIRD 2) passes the allowed-line
+grammar; the good sessions are all there with identical lines; the key is rejected with a
+reason (or accepted/ignored, as the corpus entry says and why); `ProblemLog` logs it once;
+the incremental parser (the daemon's path) agrees with a full parse. Then BIRD's own parser
+reads every distinct rendered config.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from rr_service.daemon import ProblemLog  # noqa: E402
+from rr_service.model import SnapshotParser, parse_snapshot  # noqa: E402
+from rr_service.plan import plan  # noqa: E402
+from rr_service.render import Renderer  # noqa: E402
+from tests.hostile.corpus import ACCEPT, BASE, CASES, GOOD_SESSIONS, IGNORE, ME, REJECT  # noqa: E402
+from tests.hostile.grammar import (BIRD1, BirdChecker, assert_only_allowed_lines,  # noqa: E402
+                                   bird1_available, bird2_binary, session_blocks)
+
+FLAVOURS = ("bird1", "bird2")
+LOGGER = "calico-rr"  # rr_service.daemon's logger
+RENDERED: dict = {}  # case id -> {flavour: {target: text}}, for the BIRD parser test
+PASSED: set = set()
+
+
+# One renderer per flavour and path, reused like the daemon's (each compiles its templates once).
+RENDERERS = {flavour: Renderer(flavour=flavour) for flavour in FLAVOURS}
+INCREMENTAL_RENDERERS = {flavour: Renderer(flavour=flavour) for flavour in FLAVOURS}
+
+
+def render_all(raw):
+    snap = parse_snapshot(raw)
+    the_plan = plan(snap, ME)
+    return snap, the_plan, {flavour: RENDERERS[flavour].render(the_plan) for flavour in FLAVOURS}
+
+
+BASE_SNAP, BASE_PLAN, BASE_CONFIGS = render_all(BASE)
+
+
+def names_in(configs) -> set:
+    return {name for text in configs.values() for name in session_blocks(text)}
+
+
+def test_base_data_set_is_what_the_corpus_assumes():
+    assert BASE_SNAP.rejected == () and BASE_PLAN.warnings == ()
+    for flavour in FLAVOURS:
+        assert names_in(BASE_CONFIGS[flavour]) == GOOD_SESSIONS
+        for text in BASE_CONFIGS[flavour].values():
+            assert_only_allowed_lines(text, flavour)
+
+
+def test_corpus_size_and_documentation():
+    assert len(CASES) >= 200
+    assert len({case.id for case in CASES}) == len(CASES)
+    for case in CASES:
+        assert case.expect in (REJECT, ACCEPT, IGNORE)
+        if case.expect != REJECT:
+            assert len(case.why) > 5, f"{case.id}: say why this is acceptable"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_hostile_case(case, caplog):
+    raw = case.data()
+    snap, the_plan, configs = render_all(raw)  # no exception: the first property
+
+    # 0 injected lines, in every file of every flavour
+    for flavour in FLAVOURS:
+        for text in configs[flavour].values():
+            assert_only_allowed_lines(text, flavour)
+
+    # the good sessions are all there, line for line; nothing but `adds` is new
+    for flavour in FLAVOURS:
+        base_blocks = {name: block for text in BASE_CONFIGS[flavour].values() for name, block in session_blocks(text).items()}
+        blocks = {name: block for text in configs[flavour].values() for name, block in session_blocks(text).items()}
+        assert set(blocks) == GOOD_SESSIONS | case.adds, flavour
+        for name in GOOD_SESSIONS:
+            assert blocks[name] == base_blocks[name], f"{flavour}: session {name} changed"
+        if not case.adds:  # nothing new: the very same files
+            assert configs[flavour] == BASE_CONFIGS[flavour], flavour
+
+    # rejected with a reason, or accepted / ignored as the corpus says
+    if case.expect == REJECT:
+        assert [r.key for r in snap.rejected] == [case.key]
+        reason = snap.rejected[0].reason
+        assert reason and reason.isprintable() and len(reason) < 300, repr(reason)
+        assert case.reason in reason
+    else:
+        assert snap.rejected == (), case.why
+
+    # one warning naming the key per rejected key, and none when the same is reported again
+    problems = ProblemLog()
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        problems.report(snap.rejected, the_plan.warnings)
+        first = [r for r in caplog.records if r.name == LOGGER]
+        caplog.clear()
+        problems.report(snap.rejected, the_plan.warnings)
+        second = [r for r in caplog.records if r.name == LOGGER]
+    key_lines = [r for r in first if r.getMessage().startswith("ignoring etcd key")]
+    assert len(key_lines) == len(snap.rejected) == (1 if case.expect == REJECT else 0)
+    assert len(first) == len(key_lines) + len(the_plan.warnings)
+    for record in key_lines:
+        assert record.levelno == logging.WARNING
+        shown = case.key if case.key.isprintable() else repr(case.key)  # never raw control chars
+        assert shown in record.getMessage() and snap.rejected[0].reason in record.getMessage()
+    assert second == []
+
+    # the daemon's incremental path: the key arriving as a change, then deleted again
+    parser, memo = SnapshotParser(), {}
+    renderers = INCREMENTAL_RENDERERS
+    parser.reset(BASE)
+    for flavour in FLAVOURS:
+        renderers[flavour].render(plan(parser.update({}), ME, memo))
+    changes = dict(case.extra)
+    changes[case.key] = case.value
+    incremental = parser.update(changes)
+    assert incremental == snap and incremental.rejected == snap.rejected
+    incremental_plan = plan(incremental, ME, memo)
+    for flavour in FLAVOURS:
+        assert renderers[flavour].render(incremental_plan) == configs[flavour]
+    after = parser.update({key: None for key in changes})
+    assert after.rejected == () and after == BASE_SNAP
+    for flavour in FLAVOURS:
+        assert renderers[flavour].render(plan(after, ME, memo)) == BASE_CONFIGS[flavour]
+
+    RENDERED[case.id] = configs
+    PASSED.add(case.id)
+
+
+def test_log_line_of_a_key_with_control_characters_is_one_line(caplog):
+    cases = [c for c in CASES if c.expect == REJECT and not c.key.isprintable()]
+    assert cases
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        for case in cases:
+            ProblemLog().report(parse_snapshot(case.data()).rejected, ())
+    for record in caplog.records:
+        message = record.getMessage()
+        assert message.isprintable(), repr(message)
+
+
+def test_bird_parses_every_rendered_config():
+    """BIRD 1.6 (bird, bird6) and BIRD 2 on every distinct config the corpus rendered."""
+    if len(RENDERED) < len(CASES):  # run alone: render them here
+        for case in CASES:
+            RENDERED.setdefault(case.id, render_all(case.data())[2])
+    jobs: dict = {}  # (binary, text) -> case ids
+    if bird1_available():
+        for case_id, configs in RENDERED.items():
+            for target, text in configs["bird1"].items():
+                jobs.setdefault((BIRD1[target], text), []).append(case_id)
+    bird2 = bird2_binary()
+    if bird2:
+        for case_id, configs in RENDERED.items():
+            jobs.setdefault((bird2, configs["bird2"]["bird"]), []).append(case_id)
+    if not jobs:
+        pytest.skip("neither BIRD 1.6 nor BIRD 2 is available")
+    checker = BirdChecker(workers=2)
+    try:
+        refused = checker.check(jobs)
+    finally:
+        checker.close()
+    assert not refused, "\n".join(f"{jobs[job][:3]} {job[0]}: {error}" for job, error in refused.items())
+    _record_figures(len(jobs), checker.runs, bird2 is not None)
+
+
+def _record_figures(configs: int, runs: int, with_bird2: bool) -> None:
+    if len(PASSED) != len(CASES):
+        return  # a partial run (-k, a failure): no figure
+    try:
+        from tests.faults.figures import record
+    except ImportError:
+        return
+    counts = {kind: sum(1 for c in CASES if c.expect == kind) for kind in (REJECT, ACCEPT, IGNORE)}
+    record(
+        "hostile_corpus",
+        fault="hostile etcd keys and values",
+        done=(f"{len(CASES)} hostile or broken keys/values (bad JSON, wrong types and families, "
+              "out-of-range AS, BIRD/template injection, control characters, unicode, 1 MiB "
+              "values, duplicate fields, odd key paths), each in a data set of 2 reflectors, "
+              "3 nodes and the global peers; BIRD 1.6 pair and BIRD 2 rendered"),
+        figure=(f"0 crashes, 0 injected lines, 0 good sessions changed; {counts[REJECT]} rejected "
+                f"with one log line each, {counts[ACCEPT]} accepted and {counts[IGNORE]} ignored "
+                f"(each documented); {configs} distinct configs passed bird -p"),
+        measured={"cases": len(CASES), **counts, "bird_configs": configs, "bird_runs": runs,
+                  "bird2": with_bird2},
+        test="tests/test_hostile_corpus.py",
+        file="hostile", title="Hostile input",
+        intro=("Each row is produced by a test in tests/test_hostile_corpus.py or "
+               "tests/test_properties.py (hypothesis, derandomized)."),
+    )
+
+
+# ------------------------------------------------------------------ regressions found by the corpus
+
+@pytest.mark.parametrize("value", [b"fe80::1%eth0", b"2001:db8::30%eth0", b"2001:db8::30%x; protocol bgp evil {"])
+def test_regression_scoped_ipv6_is_rejected(value):
+    """Was accepted (Python's ipaddress parses a zone index), then the render guard raised
+    RenderError on the protocol name: one bad node stopped every config update."""
+    snap, _plan, configs = render_all({**BASE, "host/h/ip_addr_v6": value})
+    assert [(r.key, "zone index" in r.reason) for r in snap.rejected] == [("host/h/ip_addr_v6", True)]
+    assert configs == BASE_CONFIGS
+
+
+@pytest.mark.parametrize("key, value", [("host/h/ip_addr_v6", b"fe80::30"),
+                                        ("rr_v6/fe80::12", b'{"ip": "fe80::12"}')])
+def test_regression_link_local_ipv6_is_rejected(key, value):
+    """Was accepted, and BIRD refused the whole config: "Link-local neighbor address requires
+    specified interface" (BIRD 1.6) / "Link-local addresses require defined interface" (2)."""
+    snap, _plan, configs = render_all({**BASE, key: value})
+    assert [(r.key, "link-local" in r.reason) for r in snap.rejected] == [(key, True)]
+    assert configs == BASE_CONFIGS
+
+
+@pytest.mark.parametrize("extra", [
+    {"global/peer_v4/192.0.2.10 ": b'{"ip": "192.0.2.10", "as_num": 1}'},
+    {"rr_v6/2001:DB8::11": b'{"ip": "2001:db8::11"}'},  # BASE's has a cluster id, this one none
+    {"host/node-c/peer_v4/ 192.0.2.10": b'{"ip": "192.0.2.10"}'},  # BASE's has an AS, this one none
+])
+def test_regression_one_address_in_two_spellings_does_not_crash(extra):
+    """Two keys for one address, one entry with an AS (or cluster id) and one without, raised
+    TypeError ('<' between int and None) when the parser sorted them."""
+    snap, _plan, configs = render_all({**BASE, **extra})
+    assert snap.rejected == ()
+    assert configs == BASE_CONFIGS  # the same entry wins whatever etcd's key order
+    assert render_all(dict(reversed(list({**BASE, **extra}.items()))))[2] == configs
+
+
+def test_regression_deeply_nested_json_is_rejected():
+    """json.loads raised RecursionError (not a ValueError) and the whole parse failed."""
+    snap, _plan, configs = render_all({**BASE, "rr_v4/192.0.2.12": b"[" * 2000 + b"]" * 2000})
+    assert [r.key for r in snap.rejected] == ["rr_v4/192.0.2.12"] and "nested" in snap.rejected[0].reason
+    assert configs == BASE_CONFIGS
+
+
+@pytest.mark.parametrize("key", ["host/a/b/ip_addr_v4", "host/a//as_num", "/rr_v4/192.0.2.12", "global/as_num/x"])
+def test_regression_misplaced_bgp_keys_are_rejected_not_ignored(key):
+    """Were ignored without a word: a node name with '/' or an extra segment lost a node silently."""
+    snap = parse_snapshot({**BASE, key: b"192.0.2.40"})
+    assert [r.key for r in snap.rejected] == [key] and "unexpected key layout" in snap.rejected[0].reason
+
+
+def test_regression_reasons_stay_short_and_printable():
+    """A 4000-digit AS gave a 4 KB reason (and log line); a key's raw text reached a reason."""
+    snap = parse_snapshot({"host/node-a/peer_v4/192.0.2.10": b'{"ip": "192.0.2.10", "as_num": ' + b"9" * 4000 + b"}",
+                           "rr_v4/\t192.0.2.12\n": b'{"ip": "192.0.2.13"}'})
+    reasons = [r.reason for r in snap.rejected]
+    assert len(reasons) == 2 and all(len(reason) < 200 and reason.isprintable() for reason in reasons), reasons
