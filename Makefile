@@ -16,7 +16,7 @@ PACKAGE_DEBS := debhelper dh-python python3-all python3-setuptools pybuild-plugi
 # Driving the Ansible role against the system test's container.
 ANSIBLE_DEBS := ansible-core ansible-lint openssh-client
 
-.PHONY: help deps deps-package deps-ansible test test-unit test-integration test-system test-ansible demo deb clean
+.PHONY: help deps deps-package deps-ansible test test-unit test-integration test-system test-ansible reliability-doc demo deb clean
 
 help:
 	@echo "make demo         run the reflector end to end in throw-away network namespaces"
@@ -50,6 +50,10 @@ test-system: deps deps-package
 
 test-ansible: deps deps-package deps-ansible
 	$(PYTHON) -m pytest -v -ra -m system $(PYTEST_ARGS) tests/ansible
+
+# After `make test`: the tables of docs/reliability.md from the figures the tests recorded.
+reliability-doc:
+	$(PYTHON) tools/reliability_report.py --update docs/reliability.md
 
 demo: deps
 	$(PYTHON) tools/demo.py
