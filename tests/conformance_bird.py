@@ -18,9 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-CONFORMANCE_DIR = Path(
-    os.environ.get("RR_CONFORMANCE_DIR", "/work/shared/conformance/calico-confd")
-)
+def _conformance_dir() -> Path:
+    """Calico's fixtures live in shared/, beside the repository (as CI lays it out)."""
+    if os.environ.get("RR_CONFORMANCE_DIR"):
+        return Path(os.environ["RR_CONFORMANCE_DIR"])
+    beside = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "calico-confd"
+    return beside if beside.is_dir() else Path("/work/shared/conformance/calico-confd")
+
+
+CONFORMANCE_DIR = _conformance_dir()
 
 
 class BirdConfigError(ValueError):
