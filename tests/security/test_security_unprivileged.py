@@ -126,8 +126,14 @@ state_dir = "{state}"
         def alive():
             assert daemon.alive(), f"the daemon exited:\n{daemon.log()[-3000:]}"
             return True
-        wait_for(lambda: alive() and _proc_status(daemon.pid)["Name"][0].startswith("python"), 10,
-                 what="ip netns exec and setpriv to exec the daemon")
+        def exec_done():
+            # Popen's child is a fork of this (root) test process, also called python3, until
+            # it execs `ip`: wait for the daemon's own exec, not just for the name.
+            cmdline = Path(f"/proc/{daemon.pid}/cmdline").read_bytes().split(b"\0")
+            exe = os.readlink(f"/proc/{daemon.pid}/exe")
+            return Path(exe).name.startswith("python") and b"rr_service" in cmdline
+
+        wait_for(lambda: alive() and exec_done(), 10, what="ip netns exec and setpriv to exec the daemon")
         status = _proc_status(daemon.pid)
         assert status["Uid"] == [str(uid)] * 4 and status["Gid"] == [str(gid)] * 4, status
         assert status["Groups"] == [], status["Groups"]
