@@ -16,7 +16,7 @@ PACKAGE_DEBS := debhelper dh-python python3-all python3-setuptools pybuild-plugi
 # Driving the Ansible role against the system test's container.
 ANSIBLE_DEBS := ansible-core ansible-lint openssh-client
 
-.PHONY: help deps deps-package deps-ansible test test-unit test-integration test-system test-ansible reliability-doc demo deb clean
+.PHONY: help deps deps-package deps-ansible test test-unit test-integration test-system test-ansible bench reliability-doc demo deb clean
 
 help:
 	@echo "make demo         run the reflector end to end in throw-away network namespaces"
@@ -25,6 +25,7 @@ help:
 	@echo "make deb          build the Debian package into dist/"
 	@echo "make test-system  build the .deb, install and run it under a real systemd (nspawn)"
 	@echo "make test-ansible the Ansible role against that container, over SSH"
+	@echo "make bench        change-to-BIRD latency, bursts, cold start at 1,000-10,000 nodes"
 
 # Installs only what is missing, so a prepared machine pays nothing.
 deps:
@@ -50,6 +51,12 @@ test-system: deps deps-package
 
 test-ansible: deps deps-package deps-ansible
 	$(PYTHON) -m pytest -v -ra -m system $(PYTEST_ARGS) tests/ansible
+
+# How fast a change reaches BIRD at 1,000 to 10,000 nodes; rewrites docs/benchmarks.md.
+# BENCH_ARGS=--quick for a one-minute run at 1,000 nodes.
+bench: deps
+	@./tools/apt-ensure python3-matplotlib
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # After `make test`: the tables of docs/reliability.md from the figures the tests recorded.
 reliability-doc:

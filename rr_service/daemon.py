@@ -9,6 +9,7 @@ Rules it keeps:
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import signal
@@ -103,6 +104,7 @@ class Daemon:
         self._rejected_text: dict[str, str] = {}
         self._accepted_at: dict[str, str] = {}
         self._next_bird_check = 0.0
+        self._freeze_after_apply = False
         self._configure(settings)
 
     # ------------------------------------------------------------------ set-up
@@ -210,6 +212,8 @@ class Daemon:
         self.state.raw, self.state.revision = dict(raw), revision
         self.pipeline = Pipeline(self.schema, self.me, self.renderer)
         self.pipeline.reset(self.state.raw)
+        gc.unfreeze()  # the previous data set's objects: let the collector see them again
+        self._freeze_after_apply = True
         self.state.need_snapshot = False
         self.state.dirty = True
         self.state.etcd_problem = None
@@ -274,12 +278,18 @@ class Daemon:
         self.state.retry_apply_at = None
         try:
             computed = self.pipeline.compute()
+            if self._freeze_after_apply:
+                # The data set's ~10 objects per node live until the next resync: out of the
+                # cyclic collector's reach, full collections no longer scan them on every
+                # change (they cost 30-50 ms at 10,000 nodes, on a quarter of the changes).
+                gc.freeze()
+                self._freeze_after_apply = False
         except RenderError as exc:
             log.error("cannot render the BIRD configs: %s", exc)
             self.state.bird_summary = f"render failed: {exc}"
             return
         self.problems.report(computed.rejected, computed.plan.warnings)
-        if not self._guard_allows(computed.configs):
+        if not self._guard_allows(computed.plan):
             return
         self.state.plan = computed.plan
         outcomes = []
@@ -287,11 +297,12 @@ class Daemon:
             outcomes.append(self._apply_target(name, applier, computed.configs[name]))
         self.state.bird_summary = "; ".join(o for o in outcomes if o)
 
-    def _guard_allows(self, configs: dict[str, str]) -> bool:
+    def _guard_allows(self, the_plan: Plan) -> bool:
         running = session_names(self._running_text(name) for name in self.appliers)
-        verdict = self.guard.check(
-            running, session_names(configs.values()), time.monotonic(), self.state_dir.take_accept()
-        )
+        # The new names come from the plan (the renderer names each protocol after its
+        # session), not from scanning the freshly rendered text.
+        new = frozenset(s.name for family_plan in (the_plan.v4, the_plan.v6) for s in family_plan.sessions)
+        verdict = self.guard.check(running, new, time.monotonic(), self.state_dir.take_accept())
         if not verdict.apply:
             if self.state.held is None:
                 log.warning("holding back the new BIRD configs: %s", verdict.reason)

@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""The confd way, as a yardstick: what confd (and so the calico/routereflector image) does on
+every etcd event, with the product's own templates.
+
+On every wake-up of the watch (events that queued meanwhile fold into it, as confd's
+etcd v3 watch does): re-read the whole prefix, parse + plan + render everything from
+scratch, compare with the file on disk, write it (temp file + rename, no fsync: confd's
+way), and `configure` over BIRD's control socket. No `bird -p` check, no drop guard, no
+fsync, no memory of what BIRD accepted. READY=1 goes to NOTIFY_SOCKET after the first pass
+(confd has no sd_notify; the bench needs the moment).
+
+    /usr/bin/python3 bench/baseline.py --config FILE     (same config.toml as calico-rr)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rr_service import components  # noqa: E402
+from rr_service.bird_socket import BirdClient, BirdSocketError  # noqa: E402
+from rr_service.datastore.base import DatastoreError  # noqa: E402
+from rr_service.settings import load_settings  # noqa: E402
+
+log = logging.getLogger("baseline")
+
+
+def notify(text: str) -> None:
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(path)
+        sock.send(text.encode())
+
+
+def write_no_fsync(path: str, text: str) -> None:
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o640)
+    os.rename(tmp, path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    args = parser.parse_args()
+    settings = load_settings(args.config)
+    logging.basicConfig(stream=sys.stderr, level="INFO", format="%(asctime)s %(levelname)s %(message)s")
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+
+    me = components.identity(settings)
+    renderer = components.renderer(settings)
+    schema = components.schema(settings, "v1")
+    targets = components.targets(settings, renderer.flavour)
+    store = components.datastore(settings, schema.prefix)
+
+    def one_pass() -> None:
+        raw, _revision = store.snapshot()  # the whole prefix, every time
+        computed = components.compute(raw, me, renderer, schema)
+        for name, target in targets.items():
+            text = computed.configs[name]
+            try:
+                with open(target.config_path, encoding="utf-8") as f:
+                    if f.read() == text:
+                        continue  # confd: "target config in sync"
+            except FileNotFoundError:
+                pass
+            write_no_fsync(target.config_path, text)
+            try:
+                BirdClient(target.socket_path).configure()
+                log.info("baseline: %s configured", name)
+            except BirdSocketError as exc:
+                log.error("baseline: %s reload failed: %s", name, exc)
+
+    raw, revision = store.snapshot()
+    store.start_watch(revision + 1)
+    one_pass()
+    notify("READY=1")
+    while not stop:
+        try:
+            changes = store.next_changes(1.0)
+        except DatastoreError as exc:
+            log.warning("baseline: watch: %s; re-reading", exc)
+            raw, revision = store.snapshot()
+            store.start_watch(revision + 1)
+            changes = [True]
+        if changes:
+            one_pass()
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,443 @@
+"""The bench's tools: etcd writer, BIRD processes, a BIRD poller, sd_notify receiver,
+process statistics and the data set (legacy /calico/bgp/v1 keys).
+
+Everything here runs inside the reflector's network namespace (see run.py): BIRD, the
+daemon and the baseline are started from this process and inherit the namespace, which has
+no route to 198.18.0.0/15, so BIRD never sends a packet to a bench node: each connect fails
+locally with "network unreachable" and the sessions stay in Active.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = "/usr/bin/python3"
+PREFIX = "/calico/bgp/v1"
+AS_NUM = 64512
+RR_IP = "192.0.2.10"          # the reflector (lab host address)
+ETCD_IP = "192.0.2.2"         # etcd's lab host
+BASE_NET = ipaddress.IPv4Address("198.18.0.0")    # RFC 2544 benchmarking range: the N nodes
+CHANGE_NET = ipaddress.IPv4Address("198.19.0.0")  # nodes added/removed one at a time
+BURST_NET = ipaddress.IPv4Address("198.19.16.0")  # the burst's nodes
+PROBE_NET = ipaddress.IPv4Address("198.19.64.0")  # in-process breakdown's nodes
+TXN_OPS = 128                 # etcd 3.4's default --max-txn-ops
+
+BIRD_BIN = {4: "/usr/sbin/bird", 6: "/usr/sbin/bird6"}
+
+
+def now() -> float:
+    return time.monotonic()
+
+
+# -- the data set ----------------------------------------------------------------------
+
+def addr(base: ipaddress.IPv4Address, index: int) -> str:
+    return str(base + 1 + index)
+
+
+def proto_of(address: str) -> str:
+    return "Client_" + address.replace(".", "_")
+
+
+def node_key(name: str) -> str:
+    return f"{PREFIX}/host/{name}/ip_addr_v4"
+
+
+def base_nodes(n: int) -> list[tuple[str, str]]:
+    return [(f"bench-node-{i:05d}", addr(BASE_NET, i)) for i in range(n)]
+
+
+def global_keys() -> list[tuple[str, str]]:
+    return [
+        (f"{PREFIX}/global/as_num", str(AS_NUM)),
+        (f"{PREFIX}/global/peer_v4/{RR_IP}", f'{{"ip": "{RR_IP}", "as_num": "{AS_NUM}"}}'),
+    ]
+
+
+def relative_raw(n: int) -> dict[str, bytes]:
+    """The same data set as etcd holds, as the daemon's datastore hands it over (relative keys)."""
+    cut = len(PREFIX) + 1
+    raw = {k[cut:]: v.encode() for k, v in global_keys()}
+    for name, ip in base_nodes(n):
+        raw[node_key(name)[cut:]] = ip.encode()
+    return raw
+
+
+def percentile(values: list[float], q: float) -> Optional[float]:
+    """Nearest-rank percentile (q in 0..100): p99 of 200 samples is the 2nd largest."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil
+    return ordered[int(rank) - 1]
+
+
+def summary(values: list[float]) -> dict:
+    """ms statistics of a list of seconds."""
+    if not values:
+        return {"n": 0}
+    ms = [v * 1000 for v in values]
+    return {"n": len(ms), "p50": percentile(ms, 50), "p90": percentile(ms, 90),
+            "p99": percentile(ms, 99), "mean": statistics.fmean(ms), "min": min(ms), "max": max(ms)}
+
+
+# -- etcd --------------------------------------------------------------------------------
+
+class EtcdWriter:
+    """The bench's own etcd client (python3-etcd3), used to write the data and the changes."""
+
+    def __init__(self, endpoint: str):
+        import etcd3  # Debian's python3-etcd3
+        host, port = endpoint.rsplit("//", 1)[1].rsplit(":", 1)
+        self.client = etcd3.client(host=host, port=int(port), timeout=30, grpc_options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+
+    def put(self, key: str, value: str) -> None:
+        self.client.put(key, value)
+
+    def delete(self, key: str) -> None:
+        self.client.delete(key)
+
+    def put_many(self, items: Iterable[tuple[str, str]]) -> None:
+        batch = []
+        for key, value in items:
+            batch.append(self.client.transactions.put(key, value))
+            if len(batch) == TXN_OPS:
+                self._txn(batch)
+                batch = []
+        if batch:
+            self._txn(batch)
+
+    def txn_put(self, items: list[tuple[str, str]]) -> None:
+        self._txn([self.client.transactions.put(k, v) for k, v in items])
+
+    def txn_delete(self, keys: list[str]) -> None:
+        self._txn([self.client.transactions.delete(k) for k in keys])
+
+    def _txn(self, ops: list) -> None:
+        assert len(ops) <= TXN_OPS
+        ok, _ = self.client.transaction(compare=[], success=ops, failure=[])
+        if not ok:
+            raise RuntimeError("etcd transaction failed")
+
+    def reset(self, n: int) -> None:
+        """Exactly the bench's data set of n nodes under the prefix; history compacted."""
+        self.client.delete_prefix(PREFIX + "/")
+        self.client.delete_prefix("/bench/")
+        self.put_many(global_keys() + [(node_key(name), ip) for name, ip in base_nodes(n)])
+        revision = self.client.get_prefix_response(PREFIX + "/").header.revision
+        self.client.compact(revision, physical=True)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# -- BIRD ----------------------------------------------------------------------------------
+
+def minimal_config() -> str:
+    return f"router id {RR_IP};\nprotocol device {{ scan time 2; }}\n"
+
+
+class Bird:
+    """A BIRD 1.6 daemon (family 4: bird, 6: bird6) owned by the bench, in the foreground."""
+
+    def __init__(self, workdir: Path, family: int):
+        self.family = family
+        suffix = "" if family == 4 else "6"
+        self.config = workdir / f"bird{suffix}.conf"
+        self.socket = workdir / f"bird{suffix}.ctl"
+        self.pidfile = workdir / f"bird{suffix}.pid"
+        self.logfile = workdir / f"bird{suffix}.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self, text: Optional[str] = None) -> None:
+        self.config.write_text(minimal_config() if text is None else text)
+        with open(self.logfile, "ab") as log:
+            self.proc = subprocess.Popen(
+                [BIRD_BIN[self.family], "-f", "-c", str(self.config), "-s", str(self.socket),
+                 "-P", str(self.pidfile)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        deadline = now() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bird{self.family} exited: {self.logfile.read_text()[-2000:]}")
+            try:
+                poller = BirdPoller(str(self.socket))
+                poller.close()
+                return
+            except OSError:
+                if now() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+        try:
+            self.socket.unlink()
+        except FileNotFoundError:
+            pass
+
+    def restart(self, text: Optional[str] = None) -> None:
+        self.stop()
+        self.start(text)
+
+    def rss_kb(self) -> int:
+        return proc_status(self.proc.pid).get("VmRSS", 0) if self.proc else 0
+
+
+class BirdError(Exception):
+    pass
+
+
+class BirdPoller:
+    """One persistent connection to BIRD's control socket, for tight polling."""
+
+    _FINAL = re.compile(rb"^(\d{4}) ", re.M)
+
+    def __init__(self, path: str, timeout: float = 60.0):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        code, _ = self._reply()
+        if code != 1:
+            raise BirdError(f"unexpected greeting {code}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _reply(self) -> tuple[int, list[bytes]]:
+        lines = []
+        while True:
+            while b"\n" not in self.buf:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    raise BirdError("BIRD closed the control connection")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            if line.startswith(b"+"):
+                continue
+            lines.append(line)
+            if len(line) >= 5 and line[:4].isdigit() and line[4:5] == b" ":
+                return int(line[:4]), lines
+            if len(line) == 4 and line.isdigit():
+                return int(line), lines
+
+    def command(self, text: str) -> tuple[int, list[bytes]]:
+        self.sock.sendall(text.encode() + b"\n")
+        return self._reply()
+
+    def present(self, proto: str) -> bool:
+        code, lines = self.command(f"show protocols {proto}")
+        if any(line.startswith(b"1002") for line in lines):
+            return True
+        if code in (8003, 9002):
+            return False
+        raise BirdError(f"show protocols {proto}: {code} {lines[-1:]}")
+
+    def wait(self, proto: str, present: bool, timeout: float, interval: float) -> float:
+        """Poll until `proto` is (not) shown; the monotonic time it was first seen so."""
+        deadline = now() + timeout
+        while True:
+            if self.present(proto) == present:
+                return now()
+            if now() > deadline:
+                raise TimeoutError(f"{proto} {'present' if present else 'absent'} not seen in {timeout} s")
+            if interval:
+                time.sleep(interval)
+
+    def names(self) -> list[str]:
+        code, lines = self.command("show protocols")
+        out = []
+        for line in lines:
+            if line.startswith(b"1002"):
+                out.append(line[5:].split(None, 1)[0].decode())
+            elif line.startswith(b" ") and line[1:].strip():
+                # continuation rows of a multi-line reply
+                out.append(line[1:].split(None, 1)[0].decode())
+        return out
+
+    def configure(self, path: str) -> int:
+        code, lines = self.command(f'configure "{path}"')
+        if code not in (3, 4, 5, 19):
+            raise BirdError(f"configure {path}: {code} {b' '.join(lines)[-500:]!r}")
+        return code
+
+
+# -- sd_notify ------------------------------------------------------------------------------
+
+class NotifySocket:
+    """Our own NOTIFY_SOCKET: an AF_UNIX datagram socket, drained by a thread the way systemd
+    drains its own (a socket nobody reads fills up, and then sd_notify blocks the sender)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._closed = threading.Event()
+        self._got = threading.Condition()
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="notify")
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._got:
+                self.messages.append((now(), data.decode(errors="replace")))
+                self._got.notify_all()
+
+    def first(self, field: str) -> Optional[float]:
+        """When `field` (e.g. READY=1) first arrived, or None."""
+        with self._got:
+            for t, text in self.messages:
+                if field in text.split("\n"):
+                    return t
+        return None
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(2)
+        self.sock.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+# -- processes ----------------------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_status(pid: int) -> dict:
+    """VmRSS, VmHWM, ... in kB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if value.strip().endswith("kB"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (all threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+class LogWatcher:
+    """Counts the lines of a growing log file that match a pattern (one reload each)."""
+
+    def __init__(self, path: Path, pattern: str):
+        self.path = path
+        self.pattern = re.compile(pattern)
+        self.offset = 0
+        self.count = 0
+        self.rest = b""
+
+    def poll(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.count
+        self.offset += len(data)
+        data = self.rest + data
+        lines = data.split(b"\n")
+        self.rest = lines.pop()
+        for line in lines:
+            if self.pattern.search(line.decode(errors="replace")):
+                self.count += 1
+        return self.count
+
+    def wait_above(self, count: int, timeout: float) -> int:
+        deadline = now() + timeout
+        while self.poll() <= count:
+            if now() > deadline:
+                raise TimeoutError(f"no new line matching {self.pattern.pattern!r} in {self.path}")
+            time.sleep(0.002)
+        return self.count
+
+    def wait_quiet(self, quiet: float, timeout: float) -> int:
+        """Wait until no new matching line for `quiet` seconds."""
+        deadline = now() + timeout
+        last, since = self.poll(), now()
+        while now() - since < quiet and now() < deadline:
+            time.sleep(0.05)
+            if self.poll() != last:
+                last, since = self.count, now()
+        return self.count
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> Optional[int]:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return proc.returncode
+
+
+def product_env(notify: Optional[Path] = None) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYTHON") and k not in (
+               "VIRTUAL_ENV", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS",
+               "JOURNAL_STREAM")}
+    env["PYTHONPATH"] = str(REPO)
+    if notify is not None:
+        env["NOTIFY_SOCKET"] = str(notify)
+    return env

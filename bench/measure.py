@@ -1,0 +1,587 @@
+"""The measurements, run inside the reflector's network namespace (run.py starts us there).
+
+Per N: the data set into etcd; the render and `bird -p` times; the floor (etcd put -> watch
+delivery, BIRD's own `configure`); where a change's time goes inside the daemon's own code
+(in-process, real BIRD); then the daemon and the confd-like baseline, each as a separate
+process against a freshly started BIRD: cold start, RSS, idle CPU, single changes, a burst.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import random
+import signal
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from bench import harness as h
+from bench.harness import now
+
+log = logging.getLogger("bench")
+
+
+class Env:
+    def __init__(self, args):
+        self.args = args
+        self.workdir = Path(args.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.etcd_endpoint = args.etcd
+        self.etcd = h.EtcdWriter(args.etcd)
+        self.bird4 = h.Bird(self.workdir, 4)
+        self.bird6 = h.Bird(self.workdir, 6)
+        self.config_path = self.workdir / "rr.toml"
+        self.config_path.write_text(f"""\
+# calico-routereflector settings of the bench (same file for the daemon and the baseline)
+[reflector]
+ip = "{h.RR_IP}"
+[etcd]
+endpoints = ["{args.etcd}"]
+[bird]
+config = "{self.bird4.config}"
+config6 = "{self.bird6.config}"
+socket = "{self.bird4.socket}"
+socket6 = "{self.bird6.socket}"
+[log]
+level = "info"
+[safety]
+max_drop_share = 1.0
+state_dir = "{self.workdir / 'state'}"
+""")
+        self.load_log: list = []
+        self._busy = h.machine_busy()
+
+    def mark(self, stage: str) -> None:
+        """Record the machine's load at each stage: others share this machine."""
+        busy, total = h.machine_busy()
+        share = (busy - self._busy[0]) / max(1, total - self._busy[1])
+        self._busy = (busy, total)
+        self.load_log.append({"stage": stage, "t": time.time(), "loadavg": h.loadavg(),
+                              "busy_since_last": round(100 * share, 1)})
+        log.info("[%s] load %s (machine busy since last mark %.0f %%)", stage, h.loadavg(), 100 * share)
+
+    def fresh_birds(self) -> None:
+        self.bird4.restart()
+        self.bird6.restart()
+
+    def close(self) -> None:
+        self.bird4.stop()
+        self.bird6.stop()
+        self.etcd.close()
+
+
+# -- 4. render times --------------------------------------------------------------------
+
+def median_time(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def measure_render(env: Env, n: int) -> tuple[dict, str, str]:
+    from rr_service import components
+    from rr_service.model import parse_snapshot
+    from rr_service.plan import plan
+    from rr_service.render import Renderer
+    from rr_service.settings import load_settings
+
+    settings = load_settings(str(env.config_path))
+    me = components.identity(settings)
+    raw = h.relative_raw(n)
+    repeat = 3 if env.args.quick else 5
+    snapshot = parse_snapshot(raw)
+    the_plan = plan(snapshot, me)
+    out = {
+        "parse_ms": 1000 * median_time(lambda: parse_snapshot(raw), repeat),
+        "plan_ms": 1000 * median_time(lambda: plan(snapshot, me), repeat),
+        "render_ms": 1000 * median_time(lambda: Renderer(flavour="bird1").render(the_plan), repeat),
+    }
+    out["full_ms"] = out["parse_ms"] + out["plan_ms"] + out["render_ms"]
+    configs = Renderer(flavour="bird1").render(the_plan)
+    text = configs["bird"]
+    # the same data plus one more client: for BIRD's own `configure` floor
+    raw_plus = dict(raw)
+    raw_plus["host/bench-floor-extra/ip_addr_v4"] = h.addr(h.PROBE_NET, 250).encode()
+    text_plus = Renderer(flavour="bird1").render(plan(parse_snapshot(raw_plus), me))["bird"]
+    # ... and plus the burst's nodes: BIRD's own cost of taking them all in one reload
+    raw_burst = dict(raw)
+    for i in range(env.args.burst):
+        raw_burst[f"host/bench-burst-{i:05d}/ip_addr_v4"] = h.addr(h.BURST_NET, i).encode()
+    text_burst = Renderer(flavour="bird1").render(plan(parse_snapshot(raw_burst), me))["bird"]
+    out["config_bytes"] = len(text.encode())
+    out["sessions"] = text.count("\nprotocol bgp ")
+
+    floor_dir = env.workdir / "floor"
+    floor_dir.mkdir(exist_ok=True)
+    path = floor_dir / "base.conf"
+    path.write_text(text)
+
+    def check():
+        res = subprocess.run([h.BIRD_BIN[4], "-p", "-c", str(path)], capture_output=True)
+        if res.returncode:
+            raise RuntimeError(f"bird -p: {res.stderr.decode()}")
+    out["bird_p_ms"] = 1000 * median_time(check, repeat)
+    return out, text, text_plus, text_burst
+
+
+# -- 5. the floor -----------------------------------------------------------------------
+
+def measure_floor(env: Env, n: int, text: str, text_plus: str, text_burst: str) -> dict:
+    from rr_service.datastore.etcd import EtcdConfig, EtcdDatastore
+
+    samples = 50 if env.args.quick else 200
+    # etcd put -> watch event, through the project's own adapter (the daemon's path)
+    store = EtcdDatastore(EtcdConfig(endpoints=(env.etcd_endpoint,)), "/bench/floor")
+    _raw, revision = store.snapshot()
+    store.start_watch(revision + 1)
+    deliver = []
+    put_rpc = []
+    for i in range(samples):
+        t0 = now()
+        env.etcd.put("/bench/floor/key", str(i))
+        t1 = now()
+        changes = []
+        while not changes:
+            changes = store.next_changes(5.0)
+        deliver.append(now() - t0)
+        put_rpc.append(t1 - t0)
+        time.sleep(0.005)
+    store.close()
+    snap = EtcdDatastore(EtcdConfig(endpoints=(env.etcd_endpoint,)), h.PREFIX)
+    get_prefix = median_time(snap.snapshot, 3)
+    snap.close()
+
+    # BIRD's own configure, straight over the socket: cold (0 -> N sessions), then +1 / -1
+    env.fresh_birds()
+    floor_dir = env.workdir / "floor"
+    base, plus = floor_dir / "base.conf", floor_dir / "plus.conf"
+    base.write_text(text)
+    plus.write_text(text_plus)
+    poller = h.BirdPoller(str(env.bird4.socket))
+    t0 = now()
+    poller.configure(str(base))
+    cold = now() - t0
+    configure = []
+    for i in range(samples // 2 if not env.args.quick else samples):
+        for path in (plus, base):
+            t0 = now()
+            poller.configure(str(path))
+            configure.append(now() - t0)
+        time.sleep(0.005)
+    # the burst's floor: N -> N + burst sessions and back, each in one `configure`
+    burst_path = floor_dir / "burst.conf"
+    burst_path.write_text(text_burst)
+    t0 = now()
+    poller.configure(str(burst_path))
+    burst_add = now() - t0
+    t0 = now()
+    poller.configure(str(base))
+    burst_remove = now() - t0
+    poller.close()
+    return {
+        "bird_configure_burst_add_ms": 1000 * burst_add,
+        "bird_configure_burst_remove_ms": 1000 * burst_remove,
+        "etcd_put_to_watch": h.summary(deliver),
+        "etcd_put_rpc": h.summary(put_rpc),
+        "etcd_get_prefix_ms": 1000 * get_prefix,
+        "bird_configure": h.summary(configure),
+        "bird_configure_cold_ms": 1000 * cold,
+        "bird_rss_kb": env.bird4.rss_kb(),
+    }
+
+
+# -- where a change's time goes, in the daemon's own code --------------------------------
+
+class Timers:
+    """Exclusive wall time per named phase (a phase nested in another is not counted twice)."""
+
+    def __init__(self):
+        self.total: dict = {}
+        self.stack: list = []
+
+    def reset(self) -> dict:
+        out, self.total = self.total, {}
+        return out
+
+    def wrap(self, name: str, fn):
+        def timed(*a, **kw):
+            start = time.perf_counter()
+            self.stack.append(0.0)
+            try:
+                return fn(*a, **kw)
+            finally:
+                elapsed = time.perf_counter() - start
+                children = self.stack.pop()
+                self.total[name] = self.total.get(name, 0.0) + elapsed - children
+                if self.stack:
+                    self.stack[-1] += elapsed
+        return timed
+
+
+PHASES = [
+    ("parse", "parse: changed keys -> Snapshot"),
+    ("plan", "plan"),
+    ("render", "render (jinja2)"),
+    ("guard", "drop guard (session names of old + new text)"),
+    ("read", "read the config on disk, compare"),
+    ("write_fsync", "write + fsync the candidate"),
+    ("configure", "BIRD `configure \"candidate\"` (socket round trip)"),
+    ("rename_fsync", "rename + fsync the folder"),
+    ("bird_p", "`bird -p` (only while BIRD is down)"),
+    ("status", "STATUS= line"),
+    ("apply_other", "the rest of _apply (logging, bookkeeping)"),
+]
+
+
+def measure_breakdown(env: Env, n: int) -> dict:
+    """The daemon's own objects, in this process, driven change by change against the real
+    BIRD: the same code as `calico-rr run` minus the etcd watch (measured in the floor)."""
+    import rr_service.apply as apply_mod
+    import rr_service.pipeline as pipeline_mod
+    from rr_service import components
+    from rr_service.daemon import Daemon
+    from rr_service.notify import Notifier
+    from rr_service.pipeline import Pipeline
+    from rr_service.settings import load_settings
+
+    env.fresh_birds()
+    logger = logging.getLogger("calico-rr")
+    handler = logging.FileHandler(env.workdir / f"inprocess-{n}.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    timers = Timers()
+    gc_log: list = []  # (generation, seconds) of each collection while a change runs
+
+    def on_gc(phase, info):
+        if phase == "start":
+            on_gc.started = time.perf_counter()
+        else:
+            gc_log.append((info["generation"], time.perf_counter() - on_gc.started))
+    original_plan, original_read = pipeline_mod.plan, apply_mod._read
+    try:
+        settings = load_settings(str(env.config_path))
+        d = Daemon(settings, reload_settings=lambda: settings, notifier=Notifier(environ={}))
+        d.schema = components.schema(settings, "v1")
+        d.pipeline = Pipeline(d.schema, d.me, d.renderer)
+        raw = h.relative_raw(n)
+        d.state.raw = dict(raw)
+        d.pipeline.reset(raw)
+        pipeline_mod.plan = timers.wrap("plan", original_plan)
+        apply_mod._read = timers.wrap("read", original_read)
+        p = d.pipeline
+        p._parser.update = timers.wrap("parse", p._parser.update)
+        p.renderer.render = timers.wrap("render", p.renderer.render)
+        d._guard_allows = timers.wrap("guard", d._guard_allows)
+        d._publish_status = timers.wrap("status", d._publish_status)
+        for applier in d.appliers.values():
+            applier._write_temp = timers.wrap("write_fsync", applier._write_temp)
+            applier._rename = timers.wrap("rename_fsync", applier._rename)
+            applier._check = timers.wrap("bird_p", applier._check)
+            applier.client.configure = timers.wrap("configure", applier.client.configure)
+        do_apply = timers.wrap("apply_other", d._apply)
+
+        gc.callbacks.append(on_gc)
+
+        def step() -> tuple[float, dict]:
+            t0 = time.perf_counter()
+            do_apply()
+            d._publish_status()
+            return time.perf_counter() - t0, timers.reset()
+
+        cold_total, cold = step()
+        count = 50 if env.args.quick else 100
+        per_change: dict = {}
+        totals = []
+        gc_per_change = []
+        slowest = []
+        for i in range(count):
+            key = f"host/bench-probe-{i:04d}/ip_addr_v4"
+            for value in (h.addr(h.PROBE_NET, i).encode(), None):
+                gc_log.clear()
+                t0 = time.perf_counter()
+                if value is None:
+                    d.state.raw.pop(key, None)
+                else:
+                    d.state.raw[key] = value
+                d.pipeline.change(key, value)
+                d.state.dirty = True
+                _, parts = step()
+                totals.append(time.perf_counter() - t0)  # with the bookkeeping above
+                for name, seconds in parts.items():
+                    per_change.setdefault(name, []).append(seconds)
+                gc_ms = {g: 1000 * sum(t for gen, t in gc_log if gen == g) for g in (0, 1, 2)}
+                gc_per_change.append(gc_ms)
+                slowest.append((totals[-1], {k: round(1000 * v, 2) for k, v in parts.items()}, gc_ms))
+        d.store.close()
+    finally:
+        if on_gc in gc.callbacks:
+            gc.callbacks.remove(on_gc)
+        pipeline_mod.plan, apply_mod._read = original_plan, original_read
+        logger.removeHandler(handler)
+        handler.close()
+    changes = len(totals)
+    return {
+        "changes": changes,
+        "total": h.summary(totals),
+        "phases_mean_ms": {name: 1000 * sum(per_change.get(name, [])) / changes for name, _ in PHASES},
+        "phases_p50_ms": {name: h.summary(per_change[name])["p50"] for name, _ in PHASES if name in per_change},
+        # Python's garbage collector, inside the phases above (not on top of them)
+        "gc_mean_ms": {str(g): sum(c[g] for c in gc_per_change) / changes for g in (0, 1, 2)},
+        "gc_gen2_per_100_changes": 100 * sum(1 for c in gc_per_change if c[2] > 0) / changes,
+        "slowest": [{"total_ms": round(1000 * t, 2), "phases_ms": p, "gc_ms": g}
+                    for t, p, g in sorted(slowest, key=lambda x: -x[0])[:5]],
+        "cold_apply_ms": 1000 * cold_total,
+        "cold_phases_ms": {name: 1000 * cold.get(name, 0.0) for name, _ in PHASES},
+    }
+
+
+# -- 1-3. the daemon and the baseline as processes ---------------------------------------
+
+IMPLS = {
+    "daemon": {
+        "cmd": lambda env: [h.PYTHON, "-m", "rr_service", "--config", str(env.config_path), "run"],
+        "reload_line": r" bird accepted ",
+    },
+    "baseline": {
+        "cmd": lambda env: [h.PYTHON, str(h.REPO / "bench" / "baseline.py"), "--config", str(env.config_path)],
+        "reload_line": r"baseline: bird configured",
+    },
+}
+
+
+class PySpy:
+    def __init__(self, binary: str, pid: int, out: Path, rate: int = 1000):
+        self.out = out
+        self.proc = subprocess.Popen(
+            [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+             "--threads", "--nonblocking", "--output", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def run_impl(env: Env, kind: str, n: int, spy: Optional[str] = None) -> dict:
+    args = env.args
+    spec = IMPLS[kind]
+    env.fresh_birds()
+    env.mark(f"N={n} {kind}")
+    logpath = env.workdir / f"{kind}-{n}.log"
+    reloads = h.LogWatcher(logpath, spec["reload_line"])
+    last_base = h.proto_of(h.addr(h.BASE_NET, n - 1))
+    result: dict = {}
+    proc, notify, t0 = start_impl(env, kind, logpath)
+    try:
+        # 3. cold start: READY=1 on our NOTIFY_SOCKET, and BIRD showing the last node's session
+        poller = h.BirdPoller(str(env.bird4.socket))
+        t_ready, t_configured = wait_started(kind, proc, notify, poller, last_base, logpath, t0)
+        result["ready_s"] = t_ready - t0
+        result["configured_s"] = t_configured - t0
+        time.sleep(1.0)
+        status = h.proc_status(proc.pid)
+        result["rss_ready_mb"] = status["VmRSS"] / 1024
+        result["hwm_ready_mb"] = status["VmHWM"] / 1024
+        # CPU while idle
+        c0, b0, w0 = h.cpu_seconds(proc.pid), h.cpu_seconds(env.bird4.proc.pid), now()
+        time.sleep(args.idle)
+        result["idle_cpu_pct"] = 100 * (h.cpu_seconds(proc.pid) - c0) / (now() - w0)
+        # BIRD's own background work meanwhile: N sessions retrying their (failing) connects
+        result["bird_idle_cpu_pct"] = 100 * (h.cpu_seconds(env.bird4.proc.pid) - b0) / (now() - w0)
+        result["idle_seconds"] = args.idle
+        reloads.poll()
+        result["reloads_at_start"] = reloads.count
+
+        # 1. single changes, one at a time
+        profiler = PySpy(spy, proc.pid, env.workdir / f"py-spy-{kind}-{n}.txt") if spy else None
+        samples = {"add": [], "remove": []}
+        put_rpc = []
+        cpu0 = h.cpu_seconds(proc.pid)
+        rng = random.Random(n)
+        for i in range(args.changes // 2):
+            name = f"bench-chg-{i:04d}"
+            ip = h.addr(h.CHANGE_NET, i)
+            proto = h.proto_of(ip)
+            for kind_of_change in ("add", "remove"):
+                before = reloads.poll()
+                t_start = now()
+                if kind_of_change == "add":
+                    env.etcd.put(h.node_key(name), ip)
+                else:
+                    env.etcd.delete(h.node_key(name))
+                t_put = now()
+                try:
+                    t_seen = poller.wait(proto, kind_of_change == "add", 30, args.poll_interval)
+                except TimeoutError:
+                    diagnose(env, proc.pid, logpath)
+                    raise
+                samples[kind_of_change].append(t_seen - t_start)
+                put_rpc.append(t_put - t_start)
+                reloads.wait_above(before, 30)  # the implementation finished its apply
+                time.sleep(rng.uniform(0.02, 0.05))
+        cpu_changes = h.cpu_seconds(proc.pid) - cpu0
+        if profiler:
+            profiler.stop()
+            result["py_spy_raw"] = str(profiler.out)
+        every = samples["add"] + samples["remove"]
+        result["change"] = h.summary(every)
+        result["change_add"] = h.summary(samples["add"])
+        result["change_remove"] = h.summary(samples["remove"])
+        result["change_put_rpc"] = h.summary(put_rpc)
+        result["change_cpu_ms_per_change"] = 1000 * cpu_changes / max(1, len(every))
+        result["change_samples_ms"] = [round(1000 * v, 3) for v in every]
+
+        # 2. the burst: registrations within about one second, transactions of <= 128 puts
+        result["burst"] = burst(env, poller, reloads, add=True)
+        result["burst_remove"] = burst(env, poller, reloads, add=False)
+        status = h.proc_status(proc.pid)
+        result["hwm_mb"] = status["VmHWM"] / 1024
+        result["bird_rss_mb"] = env.bird4.rss_kb() / 1024
+        poller.close()
+    finally:
+        result["exit_code"] = h.stop_process(proc)
+        notify.close()
+    # 3b. a restart: BIRD already runs the N-node config the previous run left in place (a
+    # package upgrade, `systemctl restart`, or a reboot where BIRD starts from the file)
+    proc, notify, t0 = start_impl(env, kind, logpath)
+    try:
+        poller = h.BirdPoller(str(env.bird4.socket))
+        t_ready, _ = wait_started(kind, proc, notify, poller, last_base, logpath, t0)
+        result["restart_ready_s"] = t_ready - t0
+        result["restart_hwm_mb"] = h.proc_status(proc.pid)["VmHWM"] / 1024
+        poller.close()
+    finally:
+        result["restart_exit_code"] = h.stop_process(proc)
+        notify.close()
+    log.info("N=%d %s: ready %.2f s (restart %.2f s), change p50 %.1f ms p99 %.1f ms, burst %d reloads %.2f s",
+             n, kind, result["ready_s"], result["restart_ready_s"], result["change"]["p50"], result["change"]["p99"],
+             result["burst"]["reloads"], result["burst"]["converged_after_last_put_s"])
+    return result
+
+
+def diagnose(env: Env, pid: int, logpath: Path) -> None:
+    """A change never arrived: append the stuck process's stacks to its log (py-spy dump)."""
+    spy = env.args.py_spy
+    if not spy:
+        return
+    dump = subprocess.run([spy, "dump", "--pid", str(pid), "--locals"], capture_output=True, text=True)
+    with open(logpath, "a") as f:
+        f.write("\n--- bench: py-spy dump after a timeout ---\n" + dump.stdout + dump.stderr)
+
+
+def start_impl(env: Env, kind: str, logpath: Path):
+    notify = h.NotifySocket(env.workdir / f"notify-{kind}.sock")
+    with open(logpath, "ab") as logfile:
+        t0 = now()
+        proc = subprocess.Popen(IMPLS[kind]["cmd"](env), cwd=str(h.REPO), env=h.product_env(notify.path),
+                                stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return proc, notify, t0
+
+
+def wait_started(kind, proc, notify, poller, last_base, logpath, t0) -> tuple[float, float]:
+    """(READY=1 time, time BIRD first showed the last node's session)."""
+    t_ready = t_configured = None
+    deadline = t0 + 300
+    while t_ready is None or t_configured is None:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} exited: {logpath.read_text()[-3000:]}")
+        if now() > deadline:
+            raise TimeoutError(f"{kind}: start not done in 300 s")
+        t_ready = notify.first("READY=1")
+        if t_configured is None and poller.present(last_base):
+            t_configured = now()
+        time.sleep(0.002)
+    return t_ready, t_configured
+
+
+def burst(env: Env, poller: h.BirdPoller, reloads: h.LogWatcher, add: bool) -> dict:
+    count = env.args.burst
+    nodes = [(f"bench-burst-{i:05d}", h.addr(h.BURST_NET, i)) for i in range(count)]
+    batches = [nodes[i:i + h.TXN_OPS] for i in range(0, count, h.TXN_OPS)]
+    spacing = env.args.burst_window / max(1, len(batches) - 1)
+    before = reloads.poll()
+    t_first = now()
+    for j, batch in enumerate(batches):
+        delay = t_first + j * spacing - now()
+        if delay > 0:
+            time.sleep(delay)
+        if add:
+            env.etcd.txn_put([(h.node_key(name), ip) for name, ip in batch])
+        else:
+            env.etcd.txn_delete([h.node_key(name) for name, _ in batch])
+    t_last = now()
+    t_conv = poller.wait(h.proto_of(nodes[-1][1]), add, 300, 0.001)
+    after = reloads.wait_quiet(2.0, 120)
+    names = poller.names()
+    burst_prefix = "Client_198_19_"
+    present = sum(1 for name in names if name.startswith(burst_prefix))
+    return {
+        "nodes": count,
+        "transactions": len(batches),
+        "put_window_s": t_last - t_first,
+        "converged_after_last_put_s": t_conv - t_last,
+        "converged_after_first_put_s": t_conv - t_first,
+        "reloads": after - before,
+        "sessions_present_after": present,
+        "complete": present == (count if add else 0),
+    }
+
+
+def run_size(env: Env, n: int) -> dict:
+    args = env.args
+    env.mark(f"N={n} load etcd")
+    t = now()
+    env.etcd.reset(n)
+    log.info("N=%d: %d nodes in etcd (%.1f s)", n, n, now() - t)
+    out: dict = {"n": n}
+    env.mark(f"N={n} render")
+    out["render"], text, text_plus, text_burst = measure_render(env, n)
+    log.info("N=%d render: %s", n, {k: round(v, 1) for k, v in out["render"].items()})
+    env.mark(f"N={n} floor")
+    out["floor"] = measure_floor(env, n, text, text_plus, text_burst)
+    log.info("N=%d floor: etcd p50 %.2f ms, BIRD configure p50 %.1f ms", n,
+             out["floor"]["etcd_put_to_watch"]["p50"], out["floor"]["bird_configure"]["p50"])
+    env.mark(f"N={n} breakdown")
+    out["breakdown"] = measure_breakdown(env, n)
+    log.info("N=%d in-process change: p50 %.1f ms; %s", n, out["breakdown"]["total"]["p50"],
+             {k: round(v, 2) for k, v in out["breakdown"]["phases_mean_ms"].items()})
+    out["impls"] = {}
+    spy = args.py_spy if args.profile else None
+    for kind in args.impls:
+        out["impls"][kind] = run_impl(env, kind, n, spy if kind == "daemon" else None)
+    return out
+
+
+def run_inner(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s bench: %(message)s")
+    env = Env(args)
+    started = time.time()
+    results = {"sizes": {}, "started": started}
+    try:
+        env.mark("start")
+        for n in args.sizes:
+            results["sizes"][str(n)] = run_size(env, n)
+            Path(args.result).write_text(json.dumps(results, indent=1))
+        env.mark("end")
+    finally:
+        results["load"] = env.load_log
+        results["finished"] = time.time()
+        Path(args.result).write_text(json.dumps(results, indent=1))
+        env.close()
+    return 0
