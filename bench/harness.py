@@ -16,10 +16,10 @@ import signal
 import socket
 import statistics
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Iterable, Optional
+from tests.lab.notify import NotifySocket  # noqa: F401  (h.NotifySocket in measure.py)
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
@@ -287,55 +287,6 @@ class BirdPoller:
 
 
 # -- sd_notify ------------------------------------------------------------------------------
-
-class NotifySocket:
-    """Our own NOTIFY_SOCKET: an AF_UNIX datagram socket, drained by a thread the way systemd
-    drains its own (a socket nobody reads fills up, and then sd_notify blocks the sender)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._closed = threading.Event()
-        self._got = threading.Condition()
-        self._thread = threading.Thread(target=self._drain, daemon=True, name="notify")
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while not self._closed.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self._got:
-                self.messages.append((now(), data.decode(errors="replace")))
-                self._got.notify_all()
-
-    def first(self, field: str) -> Optional[float]:
-        """When `field` (e.g. READY=1) first arrived, or None."""
-        with self._got:
-            for t, text in self.messages:
-                if field in text.split("\n"):
-                    return t
-        return None
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(2)
-        self.sock.close()
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
-
 
 # -- processes ----------------------------------------------------------------------------
 

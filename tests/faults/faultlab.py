@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,70 +40,10 @@ from tests.lab.etcd import ETCD, Etcd, start_etcd  # noqa: E402
 from tests.lab.netns import Host, Proc  # noqa: E402
 from tests.lab.reflector import PYTHON, _env  # noqa: E402
 from tests.lab.world import NODES, RR1  # noqa: E402
+from tests.lab.notify import NotifySocket  # noqa: F401  (re-exported for the fault tests)
 
 SESSION_TIMEOUT = 90  # BGP sessions coming up on a busy shared machine
 EVENTUALLY = 60  # "it happens eventually": generous, the figure is what we measure
-
-
-# -- the daemon's sd_notify messages --------------------------------------------------------
-
-class NotifySocket:
-    """An AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.settimeout(0.2)
-        self.messages: List[tuple] = []  # (monotonic time, one "KEY=value" line)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="notify-socket")
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            now = time.monotonic()
-            with self._lock:
-                for line in data.decode(errors="replace").splitlines():
-                    self.messages.append((now, line))
-
-    def statuses(self, since: float = float("-inf")) -> List[str]:
-        with self._lock:
-            return [m[len("STATUS="):] for t, m in self.messages if t >= since and m.startswith("STATUS=")]
-
-    def status(self) -> str:
-        found = self.statuses()
-        return found[-1] if found else ""
-
-    def wait_status(self, pred: Callable[[str], bool], timeout: float = EVENTUALLY,
-                    what: str = "a STATUS=", since: float = float("-inf")) -> str:
-        """Wait until a STATUS= sent after `since` satisfies pred; returns it."""
-        def check():
-            for text in reversed(self.statuses(since)):
-                if pred(text):
-                    return text
-            return None
-        return wait_for(check, timeout, interval=0.05, what=what,
-                        describe=lambda: "\n".join(self.statuses()[-8:]))
-
-    def close(self) -> None:
-        self._stop.set()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self._thread.join(timeout=2)
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
 
 
 # -- the reflector, with NOTIFY_SOCKET and extra environment --------------------------------

@@ -20,14 +20,13 @@ import json
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+from tests.lab.notify import NotifySocket
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
@@ -328,48 +327,7 @@ def _serve(endpoint: str, prefix: str, retry_for: float = 60.0) -> int:
 
 # -- STATUS= from the daemon ------------------------------------------------------------------
 
-class NotifyListener:
-    """A NOTIFY_SOCKET (a path: it works across network namespaces) and what came over it."""
-
-    def __init__(self, path: Path):
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        os.chmod(self.path, 0o666)  # a daemon running as another user must be able to send
-        self.sock.settimeout(0.2)
-        self.messages: List[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="notify-listener")
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self.messages.extend(data.decode(errors="replace").splitlines())
-
-    def statuses(self) -> List[str]:
-        with self._lock:
-            return [m[len("STATUS="):] for m in self.messages if m.startswith("STATUS=")]
-
-    def status(self) -> str:
-        found = self.statuses()
-        return found[-1] if found else ""
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+NotifyListener = NotifySocket  # the lab's; the name the model-based and security tests use
 
 
 _REVISION_RE = re.compile(r"etcd ok at revision (\d+)")

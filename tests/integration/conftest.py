@@ -1,5 +1,6 @@
 """Fixtures for the integration tests: a lab of simulated hosts (network
-namespaces) with a real etcd, real BIRD 1.6 and the real daemon.
+namespaces) with a real etcd, real BIRD and the real daemon. Every scenario runs twice:
+the reflector on BIRD 1.6 (bird + bird6) and on BIRD 2 (one daemon), nodes on BIRD 1.6.
 
 Topology (all on one bridge, in namespaces this run creates and removes):
 
@@ -15,6 +16,7 @@ Set RRLAB_KEEP=1 to keep the lab's tmp dir (configs, logs) after the run.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,8 +55,22 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
+BIRD2 = REPO_ROOT / ".cache" / "bird2" / "usr" / "sbin" / "bird"
+
+
+@pytest.fixture(scope="module", params=["bird1", "bird2"])
+def flavour(request):
+    """The reflector's BIRD: Debian's BIRD 1.6 pair, or BIRD 2 unpacked beside it (the two
+    packages conflict). The nodes stay on BIRD 1.6, as real Calico nodes do."""
+    if request.param == "bird2" and not BIRD2.exists():
+        subprocess.run([str(REPO_ROOT / "tools" / "fetch-bird2")], capture_output=True, timeout=300)
+        if not BIRD2.exists():
+            pytest.skip("BIRD 2 could not be unpacked (tools/fetch-bird2)")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def lab():
+def lab(flavour):
     reason = requirements_missing()
     if reason:
         pytest.skip(reason)
@@ -66,7 +82,7 @@ def lab():
 
 
 @pytest.fixture(scope="module")
-def world(lab):
+def world(lab, flavour):
     """etcd + rr1 running the daemon + nodes a and b (IPv4 and IPv6) peering
     with rr1 through the node-global peer entries."""
     reason = rr_service_available()
@@ -77,7 +93,7 @@ def world(lab):
     calico = CalicoData(etcd)
     name, ip4, ip6 = RR1
     rr1_host = lab.add_host(name, ip4, ip6)
-    rr1 = Reflector(lab, rr1_host, [etcd.endpoint])
+    rr1 = Reflector(lab, rr1_host, [etcd.endpoint], flavour=flavour, bird2_binary=str(BIRD2))
 
     calico.set_global_as(AS_NUM)
     calico.add_reflector(ip4, CLUSTER_ID)
@@ -97,11 +113,11 @@ def world(lab):
 
 
 @pytest.fixture(scope="module")
-def rr2(world):
+def rr2(world, flavour):
     """A second reflector, registered in etcd and running its own daemon."""
     name, ip4, ip6 = RR2
     host = world.lab.add_host(name, ip4, ip6)
-    rr = Reflector(world.lab, host, [world.etcd.endpoint])
+    rr = Reflector(world.lab, host, [world.etcd.endpoint], flavour=flavour, bird2_binary=str(BIRD2))
     world.calico.add_reflector(ip4, RR2_CLUSTER_ID)
     world.calico.add_reflector(ip6, RR2_CLUSTER_ID)
     rr.start()

@@ -125,6 +125,13 @@ def _v3_reflector(lab: Lab, name: str, etcd: Etcd) -> Reflector:
     return rr
 
 
+
+@pytest.fixture(scope="module")
+def flavour():
+    """The v3 data path does not depend on the BIRD flavour (tests/integration/conftest.py
+    runs the core scenarios on both): one lab, BIRD 1.6."""
+    return "bird1"
+
 @pytest.fixture(scope="module")
 def cluster(lab):
     reason = rr_service_available()

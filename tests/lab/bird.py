@@ -72,7 +72,7 @@ class Route:
         return "\n".join(lines)
 
 
-_PROTO_HDR = re.compile(r"^name\s+proto\s+table\s+state\s+since\s+info")
+_PROTO_HDR = re.compile(r"^name\s+proto\s+table\s+state\s+since\s+info", re.IGNORECASE)  # BIRD 2: "Name Proto ..."
 _ROUTE_HEAD = re.compile(
     r"^(?P<prefix>\S+)?\s+(?P<rest>.*?)\s*\[(?P<proto>\S+)\s+[^\]]*?"
     r"(?:\s+from\s+(?P<from>\S+))?\]\s*(?P<primary>\*)?")
@@ -240,9 +240,11 @@ def check_config(text: str, family: int, path: Path) -> None:
 
 def start_bird(lab: Lab, host: Host, config_text: str, family: int = 4,
                name: Optional[str] = None, config_path: Optional[Path] = None,
-               socket_path: Optional[Path] = None, wait: bool = True) -> BirdProc:
+               socket_path: Optional[Path] = None, wait: bool = True,
+               binary: Optional[str] = None) -> BirdProc:
     """Start BIRD (family 4) or BIRD6 (family 6) in `host`'s namespace, in the
-    foreground so the lab owns the process."""
+    foreground so the lab owns the process. `binary` runs another BIRD, e.g. an
+    unpacked BIRD 2 (one daemon for both families; BIRD 1.6's birdc talks to it)."""
     if family not in (4, 6):
         raise ValueError("family must be 4 or 6")
     suffix = "" if family == 4 else "6"
@@ -251,7 +253,7 @@ def start_bird(lab: Lab, host: Host, config_text: str, family: int = 4,
     socket_path = Path(socket_path or lab.tmp / f"{name}.ctl")
     pid_path = lab.tmp / f"{name}.pid"
     check_config(config_text, family, config_path)
-    proc = host.popen([BIRD[family], "-f", "-c", str(config_path), "-s", str(socket_path),
+    proc = host.popen([binary or BIRD[family], "-f", "-c", str(config_path), "-s", str(socket_path),
                        "-P", str(pid_path)], name=name)
     bird = BirdProc(lab, host, family, proc, config_path, socket_path, pid_path)
     if wait:

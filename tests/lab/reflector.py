@@ -47,7 +47,8 @@ class Reflector:
 
     def __init__(self, lab: Lab, host: Host, etcd_endpoints: Sequence[str],
                  prefix: str = "/calico/bgp/v1", ipv6: bool = True,
-                 log_level: str = "debug", extra_toml: str = ""):
+                 log_level: str = "debug", extra_toml: str = "",
+                 flavour: str = "bird1", bird2_binary: Optional[str] = None):
         self.lab = lab
         self.host = host
         self.dir = lab.tmp / f"{host.name}-rr"
@@ -70,21 +71,26 @@ endpoints = [{eps}]
 prefix = {_toml_str(prefix)}
 
 [bird]
+flavour = {_toml_str(flavour)}
 config = {_toml_str(str(self.bird_conf))}
 config6 = {_toml_str(str(self.bird6_conf))}
 socket = {_toml_str(str(self.sock))}
 socket6 = {_toml_str(str(self.sock6))}
-binary = "/usr/sbin/bird"
+binary = {_toml_str(bird2_binary if flavour == "bird2" else "/usr/sbin/bird")}
 binary6 = "/usr/sbin/bird6"
 
 [log]
 level = {_toml_str(log_level)}
 {extra_toml}""")
+        self.flavour = flavour
         self.bird: BirdProc = start_bird(lab, host, minimal_bird_config(host.ipv4), 4,
                                          name=f"{host.name}-bird", config_path=self.bird_conf,
-                                         socket_path=self.sock)
+                                         socket_path=self.sock,
+                                         binary=bird2_binary if flavour == "bird2" else None)
         self.bird6: Optional[BirdProc] = None
-        if use6:
+        if use6 and flavour == "bird2":
+            self.bird6 = self.bird  # one BIRD 2 daemon carries both families
+        elif use6:
             self.bird6 = start_bird(lab, host, minimal_bird_config(host.ipv4), 6,
                                     name=f"{host.name}-bird6", config_path=self.bird6_conf,
                                     socket_path=self.sock6)
