@@ -250,6 +250,7 @@ def measure_breakdown(env: Env, n: int) -> dict:
     from rr_service import components
     from rr_service.daemon import Daemon
     from rr_service.notify import Notifier
+    from rr_service.datastore.base import Change
     from rr_service.pipeline import Pipeline
     from rr_service.settings import load_settings
 
@@ -275,7 +276,6 @@ def measure_breakdown(env: Env, n: int) -> dict:
         d.schema = components.schema(settings, "v1")
         d.pipeline = Pipeline(d.schema, d.me, d.renderer)
         raw = h.relative_raw(n)
-        d.state.raw = dict(raw)
         d.pipeline.reset(raw)
         pipeline_mod.plan = timers.wrap("plan", original_plan)
         apply_mod._read = timers.wrap("read", original_read)
@@ -310,12 +310,7 @@ def measure_breakdown(env: Env, n: int) -> dict:
             for value in (h.addr(h.PROBE_NET, i).encode(), None):
                 gc_log.clear()
                 t0 = time.perf_counter()
-                if value is None:
-                    d.state.raw.pop(key, None)
-                else:
-                    d.state.raw[key] = value
-                d.pipeline.change(key, value)
-                d.state.dirty = True
+                d._absorb([Change(key, value, 0)])  # what the daemon does with a watch event
                 _, parts = step()
                 totals.append(time.perf_counter() - t0)  # with the bookkeeping above
                 for name, seconds in parts.items():

@@ -99,10 +99,9 @@ class ConfigApplier:
                 self._rename(tmp)
                 tmp = None
                 return ApplyStatus.WRITTEN_BIRD_DOWN
-            self.accepted_text = text
+            self._accepted(text)
             self._rename(tmp)
             tmp = None
-            self._bird_stamp = self._stamp()
             return ApplyStatus.APPLIED
         finally:
             _discard(tmp)
@@ -124,9 +123,13 @@ class ConfigApplier:
             raise ConfigRejected(msg) from e
         except BirdSocketError:
             return ApplyStatus.WRITTEN_BIRD_DOWN
+        self._accepted(text)
+        return ApplyStatus.APPLIED
+
+    def _accepted(self, text: str) -> None:
+        """BIRD said yes to text: remember it, and the BIRD that said it (still_accepted)."""
         self.accepted_text = text
         self._bird_stamp = self._stamp()
-        return ApplyStatus.APPLIED
 
     # -- files -----------------------------------------------------------------------
 
@@ -139,14 +142,12 @@ class ConfigApplier:
                 pass
             _fsync_dir(os.path.dirname(os.path.abspath(path)))
         else:
-            self._replace(previous, check=False)
+            self._replace(previous)
 
-    def _replace(self, data: bytes, check: bool) -> None:
+    def _replace(self, data: bytes) -> None:
         """Atomically put data at the target path: temp file beside it, fsync, rename."""
         tmp = self._write_temp(data)
         try:
-            if check:
-                self._check(tmp)
             self._rename(tmp)
             tmp = None
         finally:

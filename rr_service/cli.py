@@ -217,16 +217,9 @@ def _register_v3(args: argparse.Namespace, settings: Settings) -> int:
     key = f"nodes/{name}"
     try:
         existing = store.get(key)
-        stored = _stored_addresses(existing)
-        addresses = []
-        for ip in (settings.reflector.ip, settings.reflector.ip6):
-            if not ip:
-                addresses.append(None)
-                continue
-            known = stored.get(ip)  # keep the stored prefix length of the same address
-            addresses.append(v3_register.with_prefix(ip, known if known is not None else prefix_length(ip)))
+        ipv4, ipv6 = v3_register.node_addresses(existing, (settings.reflector.ip, settings.reflector.ip6), prefix_length)
         try:
-            value = v3_register.updated_node(existing, name, addresses[0], addresses[1], args.cluster_id, labels)
+            value = v3_register.updated_node(existing, name, ipv4, ipv6, args.cluster_id, labels)
         except InvalidValue as exc:
             print(f"calico-rr: {exc}", file=sys.stderr)
             return EXIT_ERROR
@@ -235,22 +228,6 @@ def _register_v3(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
     return EXIT_OK
-
-
-def _stored_addresses(existing: Optional[bytes]) -> dict:
-    """address -> prefix length, from the stored Node's spec.bgp (best effort)."""
-    import ipaddress
-
-    try:
-        bgp = json.loads(existing)["spec"]["bgp"]
-        found = {}
-        for field in ("ipv4Address", "ipv6Address"):
-            interface = ipaddress.ip_interface(bgp[field]) if bgp.get(field) else None
-            if interface is not None:
-                found[str(interface.ip)] = interface.network.prefixlen
-        return found
-    except (TypeError, ValueError, KeyError):
-        return {}
 
 
 def cmd_unregister(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,12 +15,12 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import components
 from .apply import ApplyStatus, ConfigApplier, ConfigRejected
-from .datastore.base import DatastoreError, ResyncNeeded
+from .datastore.base import Change, DatastoreError, ResyncNeeded
 from .model import Rejected
 from .notify import Notifier
 from .pipeline import Pipeline
@@ -76,13 +76,13 @@ class ProblemLog:
 
 @dataclass
 class LoopState:
-    raw: dict = field(default_factory=dict)
     revision: int = 0
     need_snapshot: bool = True
     dirty: bool = False
     etcd_problem: Optional[str] = None
     etcd_down_since: Optional[float] = None
     plan: Optional[Plan] = None
+    plan_summary: tuple[str, ...] = ()  # the plan's part of STATUS=, counted once per plan
     bird_summary: str = "not configured yet"
     retry_apply_at: Optional[float] = None
     held: Optional[str] = None  # why a render is held back by the drop guard
@@ -114,12 +114,10 @@ class Daemon:
         self.renderer = components.renderer(settings)
         targets = components.targets(settings, self.renderer.flavour)
         self.appliers = {name: ConfigApplier(target) for name, target in targets.items()}
-        # [etcd] schema = "auto" is decided at every snapshot (start, resync, reload), from a
-        # read that worked: never from a failed one.
-        self.auto_schema = settings.etcd.schema == "auto"
-        self.schema = None if self.auto_schema else components.schema(settings)
-        prefix = self.schema.prefix if self.schema else components.v3_resources.PREFIX
-        self.store = components.datastore(settings, prefix)
+        # The schema (and with it the store's prefix) comes with every snapshot: for
+        # [etcd] schema = "auto" it is decided from a read that worked, never from a failed one.
+        self.schema: Optional[components.Schema] = None
+        self.store = components.datastore(settings)
         self.backoff = Backoff()
         self.guard = DropGuard(settings.safety.max_drop_share, settings.safety.hold_seconds)
         self.state_dir = StateDir(settings.safety.state_dir)
@@ -194,14 +192,11 @@ class Daemon:
 
     def _take_snapshot(self) -> bool:
         try:
-            if self.auto_schema:
-                self.store.close()
-                chosen, self.store, raw, revision = components.read_with_schema(self.settings)
-                if self.schema is None or chosen.name != self.schema.name:
-                    log.info("[etcd] schema = auto: using the Calico %s data under %s", chosen.name, chosen.prefix)
-                self.schema = chosen
-            else:
-                raw, revision = self.store.snapshot()
+            self.store.close()
+            chosen, self.store, raw, revision = components.read_with_schema(self.settings)
+            if self.settings.etcd.schema == "auto" and (self.schema is None or chosen.name != self.schema.name):
+                log.info("[etcd] schema = auto: using the Calico %s data under %s", chosen.name, chosen.prefix)
+            self.schema = chosen
             self.store.start_watch(revision + 1)
         except DatastoreError as exc:
             self._etcd_failed(str(exc))
@@ -209,9 +204,9 @@ class Daemon:
         raw = {key: value for key, value in raw.items() if self.schema.keep(key)}
         if self.state.etcd_problem:
             log.info("etcd is reachable again (%s)", self.store.describe())
-        self.state.raw, self.state.revision = dict(raw), revision
+        self.state.revision = revision
         self.pipeline = Pipeline(self.schema, self.me, self.renderer)
-        self.pipeline.reset(self.state.raw)
+        self.pipeline.reset(raw)
         gc.unfreeze()  # the previous data set's objects: let the collector see them again
         self._freeze_after_apply = True
         self.state.need_snapshot = False
@@ -245,12 +240,12 @@ class Daemon:
         except DatastoreError as exc:
             self._etcd_failed(str(exc))
             return
+        self._absorb(changes)
+
+    def _absorb(self, changes: list[Change]) -> None:
+        """Fold watch events into the data set; the next loop pass applies them together."""
         changes = [change for change in changes if self.schema.keep(change.key)]
         for change in changes:
-            if change.value is None:
-                self.state.raw.pop(change.key, None)
-            else:
-                self.state.raw[change.key] = change.value
             self.pipeline.change(change.key, change.value)
             self.state.revision = max(self.state.revision, change.revision)
         if changes:
@@ -292,6 +287,7 @@ class Daemon:
         if not self._guard_allows(computed.plan):
             return
         self.state.plan = computed.plan
+        self.state.plan_summary = _plan_summary(computed.plan)
         outcomes = []
         for name, applier in self.appliers.items():
             outcomes.append(self._apply_target(name, applier, computed.configs[name]))
@@ -361,18 +357,7 @@ class Daemon:
             parts.append(f"etcd unreachable since {since}, BIRD keeps the last config")
         else:
             parts.append(f"etcd ok at revision {self.state.revision}")
-        the_plan = self.state.plan
-        if the_plan is not None and the_plan.warnings:
-            parts.append(f"{len(the_plan.warnings)} warning(s), see the log")
-        if the_plan is not None:
-            for family_plan in (the_plan.v4, the_plan.v6):
-                if family_plan.local_address is None:
-                    continue
-                others = len(family_plan.sessions) - family_plan.count(MESH) - family_plan.count(CLIENT)
-                parts.append(
-                    f"IPv{family_plan.family}: {family_plan.count(MESH)} reflector peers, "
-                    f"{family_plan.count(CLIENT)} clients" + (f", {others} other peers" if others else "")
-                )
+        parts.extend(self.state.plan_summary)
         if self.state.held:
             parts.append(f"HELD BACK: {self.state.held}")
         parts.append(f"BIRD: {self.state.bird_summary}")
@@ -380,3 +365,22 @@ class Daemon:
 
     def _publish_status(self) -> None:
         self.notifier.status(self.status_line())
+
+
+def _plan_summary(the_plan: Plan) -> tuple[str, ...]:
+    """The plan's part of STATUS=. Counted when the plan changes, not on every loop pass: the
+    status line is rebuilt each second, and counting 10,000 sessions each time showed up as
+    the daemon's idle CPU."""
+    parts = []
+    if the_plan.warnings:
+        parts.append(f"{len(the_plan.warnings)} warning(s), see the log")
+    for family_plan in (the_plan.v4, the_plan.v6):
+        if family_plan.local_address is None:
+            continue
+        mesh, clients = family_plan.count(MESH), family_plan.count(CLIENT)
+        others = len(family_plan.sessions) - mesh - clients
+        parts.append(
+            f"IPv{family_plan.family}: {mesh} reflector peers, {clients} clients"
+            + (f", {others} other peers" if others else "")
+        )
+    return tuple(parts)

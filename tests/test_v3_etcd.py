@@ -91,14 +91,14 @@ def test_daemon_snapshot_detects_v3_and_keeps_only_bgp_resources(clean, tmp_path
         assert daemon.schema is None  # auto: undecided until etcd answered
         assert daemon._take_snapshot()
         assert daemon.schema.name == "v3"
-        assert set(daemon.state.raw) == {"nodes/rr"}
+        assert set(daemon.pipeline.raw) == {"nodes/rr"}
         clean.ctl("put", f"{PREFIX}/workloadendpoints/ns/pod2", "{}")
         clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
         for _ in range(20):
             daemon._wait_for_changes()
-            if "nodes/a" in daemon.state.raw:
+            if "nodes/a" in daemon.pipeline.raw:
                 break
-        assert set(daemon.state.raw) == {"nodes/rr", "nodes/a"}
+        assert set(daemon.pipeline.raw) == {"nodes/rr", "nodes/a"}
     finally:
         daemon.store.close()
 

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from ..model import InvalidValue, parse_cluster_id
 from .resources import API_VERSION, _LABEL_KEY_RE, parse_labels, parse_name
@@ -88,3 +88,34 @@ def with_prefix(address: str, prefix_length: Optional[int]):
     ip = ipaddress.ip_address(address)
     length = prefix_length if prefix_length is not None else ip.max_prefixlen
     return ipaddress.ip_interface(f"{ip}/{length}")
+
+
+def node_addresses(
+    existing: Optional[bytes], ips: tuple[str, str], host_prefix_length: Callable[[str], Optional[int]]
+) -> tuple:
+    """Our Node's ipv4Address and ipv6Address (interfaces, as with_prefix gives them), for the configured addresses
+    (empty: none). An address the stored Node already has keeps its stored prefix length;
+    a new one takes the host's (`host_prefix_length`, which asks the interfaces)."""
+    stored = _stored_prefix_lengths(existing)
+    found = []
+    for ip in ips:
+        if not ip:
+            found.append(None)
+            continue
+        known = stored.get(ip)
+        found.append(with_prefix(ip, known if known is not None else host_prefix_length(ip)))
+    return found[0], found[1]
+
+
+def _stored_prefix_lengths(existing: Optional[bytes]) -> dict:
+    """address -> prefix length, from the stored Node's spec.bgp (best effort)."""
+    try:
+        bgp = json.loads(existing)["spec"]["bgp"]
+        found = {}
+        for field in ("ipv4Address", "ipv6Address"):
+            interface = ipaddress.ip_interface(bgp[field]) if bgp.get(field) else None
+            if interface is not None:
+                found[str(interface.ip)] = interface.network.prefixlen
+        return found
+    except (TypeError, ValueError, KeyError):
+        return {}

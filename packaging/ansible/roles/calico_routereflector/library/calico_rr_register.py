@@ -103,7 +103,6 @@ def _v1(module, settings, components, cluster_id):
 
 def _v3(module, settings, components, cluster_id, labels):
     """The Node calico-rr register would store, computed with the package's own functions."""
-    from rr_service.cli import _stored_addresses
     from rr_service.v3 import register as v3_register
     from rr_service.v3.local_addresses import prefix_length
 
@@ -114,15 +113,8 @@ def _v3(module, settings, components, cluster_id, labels):
         existing = store.get(key)
     finally:
         store.close()
-    stored = _stored_addresses(existing)
-    addresses = []
-    for ip in (settings.reflector.ip, settings.reflector.ip6):
-        if not ip:
-            addresses.append(None)
-            continue
-        known = stored.get(ip)
-        addresses.append(v3_register.with_prefix(ip, known if known is not None else prefix_length(ip)))
-    after = v3_register.updated_node(existing, name, addresses[0], addresses[1], cluster_id or None,
+    ipv4, ipv6 = v3_register.node_addresses(existing, (settings.reflector.ip, settings.reflector.ip6), prefix_length)
+    after = v3_register.updated_node(existing, name, ipv4, ipv6, cluster_id or None,
                                      {str(k): str(v) for k, v in labels.items()})
     full = components.v3_resources.PREFIX + "/" + key
     return [full], {full: _parsed(existing)}, {full: _parsed(after)}
