@@ -76,7 +76,7 @@ def ensure_tree() -> Path:
     base = sysenv.ensure_base_tree()
     final = tree_path(base)
     with sysenv._Lock(sysenv.CACHE_ROOT / ".lock"):
-        if (final / ".calico-rr-test-complete").exists():
+        if (final / sysenv.COMPLETE).exists():
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=sysenv.CACHE_ROOT))
         try:
@@ -84,7 +84,7 @@ def ensure_tree() -> Path:
             log(f"deriving {final.name} from {base.name}: + {' '.join(EXTRA_PACKAGES)}")
             tmp.rmdir()
             sysenv.run(["cp", "-a", "--reflink=auto", str(base), str(tmp)], timeout=600)
-            (tmp / ".calico-rr-test-complete").unlink()
+            (tmp / sysenv.COMPLETE).unlink()
             shutil.rmtree(tmp / "var/lib/calico-rr-test", ignore_errors=True)
             (tmp / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
             os.chmod(tmp / "usr/sbin/policy-rc.d", 0o755)
@@ -100,13 +100,7 @@ def ensure_tree() -> Path:
                                f"> /etc/sudoers.d/{SSH_USER}\n"
                                f"chmod 0440 /etc/sudoers.d/{SSH_USER}\n")
             (tmp / "usr/sbin/policy-rc.d").unlink()
-            (tmp / ".calico-rr-test-complete").write_text(time.ctime() + "\n")
-            tmp.rename(final)
-            for old in sysenv.CACHE_ROOT.glob(f"ansible-{sysenv.SUITE}-*"):
-                if old != final and old.is_dir():
-                    log(f"removing stale cached tree {old}")
-                    shutil.rmtree(old, ignore_errors=True)
-            log(f"tree ready in {time.monotonic() - t0:.0f}s: {final}")
+            sysenv.publish_tree(tmp, final, f"ansible-{sysenv.SUITE}-*", t0, "tree")
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

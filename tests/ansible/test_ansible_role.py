@@ -61,13 +61,7 @@ def prerequisites():
 
 @pytest.fixture(scope="module")
 def deb(prerequisites, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("deb")
-    p = sysenv.run(["sh", str(sysenv.REPO / "debian/build.sh"), "--no-lintian", str(out)],
-                   check=False, timeout=900, cwd=sysenv.REPO)
-    assert p.returncode == 0, f"debian/build.sh failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    debs = list(out.glob("calico-routereflector_*_all.deb"))
-    assert len(debs) == 1, debs
-    return debs[0]
+    return sysenv.build_deb(tmp_path_factory.mktemp("deb"))
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@
   the root namespace and cannot reach the lab's addresses), fed one JSON line per operation.
   Every operation is idempotent and retried until etcd answers, so an etcd restart between
   two operations never makes the model and etcd disagree.
-* `NotifyListener`: a NOTIFY_SOCKET for the daemon, so the test reads its STATUS= lines like
-  systemd would.
+* The daemon's STATUS= lines come over tests.lab.notify.NotifySocket, as systemd would read them.
 
 Run as `python3 -m tests.faults.model_helpers ENDPOINT PREFIX` it is the driver's far end.
 """
@@ -26,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
-from tests.lab.notify import NotifySocket
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
@@ -326,9 +324,6 @@ def _serve(endpoint: str, prefix: str, retry_for: float = 60.0) -> int:
 
 
 # -- STATUS= from the daemon ------------------------------------------------------------------
-
-NotifyListener = NotifySocket  # the lab's; the name the model-based and security tests use
-
 
 _REVISION_RE = re.compile(r"etcd ok at revision (\d+)")
 

@@ -29,7 +29,8 @@ from rr_service import components
 from rr_service.render import Renderer
 from rr_service.safety import session_names
 from rr_service.settings import load_settings
-from tests.faults.model_helpers import (EtcdDriver, NotifyListener, OpGenerator, status_revision,
+from tests.lab.notify import NotifySocket
+from tests.faults.model_helpers import (EtcdDriver, OpGenerator, status_revision,
                                         write_figures)
 from tests.lab import Lab, Reflector, requirements_missing, rr_service_available, sweep, wait_for
 from tests.lab.etcd import start_etcd
@@ -86,7 +87,7 @@ def test_random_puts_deletes_and_etcd_restarts_converge(request):
 
     sweep()
     with Lab(keep_tmp=bool(os.environ.get("RRLAB_KEEP"))) as lab:
-        notify = NotifyListener(lab.tmp / "notify.sock")
+        notify = NotifySocket(lab.tmp / "notify.sock")
         driver = None
         rr = None
         try:

@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.faults.model_helpers import NotifyListener  # noqa: E402
+from tests.lab.notify import NotifySocket  # noqa: E402
 from tests.lab import Lab, Reflector, requirements_missing, rr_service_available, wait_for  # noqa: E402
 from tests.lab.etcd import ETCD, ETCDCTL, Etcd  # noqa: E402
 from tests.lab.netns import Host, LabError  # noqa: E402
@@ -174,7 +174,7 @@ def cli(host: Host, config: Path, *args: str, env: Optional[dict] = None,
                           text=True, timeout=timeout)
 
 
-def start_daemon(rr: Reflector, notify: NotifyListener, env: Optional[dict] = None,
+def start_daemon(rr: Reflector, notify: NotifySocket, env: Optional[dict] = None,
                  prefix_cmd: Iterable[str] = (), name: Optional[str] = None,
                  config: Optional[Path] = None):
     """The daemon in rr's namespace at debug level, STATUS= going to `notify`; prefix_cmd

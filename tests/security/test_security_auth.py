@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.faults.model_helpers import NotifyListener
+from tests.lab.notify import NotifySocket
 from tests.lab import CalicoData, Reflector, proto_name, wait_for
 from tests.lab.netns import REPO_ROOT
 from tests.lab.reflector import PYTHON, _env
@@ -70,7 +70,7 @@ def auth_world(lab):
 def test_user_password_end_to_end(auth_world, figures):
     w = auth_world
     rr: Reflector = w["rr"]
-    notify = NotifyListener(w["lab"].tmp / "notify-auth.sock")
+    notify = NotifySocket(w["lab"].tmp / "notify-auth.sock")
     started = time.monotonic()
     rr.daemon = start_daemon(rr, notify)
     try:
@@ -116,7 +116,7 @@ def test_wrong_password_fails_clearly(auth_world, figures):
     message = render.stderr.strip()
     assert "authentication failed" in message and USER in message, message
     assert message.count("\n") == 0, message
-    notify = NotifyListener(w["lab"].tmp / "notify-wrong.sock")
+    notify = NotifySocket(w["lab"].tmp / "notify-wrong.sock")
     daemon = start_daemon(rr, notify, config=bad, name="rr1-wrong-password")
     try:
         wait_for(lambda: "etcd unreachable" in notify.status(), 30, what="STATUS= etcd unreachable",

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.faults.model_helpers import NotifyListener
+from tests.lab.notify import NotifySocket
 from tests.lab import CalicoData, Reflector, calico_node_bird_config, proto_name, wait_for
 from tests.lab.world import AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1
 
@@ -63,7 +63,7 @@ def tls_world(lab):
 def test_tls_client_certificate_end_to_end(tls_world, figures):
     w = tls_world
     rr: Reflector = w["rr"]
-    notify = NotifyListener(w["lab"].tmp / "notify-tls.sock")
+    notify = NotifySocket(w["lab"].tmp / "notify-tls.sock")
     started = time.monotonic()
     rr.daemon = start_daemon(rr, notify)
     try:
@@ -123,7 +123,7 @@ def test_tls_bad_credentials_fail_clearly(tls_world, figures, case):
     assert re.search(r"TLS|certificate", message), message
     assert message.count("\n") == 0, f"one line expected:\n{message}"
 
-    notify = NotifyListener(w["lab"].tmp / "notify-bad.sock")
+    notify = NotifySocket(w["lab"].tmp / "notify-bad.sock")
     daemon = start_daemon(rr, notify, config=bad, name=f"rr1-bad-{re.sub(r'[^a-z]+', '-', case)}")
     try:
         wait_for(lambda: "etcd unreachable" in notify.status(), 30,

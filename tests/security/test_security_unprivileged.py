@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from rr_service.safety import session_names
-from tests.faults.model_helpers import NotifyListener
+from tests.lab.notify import NotifySocket
 from tests.lab import CalicoData, minimal_bird_config, proto_name, start_etcd, wait_for
 from tests.lab.bird import BIRD, BirdProc
 from tests.lab.netns import REPO_ROOT
@@ -114,7 +114,7 @@ state_dir = "{state}"
 """)
         os.chown(settings, 0, gid)
         os.chmod(settings, 0o640)
-        notify = NotifyListener(work / "notify.sock")
+        notify = NotifySocket(work / "notify.sock")
         setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
                    "--bounding-set=-all", "--no-new-privs"]
         env = dict(_env(), NOTIFY_SOCKET=notify.path, PYTHONDONTWRITEBYTECODE="1")

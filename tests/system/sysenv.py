@@ -37,6 +37,7 @@ from pathlib import Path
 
 SUITE = "bookworm"
 CACHE_ROOT = Path(os.environ.get("CALICO_RR_TEST_CACHE", "/var/cache/calico-rr-test"))
+COMPLETE = ".calico-rr-test-complete"  # a cached tree is whole only with this file
 RUN_ROOT = Path("/var/tmp")
 # What debootstrap puts in the base tree.
 INCLUDE = ["systemd", "systemd-sysv", "dbus", "iproute2", "procps"]
@@ -187,7 +188,7 @@ def ensure_base_tree() -> Path:
     """Debootstrap (once) the cached tree and preinstall the test's own tools in it."""
     final = base_tree_path()
     with _Lock(CACHE_ROOT / ".lock"):
-        if (final / ".calico-rr-test-complete").exists():
+        if (final / COMPLETE).exists():
             return final
         mirror, _ = host_debian_sources()
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=CACHE_ROOT))
@@ -214,20 +215,35 @@ def ensure_base_tree() -> Path:
                 link = tmp / "etc/systemd/system" / unit
                 if not link.exists():
                     link.symlink_to("/dev/null")
-            (tmp / ".calico-rr-test-complete").write_text(time.ctime() + "\n")
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-            # Trees of older layouts or other mirrors: ours too, and now dead.
-            for old in CACHE_ROOT.glob(f"{SUITE}-*"):
-                if old != final and old.is_dir():
-                    log(f"removing stale cached tree {old}")
-                    shutil.rmtree(old, ignore_errors=True)
-            log(f"base tree ready in {time.monotonic() - t0:.0f}s: {final}")
+            publish_tree(tmp, final, f"{SUITE}-*", t0, "base tree")
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def publish_tree(tmp: Path, final: Path, stale_glob: str, started: float, what: str) -> None:
+    """Mark a freshly built tree complete and move it into place; cached trees of the same
+    kind under other names (older layouts, other mirrors) are ours too, and now dead."""
+    (tmp / COMPLETE).write_text(time.ctime() + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for old in CACHE_ROOT.glob(stale_glob):
+        if old != final and old.is_dir():
+            log(f"removing stale cached tree {old}")
+            shutil.rmtree(old, ignore_errors=True)
+    log(f"{what} ready in {time.monotonic() - started:.0f}s: {final}")
+
+
+def build_deb(out: Path) -> Path:
+    """Build the package from this work tree into `out` (debian/build.sh); the .deb built."""
+    p = run(["sh", str(REPO / "debian/build.sh"), "--no-lintian", str(out)],
+            check=False, timeout=900, cwd=REPO)
+    assert p.returncode == 0, f"debian/build.sh failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    debs = list(out.glob("calico-routereflector_*_all.deb"))
+    assert len(debs) == 1, f"expected one .deb in {out}, got {debs}"
+    return debs[0]
 
 
 def deb_dependency_key(deb: Path, extra: tuple[str, ...] = ()) -> str:
