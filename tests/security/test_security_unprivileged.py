@@ -115,12 +115,18 @@ state_dir = "{state}"
         os.chown(settings, 0, gid)
         os.chmod(settings, 0o640)
         notify = NotifySocket(work / "notify.sock")
+        # The test user may not be able to read the checkout (CI clones wherever it likes,
+        # e.g. below a 0700 folder): it runs a copy of the product, as an installed one would.
+        app = work / "app"
+        shutil.copytree(REPO_ROOT / "rr_service", app / "rr_service", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO_ROOT / "templates", app / "templates")
+        as_user_env = dict(_env(), PYTHONPATH=str(app), PYTHONDONTWRITEBYTECODE="1")
         setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
                    "--bounding-set=-all", "--no-new-privs"]
-        env = dict(_env(), NOTIFY_SOCKET=notify.path, PYTHONDONTWRITEBYTECODE="1")
+        env = dict(as_user_env, NOTIFY_SOCKET=notify.path)
         started = time.monotonic()
         daemon = host.popen([*setpriv, PYTHON, "-m", "rr_service", "--config", str(settings), "run"],
-                            name=f"{name}-rr_service-unpriv", env=env, cwd=str(REPO_ROOT))
+                            name=f"{name}-rr_service-unpriv", env=env, cwd=str(app))
         procs.insert(0, daemon)
 
         def alive():
@@ -166,7 +172,7 @@ state_dir = "{state}"
         assert "ermission denied" not in log and "not writable" not in log, log[-3000:]
 
         as_user = subprocess.run(["ip", "netns", "exec", host.ns, *setpriv, PYTHON, "-m", "rr_service",
-                                  "--config", str(settings), "status"], env=_env(), cwd=REPO_ROOT,
+                                  "--config", str(settings), "status"], env=as_user_env, cwd=str(app),
                                  capture_output=True, text=True, timeout=60)
         no_traceback(as_user)
         assert as_user.returncode == 0, as_user.stderr

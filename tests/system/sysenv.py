@@ -501,17 +501,6 @@ def reap_stale_runs() -> None:
 REPO = Path(__file__).resolve().parents[2]
 
 
-def build_deb() -> Path:
-    """Build the .deb with the project's build script; returns its path in dist/."""
-    run(["sh", str(REPO / "debian/build.sh")], timeout=900, cwd=REPO,
-        env={"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/root")})
-    debs = sorted((REPO / "dist").glob("calico-routereflector_*_all.deb"),
-                  key=lambda p: p.stat().st_mtime)
-    if not debs:
-        raise RuntimeError("debian/build.sh produced no dist/calico-routereflector_*_all.deb")
-    return debs[-1]
-
-
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "cache"
     if what == "cache":
