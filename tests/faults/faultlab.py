@@ -35,7 +35,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.lab import (CalicoData, Lab, LabError, Reflector, proto_name,  # noqa: E402
                        start_bird, wait_for)
-from tests.lab.bird import BirdProc  # noqa: E402
+from tests.lab.bird import BirdProc, same_since  # noqa: E402
 from tests.lab.etcd import ETCD, Etcd, start_etcd  # noqa: E402
 from tests.lab.netns import Host, Proc  # noqa: E402
 from tests.lab.reflector import PYTHON, _env  # noqa: E402
@@ -186,25 +186,6 @@ class FaultWorld:
     def add_client_data(self, name: str, ipv4: str) -> None:
         """A node in etcd only (no BIRD): the reflector gets a Client session for it."""
         self.calico.add_node(name, ipv4)
-
-
-def _seconds(since: str) -> Optional[int]:
-    try:
-        h, m, s = (int(x) for x in since.split(":"))
-    except ValueError:
-        return None
-    return h * 3600 + m * 60 + s
-
-
-def same_since(a: str, b: str) -> bool:
-    """BIRD 1.6 keeps `since` in monotonic seconds and shows it through the current offset to
-    wall-clock seconds: the same instant shows as T or T +/- 1 s from one `show protocols` to the
-    next (seen here). A real restart moves it by more: the nodes wait 2 s (connect delay) and
-    the reflector 5 s before they reconnect, and the tests sample every second besides."""
-    if a == b:
-        return True
-    sa, sb = _seconds(a), _seconds(b)
-    return sa is not None and sb is not None and abs(sa - sb) <= 1
 
 
 def dropped_sessions(before: Dict[tuple, tuple], after: Dict[tuple, tuple]) -> List[str]:

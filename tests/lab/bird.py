@@ -36,6 +36,36 @@ class Protocol:
     def established(self) -> bool:
         return self.state == "up" and self.info.startswith("Established")
 
+    def same_run_as(self, earlier: "Protocol") -> bool:
+        """Still the session `earlier` saw: Established then and now, not restarted."""
+        return self.established and same_since(self.since, earlier.since)
+
+
+_CLOCK = re.compile(r"(\d\d):(\d\d):(\d\d)(?:\.(\d+))?$")
+
+
+def _seconds_of_day(since: str) -> Optional[float]:
+    m = _CLOCK.search(since)
+    if not m:
+        return None
+    h, mi, s, frac = m.groups()
+    return int(h) * 3600 + int(mi) * 60 + int(s) + (float("0." + frac) if frac else 0.0)
+
+
+def same_since(a: str, b: str) -> bool:
+    """Whether two `since` readings are the same instant. Neither BIRD stores wall time: both
+    keep the state change on the monotonic clock and convert it to wall time through the offset
+    at each `show protocols`, so one instant shows as T or T +/- 1 s on BIRD 1.6 and as T +/- a
+    millisecond or so on BIRD 2 (both seen here). A real restart moves it by more than 1 s: the
+    nodes wait 2 s (connect delay) and the reflector 5 s before they reconnect."""
+    if a == b:
+        return True
+    sa, sb = _seconds_of_day(a), _seconds_of_day(b)
+    if sa is None or sb is None:
+        return False
+    d = abs(sa - sb)
+    return min(d, 86400 - d) <= 1.0  # a wrap at midnight is still 0 s apart
+
 
 @dataclass
 class Route:
