@@ -33,8 +33,9 @@ class Env:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.etcd_endpoint = args.etcd
         self.etcd = h.EtcdWriter(args.etcd)
-        self.bird4 = h.Bird(self.workdir, 4)
-        self.bird6 = h.Bird(self.workdir, 6)
+        self.syslog = h.SyslogSink(self.workdir / "syslog.sock")
+        self.bird4 = h.Bird(self.workdir, 4, self.syslog)
+        self.bird6 = h.Bird(self.workdir, 6, self.syslog)
         self.config_path = self.workdir / "rr.toml"
         self.config_path.write_text(f"""\
 # calico-routereflector settings of the bench (same file for the daemon and the baseline)
@@ -72,6 +73,7 @@ state_dir = "{self.workdir / 'state'}"
     def close(self) -> None:
         self.bird4.stop()
         self.bird6.stop()
+        self.syslog.close()
         self.etcd.close()
 
 
