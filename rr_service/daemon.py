@@ -3,7 +3,8 @@
 Rules it keeps:
 - never render from a partial or failed read: a broken watch or an etcd outage leaves the
   configs on disk exactly as they are, and BIRD keeps routing on the last good one;
-- changes that arrive while an apply is in flight fold into the next apply;
+- changes that arrive while an apply is in flight fold into the next apply, and a burst of
+  changes is gathered until it pauses (coalesce.py), so it costs BIRD a few reloads;
 - what counts is what BIRD *accepted*, so a reload that failed is retried, not forgotten.
 """
 
@@ -20,6 +21,7 @@ from typing import Callable, Optional
 
 from . import components
 from .apply import ApplyStatus, ConfigApplier, ConfigRejected
+from .coalesce import BurstDetector
 from .datastore.base import Change, DatastoreError, ResyncNeeded
 from .model import Rejected
 from .notify import Notifier
@@ -119,6 +121,7 @@ class Daemon:
         self.schema: Optional[components.Schema] = None
         self.store = components.datastore(settings)
         self.backoff = Backoff()
+        self.bursts = BurstDetector()
         self.guard = DropGuard(settings.safety.max_drop_share, settings.safety.hold_seconds)
         self.state_dir = StateDir(settings.safety.state_dir)
 
@@ -230,20 +233,43 @@ class Daemon:
         timeout = TICK
         if self.notifier.watchdog_every:
             timeout = min(timeout, self.notifier.watchdog_every)
+        changes = self._next_changes(timeout)
+        if changes and self.bursts.note(self._absorb(changes)):
+            self._gather_burst()
+
+    def _gather_burst(self) -> None:
+        """Many keys are changing at once: keep taking them in until they pause (or the
+        longest delay is up), so the burst costs BIRD a few reloads instead of dozens."""
+        bird = self.settings.bird
+        deadline = time.monotonic() + bird.burst_max_delay_seconds
+        gathered = 0
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.notifier.watchdog()
+            changes = self._next_changes(min(bird.burst_settle_seconds, left))
+            if not changes:  # a pause, or etcd failed (then the resync covers everything)
+                break
+            kept = self._absorb(changes)
+            self.bursts.note(kept)
+            gathered += kept
+        log.debug("burst of changes: gathered %d more before reloading", gathered)
+
+    def _next_changes(self, timeout: float) -> list[Change]:
         try:
-            changes = self.store.next_changes(timeout)
+            return self.store.next_changes(timeout)
         except ResyncNeeded as exc:
             log.info("resyncing from a fresh snapshot: %s", exc)
             self.state.need_snapshot = True
             self.store.close()
-            return
         except DatastoreError as exc:
             self._etcd_failed(str(exc))
-            return
-        self._absorb(changes)
+        return []
 
-    def _absorb(self, changes: list[Change]) -> None:
-        """Fold watch events into the data set; the next loop pass applies them together."""
+    def _absorb(self, changes: list[Change]) -> int:
+        """Fold watch events into the data set; the next loop pass applies them together.
+        Returns how many were ours (under the schema's prefix)."""
         changes = [change for change in changes if self.schema.keep(change.key)]
         for change in changes:
             self.pipeline.change(change.key, change.value)
@@ -251,6 +277,7 @@ class Daemon:
         if changes:
             log.debug("%d change(s) up to revision %d", len(changes), self.state.revision)
             self.state.dirty = True
+        return len(changes)
 
     def _handle_reload(self) -> None:
         self._reload.clear()

@@ -108,6 +108,8 @@ class BirdSettings:
     socket6: str
     binary: str
     binary6: str
+    burst_settle_seconds: float = 0.1  # during a burst of changes: reload once they pause this long
+    burst_max_delay_seconds: float = 0.5  # ... or at the latest this long after gathering began
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,13 @@ def _seconds(value: float) -> float:
     return float(value)
 
 
+def _short_seconds(value: float) -> float:
+    # A reload held back longer than this would look like a hang to whoever made the change.
+    if not 0.0 <= value <= 10.0:
+        raise ValueError(f"{_safe_repr(value)} is not a number of seconds between 0 and 10")
+    return float(value)
+
+
 def _node_name(value: str) -> str:
     """A Calico node name (a Kubernetes DNS-1123 subdomain, '_' tolerated); "" = host name."""
     if value == "":
@@ -373,6 +382,8 @@ SCHEMA: Tuple[Setting, ...] = (
     Setting("bird",      "socket6",  "str",       "/run/bird/bird6.ctl",       _file),
     Setting("bird",      "binary",   "str",       "/usr/sbin/bird",            _file),
     Setting("bird",      "binary6",  "str",       "/usr/sbin/bird6",           _file),
+    Setting("bird",      "burst_settle_seconds", "number", 0.1,                _short_seconds),
+    Setting("bird",      "burst_max_delay_seconds", "number", 0.5,             _short_seconds),
     Setting("log",       "level",    "str",       "info",                      _choice("debug", "info", "warning", "error")),
     Setting("safety",    "max_drop_share", "number", 0.5,                      _share),
     Setting("safety",    "hold_seconds", "number", 300.0,                      _seconds),

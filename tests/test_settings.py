@@ -46,6 +46,8 @@ DEFAULTS = {
     ("bird", "socket6"): "/run/bird/bird6.ctl",
     ("bird", "binary"): "/usr/sbin/bird",
     ("bird", "binary6"): "/usr/sbin/bird6",
+    ("bird", "burst_settle_seconds"): 0.1,
+    ("bird", "burst_max_delay_seconds"): 0.5,
     ("log", "level"): "info",
     ("safety", "max_drop_share"): 0.5,
     ("safety", "hold_seconds"): 300.0,
@@ -89,7 +91,8 @@ def test_interface_names():
     fields = lambda cls: [f.name for f in dataclasses.fields(cls)]  # noqa: E731
     assert fields(ReflectorSettings) == ["ip", "ip6", "node_name"]
     assert fields(EtcdSettings) == ["endpoints", "prefix", "ca_cert", "cert", "key", "username", "password", "schema"]
-    assert fields(BirdSettings) == ["flavour", "config", "config6", "socket", "socket6", "binary", "binary6"]
+    assert fields(BirdSettings) == ["flavour", "config", "config6", "socket", "socket6", "binary", "binary6",
+                                   "burst_settle_seconds", "burst_max_delay_seconds"]
     assert fields(LogSettings) == ["level"]
     assert fields(SafetySettings) == ["max_drop_share", "hold_seconds", "state_dir"]
     assert fields(Settings) == ["reflector", "etcd", "bird", "log", "safety", "source"]
@@ -355,6 +358,9 @@ FILE_ERRORS = [
     ("[bird]\nsocket6 = \"/run/\\u0000x\"\n", "[bird] socket6", "control"),
     ("[bird]\nbinary = \"/usr/sbin/bird\\u2028\"\n", "[bird] binary", "control"),
     ("[bird]\nbinary6 = [\"/usr/sbin/bird6\"]\n", "[bird] binary6", "must be a string"),
+    ("[bird]\nburst_settle_seconds = 11\n", "[bird] burst_settle_seconds", "between 0 and 10"),
+    ("[bird]\nburst_max_delay_seconds = -0.5\n", "[bird] burst_max_delay_seconds", "between 0 and 10"),
+    ("[bird]\nburst_settle_seconds = \"0.1\"\n", "[bird] burst_settle_seconds", "must be a number"),
     ("[log]\nlevel = \"verbose\"\n", "[log] level", "not one of debug, info, warning, error"),
     ("[log]\nlevel = \"warn\"\n", "[log] level", "did you mean 'warning'"),
     ("[log]\nlevel = 1\n", "[log] level", "must be a string"),

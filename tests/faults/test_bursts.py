@@ -1,0 +1,56 @@
+"""A burst of registrations (a cluster scaling up, a bulk import) is applied in a few BIRD
+reloads, not one per transaction, and nothing of it is lost. Real etcd, real BIRD, the real
+daemon with its default [bird] burst_settle_seconds / burst_max_delay_seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.faultlab import EVENTUALLY, etcd_python
+from tests.lab import proto_name, wait_for
+
+pytestmark = pytest.mark.integration
+
+NODES = 200            # 192.0.2.50 .. 192.0.2.249 and 2001:db8::1:50 ..: no lab host answers
+TRANSACTIONS = 10      # 60 keys each (address, IPv6 address, AS of 20 nodes), 0.1 s apart
+MAX_RELOADS = 6
+
+
+def _burst_script(prefix: str) -> str:
+    return f"""
+import time
+prefix = {prefix!r}
+nodes = [(f"burst-{{i:03d}}", f"192.0.2.{{50 + i}}", f"2001:db8::1:{{50 + i:x}}") for i in range({NODES})]
+per_txn = len(nodes) // {TRANSACTIONS}
+start = time.monotonic()
+for t in range({TRANSACTIONS}):
+    ops = []
+    for name, ip4, ip6 in nodes[t * per_txn:(t + 1) * per_txn]:
+        ops.append(client.transactions.put(f"{{prefix}}/host/{{name}}/ip_addr_v4", ip4))
+        ops.append(client.transactions.put(f"{{prefix}}/host/{{name}}/ip_addr_v6", ip6))
+        ops.append(client.transactions.put(f"{{prefix}}/host/{{name}}/as_num", "64512"))
+    ok, _ = client.transaction(compare=[], success=ops, failure=[])
+    assert ok
+    time.sleep(max(0.0, start + 0.1 * (t + 1) - time.monotonic()))
+print(len(nodes))
+"""
+
+
+def test_burst_of_registrations_takes_few_reloads(fault_world):
+    world = fault_world()
+    rr = world.rr
+    reloads_before = rr.log_count("bird accepted ")
+    last = proto_name("Client", f"192.0.2.{50 + NODES - 1}")
+    last6 = proto_name("Client", f"2001:db8::1:{50 + NODES - 1:x}")
+
+    etcd_python(world.etcd_hosts[0], world.etcd.endpoint, _burst_script("/calico/bgp/v1"))
+
+    wait_for(lambda: last in rr.bird.protocols() and last6 in rr.bird6.protocols(), EVENTUALLY,
+             what=f"{last} and {last6} configured on rr1",
+             describe=lambda: rr.log()[-3000:])
+    reloads = rr.log_count("bird accepted ") - reloads_before
+    clients = [p for p in rr.bird.protocols() if p.startswith("Client_192_0_2_")]
+    assert len(clients) == NODES + len(world.nodes), clients
+    assert rr.in_sync_with_render(), "the configs on disk differ from `calico-rr render`"
+    assert 1 <= reloads <= MAX_RELOADS, (
+        f"{reloads} reloads of bird for {TRANSACTIONS} transactions:\n{rr.log()[-3000:]}")
