@@ -313,8 +313,17 @@ def render_docs(results: dict, doc: Path = DOC, png: Path = PLOT) -> None:
         "reflector's namespace has no route there, so BIRD never sends a packet: each connect fails "
         "locally (\"network unreachable\") and the sessions stay in `Active`. What is measured is "
         "configuration, not BGP.",
+        "- BIRD logs through syslog, a line per protocol it adds or removes. On a real host "
+        "journald reads `/dev/log`; this machine runs no syslog, and then glibc writes each line "
+        "to `/dev/console`, here a serial port at about 0.8 ms a line (perf: BIRD spent 95 % of a "
+        "3,000-session `configure` in `uart_write`, 2.5 s against 25 ms with a reader). The bench "
+        "starts each BIRD in its own mount namespace whose `/dev/log` is a socket the bench reads "
+        "(`SyslogSink` in `bench/harness.py`), so BIRD costs what it costs on a host with journald. "
+        "Results before this change (up to commit 5925370) carry that console cost in every BIRD "
+        "figure.",
         "- calico-rr runs as `python3 -m rr_service --config FILE run` with the defaults, except "
-        "`[safety] max_drop_share = 1.0` (the burst removal must not be held back). The "
+        "`[safety] max_drop_share = 1.0` (the burst removal must not be held back); so it gathers "
+        "bursts with the default `[bird] burst_settle_seconds = 0.1` / `burst_max_delay_seconds = 0.5`. The "
         "**confd-like baseline** (`bench/baseline.py`) is what confd does on every watch event, "
         "with the same templates: re-read the whole prefix, parse + plan + render everything, "
         "write the file (rename, no fsync), `configure`; no check, no drop guard.",
