@@ -2,9 +2,9 @@
 process statistics and the data set (legacy /calico/bgp/v1 keys).
 
 Everything here runs inside the reflector's network namespace (see run.py): BIRD, the
-daemon and the baseline are started from this process and inherit the namespace, which has
-no route to 198.18.0.0/15, so BIRD never sends a packet to a bench node: each connect fails
-locally with "network unreachable" and the sessions stay in Active.
+daemon and the baseline are started from this process and inherit the namespace, whose
+route to 198.18.0.0/15 leads to a next hop that never answers (run.silent_nodes): BIRD's
+connects to the bench nodes wait, and the sessions sit in Connect.
 """
 
 from __future__ import annotations
@@ -203,6 +203,14 @@ exec "$@"
 """
 
 
+def _all_the_descriptors() -> None:
+    """BIRD holds a socket per waiting session (N + the burst's 5,000): let it use as many
+    descriptors as the hard limit allows, as a bird.service with LimitNOFILE= would."""
+    import resource
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class Bird:
     """A BIRD 1.6 daemon (family 4: bird, 6: bird6) owned by the bench, in the foreground,
     logging to a `SyslogSink` as it would to journald on a real host."""
@@ -229,7 +237,7 @@ class Bird:
             self.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=_all_the_descriptors)
         deadline = now() + 30
         while True:
             if self.proc.poll() is not None:

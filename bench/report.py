@@ -310,8 +310,12 @@ def render_docs(results: dict, doc: Path = DOC, png: Path = PLOT) -> None:
         "(`/calico/bgp/v1/host/<name>/ip_addr_v4`) plus `global/peer_v4/<reflector>`, so every node "
         "is a client: N `protocol bgp` sessions in `bird.conf`.",
         "- Node addresses come from 198.18.0.0/15, the range RFC 2544 sets aside for benchmarks. The "
-        "reflector's namespace has no route there, so BIRD never sends a packet: each connect fails "
-        "locally (\"network unreachable\") and the sessions stay in `Active`. What is measured is "
+        "reflector's namespace routes them to a next hop nobody answers (a veth pair inside that "
+        "namespace; `silent_nodes` in `bench/run.py`): BIRD's SYNs go nowhere, and each session "
+        "waits in Connect as towards a peer that does not answer. (Up to commit 5925370 there was "
+        "no route: every connect failed at once, BIRD retried and logged ~3,000 times a second "
+        "at 10,000 nodes, and its whole-second timers bunched that into 70-200 ms stalls of "
+        "`configure`.) What is measured is "
         "configuration, not BGP.",
         "- BIRD logs through syslog, a line per protocol it adds or removes. On a real host "
         "journald reads `/dev/log`; this machine runs no syslog, and then glibc writes each line "

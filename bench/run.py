@@ -7,8 +7,9 @@
 
 Needs root (network namespaces), BIRD 1.6, etcd 3.4 and Debian's python3-etcd3; the report
 needs python3-matplotlib. It builds a throw-away lab (tests/lab): etcd on one namespace, the
-reflector's BIRD + BIRD6 on another with no route to the bench nodes (198.18.0.0/15, RFC
-2544), then runs the measurements inside the reflector's namespace (bench/measure.py).
+reflector's BIRD + BIRD6 on another, whose route to the bench nodes (198.18.0.0/15, RFC
+2544) leads to a next hop nobody answers (see `silent_nodes`), then runs the measurements
+inside the reflector's namespace (bench/measure.py).
 """
 
 from __future__ import annotations
@@ -112,6 +113,30 @@ def machine() -> dict:
     }
 
 
+SILENT_HOP = "192.0.2.254"
+
+
+def silent_nodes(rr) -> None:
+    """Route the bench nodes to a next hop that never answers, inside the reflector's namespace.
+
+    A veth pair with both ends in that namespace, and a permanent neighbour entry for the
+    next hop with a MAC no interface has: BIRD's SYNs leave through one end and are dropped
+    by the other, so every session waits in Connect, as towards a peer that does not answer.
+    With no route at all each connect failed at once ("network unreachable"), BIRD retried
+    and logged ~3,000 times a second at 10,000 nodes, and its whole-second timers bunched the
+    retries into stalls of 70-200 ms that showed up in `configure`: a load no reflector of a
+    healthy cluster carries. Nothing leaves the namespace either way.
+    """
+    for cmd in (["ip", "link", "add", "bench0", "type", "veth", "peer", "name", "bench1"],
+                ["ip", "link", "set", "bench0", "up"],
+                ["ip", "link", "set", "bench1", "up"],
+                ["ip", "route", "add", f"{SILENT_HOP}/32", "dev", "bench0"],
+                ["ip", "neigh", "add", SILENT_HOP, "lladdr", "02:00:00:00:be:ec", "dev", "bench0",
+                 "nud", "permanent"],
+                ["ip", "route", "add", "198.18.0.0/15", "via", SILENT_HOP, "dev", "bench0"]):
+        rr.run(cmd)
+
+
 def outer(args) -> int:
     from tests.lab import Lab, requirements_missing
 
@@ -128,6 +153,7 @@ def outer(args) -> int:
     with Lab() as lab:
         etcd_host = lab.add_host("etcd", "192.0.2.2")
         rr = lab.add_host("rr", "192.0.2.10")
+        silent_nodes(rr)
         etcd = lab.start_etcd(etcd_host)
         inner_json = lab.tmp / "inner.json"
         cmd = ["ip", "netns", "exec", rr.ns, "/usr/bin/python3", "-u", str(REPO / "bench" / "run.py"),
