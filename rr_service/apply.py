@@ -45,6 +45,7 @@ class ConfigApplier:
         self.accepted_text: str | None = None
         # How BIRD looked right after it accepted accepted_text: still_accepted() compares.
         self._bird_stamp: tuple | None = None
+        self._accepted_bytes = b""
 
     def still_accepted(self) -> bool:
         """False when BIRD may no longer run what it accepted from us: the file was changed
@@ -52,7 +53,7 @@ class ConfigApplier:
         apply() then configures BIRD again. Cheap: a read and a stat."""
         if self.accepted_text is None:
             return True  # nothing accepted yet: the daemon's own retry covers it
-        if _read(self.target.config_path) != self.accepted_text.encode():
+        if _read(self.target.config_path) != self._accepted_bytes:
             return False
         stamp = self._stamp()
         if stamp is None or stamp == self._bird_stamp:
@@ -129,6 +130,8 @@ class ConfigApplier:
     def _accepted(self, text: str) -> None:
         """BIRD said yes to text: remember it, and the BIRD that said it (still_accepted)."""
         self.accepted_text = text
+        # Encoded once: still_accepted() compares it with the file every few seconds.
+        self._accepted_bytes = text.encode()
         self._bird_stamp = self._stamp()
 
     # -- files -----------------------------------------------------------------------
