@@ -242,6 +242,19 @@ def test_install_from_debian_archive(installed, deb):
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+def test_bird_may_open_a_socket_per_session(installed):
+    """BIRD holds a socket per session: the package lifts systemd's 1,024 open files for it,
+    so a reflector of a few thousand nodes does not run out (effective at BIRD's start)."""
+    c = installed
+    for svc in bird_services(c):
+        assert c.sh(f"systemctl show -p LimitNOFILE --value {svc}").stdout.strip() == "65536", diag(c, svc)
+        c.sh(f"systemctl restart {svc}", timeout=60)
+        pid = c.sh(f"systemctl show -p MainPID --value {svc}").stdout.strip()
+        limits = c.sh(f"grep 'Max open files' /proc/{pid}/limits").stdout.split()
+        assert limits[3:5] == ["65536", "65536"], (svc, limits)
+        assert c.sh(f"systemctl is-active {svc}", check=False).stdout.strip() == "active", diag(c, svc)
+
+
 def test_start_serves_node(configured):
     c = configured
     c.sh(f"systemctl start {UNIT}", check=False, timeout=120)
