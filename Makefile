@@ -38,7 +38,7 @@ deps-ansible:
 	@./tools/apt-ensure $(ANSIBLE_DEBS)
 
 test: deps deps-package deps-ansible
-	$(PYTHON) -m pytest -v -ra $(PYTEST_ARGS) tests
+	$(PYTHON) -m pytest -v -ra --durations=25 $(PYTEST_ARGS) tests
 
 test-unit:
 	$(PYTHON) -m pytest -q -m "not integration and not system" $(PYTEST_ARGS) tests
