@@ -4,6 +4,7 @@ import pytest
 
 from rr_service.v3.selector import (
     MAX_DEPTH,
+    MAX_LABEL_CHARS,
     MAX_SELECTOR_CHARS,
     Selector,
     SelectorError,
@@ -24,7 +25,7 @@ MATCH_CASES = [
     ("global()", NODE, True),
     ("", BARE, True),
     ("", NODE, True),
-    ("   \t\n ", NODE, True),
+    ("   \t ", NODE, True),
     ("!all()", NODE, False),
     # has()
     ("has(route-reflector)", RR, True),
@@ -103,12 +104,27 @@ MATCH_CASES = [
     # whitespace variations
     ("zone=='eu-west-1a'", RR, True),
     ("  zone   ==   'eu-west-1a'  ", RR, True),
-    ("zone\t==\n'eu-west-1a'", RR, True),
+    ("zone\t==\t'eu-west-1a'", RR, True),  # spaces and tabs only: see INVALID for line breaks
     ("has( zone )&&zone!='x'", RR, True),
-    ("has (zone)", RR, True),
+    ("has(\tzone\t)", RR, True),
+    ("all( )", RR, True),
+    ("global(\t)", RR, True),
     ("zone in{'eu-west-1a','x'}", RR, True),
     ("zone   not    in   { 'x' , 'y' }", RR, True),
+    ("zone not\tin {'x'}", RR, True),
     ("zone starts   with 'eu'", RR, True),
+    ("msg == 'line\nbreak'", {"msg": "line\nbreak"}, True),  # inside a string it is a character
+    # Calico's tokenizer: `not in`, `starts with`, `ends with` also as one word
+    ("zone notin {'x'}", RR, True),
+    ("zone notin {'eu-west-1a'}", RR, False),
+    ("zone notin{'x'}", BARE, True),
+    ("zone startswith 'eu-'", NODE, True),
+    ("zone startswith'us-'", NODE, False),
+    ("zone endswith '1b'", NODE, True),
+    ("zone endswith '1a'", NODE, False),
+    # a set may end with a comma
+    ("zone in {'eu-west-1a',}", RR, True),
+    ("zone not in {'eu-west-1a' , }", RR, False),
     ("!has(zone)||zone=='eu-west-1b'", NODE, True),
     ("(has(zone))&&(!has(tier))", RR, True),
     # keys that look like keywords are keys when used as keys
@@ -160,6 +176,10 @@ INVALID = [
     ("has(a", "column 6: expected ')'"),
     ("has(a b)", "column 7: expected ')'"),
     ("all(x)", "column 5: expected ')'"),
+    # Calico reads has( / all( / global( as one token: with a space it is a label and a '('
+    ("has (zone)", "column 5: no space allowed between 'has' and '('"),
+    ("all ()", "column 5: no space allowed between 'all' and '('"),
+    ("has(a) || global\t()", "column 18: no space allowed between 'global' and '('"),
     # trailing / leading / doubled operators
     ("has(a) &&", "column 10: expected a label"),
     ("has(a) ||", "column 10: expected a label"),
@@ -185,7 +205,8 @@ INVALID = [
     ("a not {'x'}", "column 7: expected 'in'"),
     ("a in 'x'", "column 6: expected '{'"),
     ("a in {'x' 'y'}", "column 11: expected ',' or '}'"),
-    ("a in {'x',}", "column 11: expected a quoted value in the set"),
+    ("a in {,}", "column 7: expected a quoted value in the set"),
+    ("a in {'x',,}", "column 11: expected a quoted value in the set"),
     ("a in {'x'", "column 10: expected ',' or '}'"),
     ("a in {x}", "column 7: expected a quoted value in the set"),
     # parentheses
@@ -198,9 +219,17 @@ INVALID = [
     ("a == 'x'; rm -rf /", "column 9: unexpected character ';'"),
     ("__import__('os')", "unknown function '__import__'"),
     ("a == 'x' $", "column 10: unexpected character '$'"),
+    # only spaces and tabs separate tokens, as in Calico (calicoctl refuses the others too)
+    ("zone ==\n'eu-west-1a'", "column 8: '\\n' in selector (Calico allows only spaces and tabs"),
+    ("   \t\n ", "column 5: '\\n' in selector"),
+    ("has(a)\r\n", "column 7: '\\r' in selector"),
+    ("has(a)\u00a0", "column 7: '\\xa0' in selector"),
+    ("a\x0b== 'x'", "column 2: '\\x0b' in selector"),
     # limits
     ("has(a) || " * 410 + "has(b)", "selector too long"),
     ("a == '" + "x" * MAX_SELECTOR_CHARS + "'", "selector too long"),
+    ("k" * (MAX_LABEL_CHARS + 1) + " == 'v'", "column 1: label longer than 512 characters"),
+    ("has(" + "k" * (MAX_LABEL_CHARS + 1) + ")", "column 5: label longer than 512 characters"),
     (TOO_DEEP_PARENS, "nested too deeply"),
     (TOO_DEEP_BANGS, "nested too deeply"),
     (TOO_DEEP_MIXED, "nested too deeply"),
@@ -224,6 +253,7 @@ def test_limits_are_inclusive():
     deepest = "(" * MAX_DEPTH + "has(a)" + ")" * MAX_DEPTH
     assert parse_selector(deepest).matches({"a": "1"})
     assert parse_selector("!" * MAX_DEPTH + "has(a)").matches({"a": "1"}) is (MAX_DEPTH % 2 == 0)
+    assert parse_selector("k" * MAX_LABEL_CHARS + " == 'v'").matches({"k" * MAX_LABEL_CHARS: "v"})
     longest = "a == '" + "x" * (MAX_SELECTOR_CHARS - 7) + "'"
     assert len(longest) == MAX_SELECTOR_CHARS
     assert parse_selector(longest).matches({"a": "x" * (MAX_SELECTOR_CHARS - 7)})

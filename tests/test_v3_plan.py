@@ -120,6 +120,14 @@ CASES = {
         {("10.0.0.9", None): m(passive=True), ("10.0.0.10", None): m(passive=True), ("10.0.0.0", None): m()},
     ),
     "mesh disabled, no peers": ({**NO_MESH, **node("rr", "10.0.0.1/24"), **A}, 4, {}),
+    "Calico's one-word `notin` selects (calicoctl accepts it, so must we)": (
+        {**NO_MESH, **RR, **A, **B, **peer("p", nodeSelector="has(rr)", peerSelector="zone notin {'b'}")}, 4,
+        {("10.0.1.1", None): c()},
+    ),
+    "Calico's one-word `startswith` selects": (
+        {**NO_MESH, **RR, **A, **B, **peer("p", nodeSelector="has(rr)", peerSelector="zone startswith 'b'")}, 4,
+        {("10.0.1.2", None): p(asn=65002)},
+    ),
     "global AS and node AS": (
         {**config("default", nodeToNodeMeshEnabled=False, asNumber=65100), **node("rr", "10.0.0.1/24", cid="1.0.0.1", labels={"rr": ""}),
          **A, **B, **CLIENTS}, 4,

@@ -7,18 +7,24 @@ Grammar (`!` binds tightest, then `&&`, then `||`)::
     and      := unary ( '&&' unary )*
     unary    := '!' unary | primary
     primary  := '(' or ')'
-              | 'all' '(' ')' | 'global' '(' ')' | 'has' '(' KEY ')'
+              | 'all(' ')' | 'global(' ')' | 'has(' KEY ')'
               | KEY '==' STR | KEY '!=' STR
-              | KEY 'in' SET | KEY 'not' 'in' SET
-              | KEY 'contains' STR | KEY 'starts' 'with' STR | KEY 'ends' 'with' STR
-    SET      := '{' [ STR ( ',' STR )* ] '}'
+              | KEY 'in' SET | KEY ('not' 'in' | 'notin') SET
+              | KEY 'contains' STR | KEY ('starts' 'with' | 'startswith') STR
+              | KEY ('ends' 'with' | 'endswith') STR
+    SET      := '{' [ STR ( ',' STR )* [ ',' ] ] '}'
     STR      := '...' | "..."        (no escapes: a value may hold the other quote kind)
-    KEY      := [A-Za-z0-9_./-]+     (e.g. route-reflector, kubernetes.io/hostname)
+    KEY      := [A-Za-z0-9_./-]{1,512}  (e.g. route-reflector, kubernetes.io/hostname)
+
+The tokens are Calico's (libcalico-go lib/selector/tokenizer): only spaces and tabs separate
+them, so a line break is an error, as it is for calicoctl and calico/node; `has(`, `all(` and
+`global(` are one token each (`has (x)` is the label `has` followed by a parenthesis, an error);
+`not in`, `starts with` and `ends with` may be written as one word; a set may end with a comma.
 
 Semantics follow Calico: `!=` and `not in` are true when the label is missing; `==`, `in`,
 `contains`, `starts with` and `ends with` are false when it is missing. `global()` matches
 every object that is not namespaced; the reflector only selects Nodes, which never are, so
-here it matches everything, like `all()`. An empty (or all-whitespace) selector is `all()`.
+here it matches everything, like `all()`. An empty selector (or one of only spaces and tabs) is `all()`.
 
 Hostile input is bounded: at most MAX_SELECTOR_CHARS characters, at most MAX_DEPTH levels
 of parentheses and negations; the parser and the evaluator recurse only per such level, and
@@ -30,15 +36,16 @@ from __future__ import annotations
 import re
 from typing import FrozenSet, List, Mapping, NamedTuple, Optional
 
-__all__ = ["MAX_DEPTH", "MAX_SELECTOR_CHARS", "Selector", "SelectorError", "parse_selector"]
+__all__ = ["MAX_DEPTH", "MAX_LABEL_CHARS", "MAX_SELECTOR_CHARS", "Selector", "SelectorError", "parse_selector"]
 
 MAX_SELECTOR_CHARS = 4096
 MAX_DEPTH = 32  # nested '(' and '!' together
+MAX_LABEL_CHARS = 512  # Calico's tokenizer refuses longer label keys
 
 _KEY_CHARS = r"A-Za-z0-9_./\-"
 _TOKEN_RE = re.compile(
     r"""
-      (?P<ws>\s+)
+      (?P<ws>[ \t]+)
     | (?P<op>&&|\|\||==|!=|!|\(|\)|\{|\}|,)
     | (?P<str>'[^']*'|"[^"]*")
     | (?P<word>[%s]+)
@@ -57,6 +64,8 @@ class _Tok(NamedTuple):
     text: str  # operator text, word text, or the string's value (without quotes)
     col: int  # 1-based column of the token's first character
 
+
+_FUNCTIONS = ("all", "global", "has")
 
 # AST: nested tuples, hashable and immutable.
 #   ('all',) ('global',) ('has', k) ('eq'|'ne'|'contains'|'starts'|'ends', k, v)
@@ -85,10 +94,16 @@ def _tokenize(text: str) -> List[_Tok]:
                 raise SelectorError(f"column {col}: unterminated string starting with {ch}")
             if ch in "&|":
                 raise SelectorError(f"column {col}: expected {ch * 2!r}, found {ch!r}")
+            if ch.isspace():
+                raise SelectorError(
+                    f"column {col}: {ch!r} in selector (Calico allows only spaces and tabs between tokens)"
+                )
             raise SelectorError(f"column {col}: unexpected character {ch!r}")
         kind = m.lastgroup
         if kind == "str":
             tokens.append(_Tok("str", m.group()[1:-1], pos + 1))
+        elif kind == "word" and len(m.group()) > MAX_LABEL_CHARS:
+            raise SelectorError(f"column {pos + 1}: label longer than {MAX_LABEL_CHARS} characters")
         elif kind != "ws":
             tokens.append(_Tok(kind, m.group(), pos + 1))
         pos = m.end()
@@ -196,11 +211,16 @@ class _Parser:
         self.next()
         after = self.peek()
         if after.kind == "op" and after.text == "(":
+            if after.col != tok.col + len(tok.text) and tok.text in _FUNCTIONS:
+                raise SelectorError(
+                    f"column {after.col}: no space allowed between {tok.text!r} and '(' "
+                    f"(Calico reads {tok.text}( as one token)"
+                )
             return self.parse_function(tok)
         return self.parse_comparison(tok)
 
     def parse_function(self, name: _Tok) -> _Node:
-        if name.text not in ("all", "global", "has"):
+        if name.text not in _FUNCTIONS:
             raise SelectorError(
                 f"column {name.col}: unknown function {name.text!r}"
                 " (expected all(), global() or has(label))"
@@ -226,9 +246,10 @@ class _Parser:
             if op.text == "in":
                 self.next()
                 return ("in", k, self.parse_set())
-            if op.text == "not":
+            if op.text in ("not", "notin"):
                 self.next()
-                self.expect_word("in")
+                if op.text == "not":
+                    self.expect_word("in")
                 return ("notin", k, self.parse_set())
             if op.text == "contains":
                 self.next()
@@ -237,6 +258,10 @@ class _Parser:
                 self.next()
                 self.expect_word("with")
                 return (op.text, k, self.expect_str(f"'{op.text} with'"))
+            if op.text in ("startswith", "endswith"):
+                self.next()
+                which = op.text[: -len("with")]
+                return (which, k, self.expect_str(f"'{which} with'"))
         raise self.fail(
             f"an operator after label {k!r} ('==', '!=', 'in', 'not in', 'contains',"
             " 'starts with' or 'ends with')"
@@ -258,6 +283,10 @@ class _Parser:
             tok = self.peek()
             if tok.kind == "op" and tok.text == ",":
                 self.next()
+                after = self.peek()
+                if after.kind == "op" and after.text == "}":  # Calico takes a trailing comma
+                    self.next()
+                    return frozenset(values)
                 continue
             if tok.kind == "op" and tok.text == "}":
                 self.next()
