@@ -46,6 +46,10 @@ class ConfigApplier:
         # How BIRD looked right after it accepted accepted_text: still_accepted() compares.
         self._bird_stamp: tuple | None = None
         self._accepted_bytes = b""
+        # What goes back on disk if BIRD refuses the file in place: the text it last accepted,
+        # or the file our write replaced while BIRD was down. None: nothing known, so a
+        # refused file that was there before stays (never removed: BIRD may need it to start).
+        self._fallback: bytes | None = None
 
     def still_accepted(self) -> bool:
         """False when BIRD may no longer run what it accepted from us: the file was changed
@@ -99,6 +103,8 @@ class ConfigApplier:
                 self._check(tmp)
                 self._rename(tmp)
                 tmp = None
+                if self._fallback is None:
+                    self._fallback = on_disk
                 return ApplyStatus.WRITTEN_BIRD_DOWN
             self._accepted(text)
             self._rename(tmp)
@@ -108,19 +114,24 @@ class ConfigApplier:
             _discard(tmp)
 
     def _configure_in_place(self, text: str) -> ApplyStatus:
-        """The file already holds the text (written while BIRD was down): reload it, and if BIRD
-        now refuses it, fall back to what BIRD last accepted."""
+        """The file already holds the text (we wrote it while BIRD was down, or it was there
+        when we started): reload it. If BIRD now refuses it, put back what BIRD last accepted
+        or what our write replaced; knowing neither, leave the file: it was there before this
+        apply, and only a file an apply created may be removed."""
         path = self.target.config_path
-        previous = self.accepted_text.encode() if self.accepted_text is not None else None
         try:
             # Absolute: a daemonized BIRD has cwd /.
             self.client.configure(os.path.abspath(path))
         except BirdCommandError as e:
             msg = f"BIRD refused {path} at reconfigure: {e.message}"
-            try:
-                self._restore(previous)
-            except OSError as restore_err:
-                msg += f"; restoring the previous file also failed: {restore_err}"
+            if self._fallback is None:
+                msg += "; the file stays as it was (no earlier version is known)"
+            else:
+                try:
+                    self._replace(self._fallback)
+                    msg += "; the previous file is restored"
+                except OSError as restore_err:
+                    msg += f"; restoring the previous file also failed: {restore_err}"
             raise ConfigRejected(msg) from e
         except BirdSocketError:
             return ApplyStatus.WRITTEN_BIRD_DOWN
@@ -132,20 +143,10 @@ class ConfigApplier:
         self.accepted_text = text
         # Encoded once: still_accepted() compares it with the file every few seconds.
         self._accepted_bytes = text.encode()
+        self._fallback = self._accepted_bytes
         self._bird_stamp = self._stamp()
 
     # -- files -----------------------------------------------------------------------
-
-    def _restore(self, previous: bytes | None) -> None:
-        path = self.target.config_path
-        if previous is None:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            _fsync_dir(os.path.dirname(os.path.abspath(path)))
-        else:
-            self._replace(previous)
 
     def _replace(self, data: bytes) -> None:
         """Atomically put data at the target path: temp file beside it, fsync, rename."""

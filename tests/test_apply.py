@@ -196,6 +196,60 @@ def test_refused_on_retry_falls_back_to_accepted_text():
 
 
 @pytest.mark.integration
+def test_refused_in_place_after_start_keeps_the_file_that_was_there(bird):
+    # Right after a start (or SIGHUP) nothing is accepted yet. The file on disk already holds
+    # the render, BIRD refuses it at `configure`: the file was there before this apply, so it
+    # stays (BIRD runs its older config from memory and must find a file when it restarts).
+    ns, applier = bird
+    path = applier.target.config_path
+    write(path, BROKEN)  # left by an earlier run, or an earlier daemon
+    before = os.stat(path)
+    with pytest.raises(ConfigRejected, match="syntax error") as ei:
+        applier.apply(BROKEN)
+    assert os.path.exists(path), "a refusal removed the file BIRD had"
+    assert read(path) == BROKEN.encode()
+    assert os.stat(path).st_ino == before.st_ino
+    assert "stays as it was" in str(ei.value)
+    assert temps(ns.workdir) == []
+    assert applier.accepted_text is None
+    assert protocol_names(ns) == {"device1", "st1"}  # BIRD still runs BASE
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    assert read(path) == WITH_PEER.encode()
+
+
+@pytest.mark.integration
+def test_refused_in_place_restores_the_file_our_write_replaced():
+    # Nothing accepted yet, BIRD unreachable: the candidate replaced the file BIRD runs. When
+    # BIRD answers again and refuses the candidate, the file it replaced goes back.
+    birdproc.skip_unless_possible()
+    with birdproc.short_tmpdir() as d:
+        conf = os.path.join(d, "bird.conf")
+        write(conf, BASE)
+        os.chown(conf, 65534, 65534)
+        secret = os.path.join(d, "secret.conf")
+        write(secret, "protocol static secret { route 10.9.0.0/24 blackhole; }\n")
+        os.chmod(secret, 0o600)
+        with birdproc.BirdNetns(d) as ns:
+            ns.start(conf, user="nobody", group="nogroup")
+            applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 5.0)
+            bad = BASE + f'include "{secret}";\n'
+            os.rename(ns.socket_path, ns.socket_path + ".away")
+            try:
+                assert applier.apply(bad) is ApplyStatus.WRITTEN_BIRD_DOWN
+            finally:
+                os.rename(ns.socket_path + ".away", ns.socket_path)
+            assert read(conf) == bad.encode()
+            with pytest.raises(ConfigRejected, match="Permission denied") as ei:
+                applier.apply(bad)
+            assert os.path.exists(conf), "a refusal removed the file BIRD had"
+            assert read(conf) == BASE.encode()
+            assert os.stat(conf).st_uid == 65534
+            assert "previous file is restored" in str(ei.value)
+            assert temps(d) == []
+            assert applier.accepted_text is None
+
+
+@pytest.mark.integration
 def test_refused_at_reconfigure_removes_file_that_did_not_exist():
     # BIRD as nobody cannot read a new file we create root:root 0640 in a root-owned
     # folder: a real refusal at reconfigure, after `bird -p` (as root) passed.
