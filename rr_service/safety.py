@@ -44,7 +44,10 @@ class DropGuard:
 
     def check(self, running: frozenset[str], new: frozenset[str], now: float, accepted: bool = False) -> Verdict:
         dropped = len(running - new)
-        if not running or dropped / len(running) <= self.max_share:
+        # One session is never held: removing a node takes its session down at once, also in
+        # a cluster so small that one session is more than max_share of them. A wiped data
+        # set drops many at once.
+        if dropped <= 1 or dropped / len(running) <= self.max_share:
             ended = "the data recovered" if self.held_since is not None else None
             self.held_since = None
             return Verdict(True, dropped, len(running), reason=ended)

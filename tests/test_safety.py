@@ -47,3 +47,21 @@ def test_recovered_data_ends_the_hold():
 
 def test_share_one_never_holds():
     assert DropGuard(1.0, 300).check(RUNNING, frozenset(), now=0).apply
+
+
+def test_a_single_dropped_session_is_never_held():
+    # The only client of a one-node cluster removed (1 of 1 > 50 %): applied at once.
+    guard = DropGuard(0.5, 300)
+    verdict = guard.check(frozenset({"Client_192_0_2_21"}), frozenset(), now=0)
+    assert verdict.apply and verdict.dropped == 1 and verdict.reason is None
+    # ... one of two, one of three as well; two of two is a wipe and is held.
+    assert guard.check(frozenset({"Client_192_0_2_21", "Mesh_192_0_2_11"}), frozenset({"Mesh_192_0_2_11"}), now=0).apply
+    held = guard.check(frozenset({"Client_192_0_2_21", "Mesh_192_0_2_11"}), frozenset(), now=0)
+    assert not held.apply and "drop 2 of 2" in held.reason
+
+
+def test_one_drop_after_a_hold_ends_it():
+    guard = DropGuard(0.5, 300)
+    assert not guard.check(RUNNING, frozenset(), now=0).apply
+    verdict = guard.check(RUNNING, RUNNING - {"Client_192_0_2_3"}, now=10)
+    assert verdict.apply and verdict.reason == "the data recovered" and guard.held_since is None
