@@ -67,6 +67,9 @@ class Plan:
     v6: FamilyPlan
     warnings: tuple[str, ...] = ()
     schema: str = "v1"  # which Calico data model it came from; only wording depends on it
+    # Where BIRD listens for BGP (Calico v3 listenPort): the port the other nodes connect to.
+    # None: BIRD's default, 179.
+    listen_port: Optional[int] = None
 
     def family(self, family: int) -> FamilyPlan:
         return self.v4 if family == 4 else self.v6

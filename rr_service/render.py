@@ -88,6 +88,7 @@ class Renderer:
             # `plan` is the one family of a BIRD 1.6 file; BIRD 2 templates use v4 and v6.
             return template.render(
                 router_id=plan.router_id,
+                listen_port=plan.listen_port,
                 plan=plan.family(families[0]),
                 v4=plan.v4,
                 v6=plan.v6,
@@ -125,6 +126,7 @@ def _check_plan_header(plan: Plan, family_plan: FamilyPlan) -> None:
     """The values outside the session blocks; each block is checked when it is rendered."""
     if not isinstance(plan.router_id, ipaddress.IPv4Address):
         raise RenderError(f"router id {plan.router_id!r} is not an IPv4 address")
+    _check_port(plan.listen_port, "listen port")
     if family_plan.local_address is not None:
         _check_address(family_plan.local_address, family_plan.family)
 
@@ -140,11 +142,16 @@ def _check_session(session: Session, family: int) -> None:
         ipaddress.IPv4Address(session.cluster_id)  # raises on anything but a dotted quad
     if session.source_address is not None:
         _check_address(session.source_address, family)
-    for number, low, high in ((session.port, 1, 65535), (session.graceful_restart_time, 1, 65535)):
-        if number is not None and (isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high):
-            raise RenderError(f"{number!r} in {session.name} is out of range")
+    for number in (session.port, session.graceful_restart_time):
+        _check_port(number, session.name)
     if not _DESCRIPTION_RE.fullmatch(session.description):
         raise RenderError(f"description of {session.name} has unsafe characters")
+
+
+def _check_port(number: object, where: str) -> None:
+    """A port (or another 16-bit count, such as seconds of graceful restart): 1 to 65535."""
+    if number is not None and (isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535):
+        raise RenderError(f"{number!r} in {where} is out of range")
 
 
 def _check_address(address: object, family: int) -> None:

@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from conformance_bird import CONFORMANCE_DIR, conformance_cases, sessions_from_bird_config
+from conformance_bird import (CONFORMANCE_DIR, conformance_cases, globals_from_bird_config,
+                              sessions_from_bird_config)
 from etcdproc import EtcdProc, etcd_installed
 
 yaml = pytest.importorskip("yaml", reason="python3-yaml is needed to read the fixtures' input.yaml")
@@ -101,6 +102,8 @@ def test_sessions_equal_calicos(etcd, tmp_path, name):
         ours = sessions_from_bird_config(configs[target])
         calicos = case.sessions(family)
         assert ours == calicos, f"{name} IPv{family}:\nours    {sorted(ours.values(), key=str)}\ncalico's {sorted(calicos.values(), key=str)}"
+        # router id, and the port BIRD listens on: the one the other nodes connect to
+        assert globals_from_bird_config(configs[target]) == case.globals(family), f"{name} IPv{family}"
 
 
 BIRD = shutil.which("bird") or "/usr/sbin/bird"

@@ -220,6 +220,54 @@ def test_render_of_v3_options(flavour):
     assert "any_source" not in Renderer(flavour=flavour).render(plan)["bird"]
 
 
+@pytest.mark.parametrize("configs, expected", [
+    ({}, None),
+    (config("default", listenPort=150), 150),
+    ({**config("default", listenPort=150), **config("node.rr", listenPort=1790)}, 1790),  # ours wins
+    ({**config("default", listenPort=150), **config("node.a", listenPort=1790)}, 150),  # not ours
+    (config("node.rr", listenPort=1790), 1790),
+])
+def test_our_listen_port_is_calicos_rule(configs, expected):
+    """node.<our name> listenPort over the default's, as calico/node picks its own."""
+    assert plan_v3(parse_resources({**NO_MESH, **RR, **A, **CLIENTS, **configs}), "rr", ME).listen_port == expected
+    # calico/node renders it from the BGPConfiguration alone: also before our Node exists
+    assert plan_v3(parse_resources({**A, **configs}), "rr", ME).listen_port == expected
+
+
+def test_listen_port_rendered_for_both_flavours():
+    raw = {**config("default", nodeToNodeMeshEnabled=False, listenPort=1790), **RR, **A, **CLIENTS,
+           **peer("x", peerIP="10.9.9.9", asNumber=65000, sourceAddress="None")}
+    plan = plan_v3(parse_resources(raw), "rr", ME)
+    bird1 = Renderer(flavour="bird1").render(plan)
+    for target in ("bird", "bird6"):  # both BIRD 1.6 daemons listen where the nodes connect
+        head = bird1[target].split("\n\n", 1)[0]
+        assert head.endswith("router id 10.0.0.1;\n"
+                             "# The other Calico nodes connect to us on this port (BGPConfiguration listenPort).\n"
+                             "listen bgp port 1790;"), head
+    # BIRD 2 has no global `listen bgp`: every template says where to listen
+    bird2 = Renderer(flavour="bird2").render(plan)["bird"]
+    templates = [block for block in bird2.split("\ntemplate bgp ")[1:]]
+    assert len(templates) == 3  # v4, v4 without source address, v6
+    assert all("\n  local port 1790;\n" in block.split("\n}\n", 1)[0] for block in templates), bird2
+    # without a listenPort nothing changes: the templates stay byte-stable
+    plain = plan_v3(parse_resources({**NO_MESH, **RR, **A, **CLIENTS}), "rr", ME)
+    assert plain.listen_port is None
+    for text in (*Renderer(flavour="bird1").render(plain).values(), Renderer(flavour="bird2").render(plain)["bird"]):
+        assert "listen bgp" not in text and "local port" not in text
+
+
+@pytest.mark.parametrize("bad", [0, 65536, True, "179", 179.0])
+def test_renderer_refuses_a_listen_port_out_of_range(bad):
+    import dataclasses
+
+    from rr_service.render import RenderError
+
+    plan = dataclasses.replace(plan_v3(parse_resources({**NO_MESH, **RR}), "rr", ME), listen_port=bad)
+    for flavour in ("bird1", "bird2"):
+        with pytest.raises(RenderError, match="listen port"):
+            Renderer(flavour=flavour).render(plan)
+
+
 HOSTILE_NAMES = ['x; protocol bgp evil { neighbor 1.2.3.4 as 1; }', "a\nb", "}", '"', "a" * 300]
 
 
@@ -234,9 +282,10 @@ def test_hostile_values_never_reach_the_config(hostile):
            "nodes/h2": node("h2", "10.0.1.8/24", labels={hostile: "x"})["nodes/h2"],
            "bgppeers/h3": peer("h3", peerIP=hostile, asNumber=hostile)["bgppeers/h3"],
            "bgppeers/h4": peer("h4", peerSelector=hostile)["bgppeers/h4"],
-           "bgpconfigurations/node.a": f'{{"spec": {{"listenPort": {text}}}}}'.encode()}
+           "bgpconfigurations/node.a": f'{{"spec": {{"listenPort": {text}}}}}'.encode(),
+           "bgpconfigurations/node.rr": f'{{"spec": {{"listenPort": {text}}}}}'.encode()}
     data = parse_resources(raw)
-    assert len(data.rejected) >= 5
+    assert len(data.rejected) >= 6 and "bgpconfigurations/node.rr" in {r.key for r in data.rejected}
     configs = Renderer().render(plan_v3(data, "rr", ME))
     for config_text in configs.values():
         assert_only_allowed_lines(config_text)
@@ -259,6 +308,7 @@ def test_bird_parses_every_v3_option(tmp_path, flavour):
            **peer("y", peerIP="[fd00::99]:50", asNumber=64512, keepOriginalNextHop=True, sourceAddress="None")}
     plan = plan_v3(parse_resources(raw), "rr", ME)
     assert any(s.passive for s in plan.v4.sessions)  # the mesh is on: one-way sessions too
+    assert plan.listen_port == 1790  # `listen bgp port` (BIRD 1.6) / `local port` (BIRD 2)
     for target, text in Renderer(flavour=flavour).render(plan).items():
         path = tmp_path / f"{target}.conf"
         path.write_text(text)

@@ -9,7 +9,8 @@ Rules (Calico's, checked against its confd fixtures; see docs/calico-v3.md):
 - Reverse peering: a BGPPeer whose `peerSelector` matches us gives us a session to every
   node it applies to (unless `reversePeering: Manual`).
 - A selected node is reached at its own address for the family, its AS and its listen port
-  (`bgpconfigurations/node.<name>`, else the global `listenPort`).
+  (`bgpconfigurations/node.<name>`, else the global `listenPort`); by the same rule BIRD
+  listens on our own listen port, where the other nodes connect to us.
 - `rr client` + `rr cluster id <ours>` when iBGP, we have a cluster id and the peer's cluster
   id differs (peers given by `peerIP` have none). Never a session to our own address.
 - One session per neighbour address and port: a BGPPeer wins over the mesh, and among
@@ -60,7 +61,9 @@ def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
         if peer.unsupported:
             warnings.append(f"bgppeer {peer.name}: {', '.join(peer.unsupported)} not supported by the reflector; ignored")
     families = {family: _plan_family(data, ours, me, family, warnings) for family in (4, 6)}
-    return Plan(router_id=me.ipv4, v4=families[4], v6=families[6], warnings=tuple(warnings), schema="v3")
+    # As calico/node: node.<name> listenPort, else the default's, whether or not our Node exists.
+    return Plan(router_id=me.ipv4, v4=families[4], v6=families[6], warnings=tuple(warnings), schema="v3",
+                listen_port=data.listen_port_of(node_name))
 
 
 def _local_address(ours: Optional[CalicoNode], me: Identity, family: int, warnings: list) -> Optional[IPAddress]:
