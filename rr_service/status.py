@@ -28,7 +28,9 @@ def status_table(
     for family_plan in (plan.v4, plan.v6):
         label = f"IPv{family_plan.family}"
         if family_plan.local_address is None:
-            notes.append(f"{label}: no address configured for this reflector")
+            # The planner says why when the data leaves a configured family out (v3: our Node).
+            reason = family_plan.unconfigured_reason or "no address configured for this reflector"
+            notes.append(f"{label}: {reason}")
             continue
         target = family_targets[family_plan.family]
         in_bird = running.get(target, {})
@@ -41,7 +43,8 @@ def status_table(
             rows.append((label, session.role, session.name, str(session.neighbor), str(session.neighbor_as), "yes", state, since, info))
         role = _registration(plan.schema, family_plan.registered)
         cluster = f", cluster id {family_plan.cluster_id}" if family_plan.cluster_id else ""
-        notes.append(f"{label}: {family_plan.local_address} {role}{cluster}")
+        port = f", listening on port {plan.listen_port}" if plan.listen_port else ""
+        notes.append(f"{label}: {family_plan.local_address} {role}{cluster}{port}")
     for target in sorted(running):
         for name, proto in sorted(running[target].items()):
             rows.append(("-", "-", name, "", "", "no", proto.state, proto.since, proto.info))
@@ -50,7 +53,7 @@ def status_table(
 
 def _registration(schema: str, registered: bool) -> str:
     if schema == "v3":
-        return "our Node resource found" if registered else "our Node resource missing: no sessions"
+        return "our Node resource found"  # without it the family is unconfigured: see the planner's reason
     return "member of the reflector mesh" if registered else "standalone (no rr entry of its own)"
 
 

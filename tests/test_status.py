@@ -4,10 +4,14 @@ import ipaddress
 import json
 import re
 
+import pytest
+
 from rr_service.bird_socket import ProtocolInfo
 from rr_service.model import parse_snapshot
 from rr_service.plan import Identity, plan
 from rr_service.status import status_table
+from rr_service.v3.calico_plan import plan_v3
+from rr_service.v3.resources import parse_resources
 
 ME = Identity(ipaddress.IPv4Address("192.0.2.10"), ipaddress.IPv6Address("2001:db8::10"))
 DATA = {
@@ -54,3 +58,70 @@ def test_bird2_one_socket_for_both_families():
     )
     assert "missing" not in text and " no " not in text
     assert text.count("Established") == 3
+
+
+# ---------------------------------------------------------------- Calico v3 data
+
+def v3(kind, name, spec, labels=None):
+    plural = {"Node": "nodes", "BGPPeer": "bgppeers", "BGPConfiguration": "bgpconfigurations"}[kind]
+    body = {"kind": kind, "apiVersion": "projectcalico.org/v3", "metadata": {"name": name, "labels": labels or {}},
+            "spec": spec}
+    return {f"{plural}/{name}": json.dumps(body).encode()}
+
+
+V3_OTHERS = {
+    **v3("BGPConfiguration", "default", {"nodeToNodeMeshEnabled": False, "listenPort": 1790}),
+    **v3("BGPPeer", "clients", {"nodeSelector": "!has(rr)", "peerSelector": "has(rr)"}),
+    **v3("BGPPeer", "tor", {"peerIP": "192.0.2.1", "asNumber": 65000, "node": "rr"}),
+    **v3("Node", "a", {"bgp": {"ipv4Address": "192.0.2.21/24", "ipv6Address": "2001:db8::21/64"}}),
+}
+
+
+def v3_node(v4="192.0.2.10/24", v6="2001:db8::10/64"):
+    bgp = {"routeReflectorClusterID": "1.2.3.4"}
+    bgp.update({k: v for k, v in (("ipv4Address", v4), ("ipv6Address", v6)) if v})
+    return v3("Node", "rr", {"bgp": bgp}, {"rr": "true"})
+
+
+def v3_table(raw, me=ME, bird=None):
+    the_plan = plan_v3(parse_resources(raw), "rr", me)
+    return status_table(the_plan, {4: "bird", 6: "bird6"}, bird or {"bird": [], "bird6": []}, {}).splitlines()
+
+
+def test_v3_our_node_found():
+    # every node listens on 1790 (the default's listenPort): so do we, and so are they reached
+    lines = v3_table({**V3_OTHERS, **v3_node()}, bird={"bird": [proto("Client_192_0_2_21_port_1790")], "bird6": []})
+    assert "IPv4: 192.0.2.10 our Node resource found, cluster id 1.2.3.4, listening on port 1790" in lines
+    assert "IPv6: 2001:db8::10 our Node resource found, cluster id 1.2.3.4, listening on port 1790" in lines
+    rows = {line.split()[2]: line.split() for line in lines if line.startswith("IPv") and len(line.split()) > 4}
+    assert rows["Client_192_0_2_21_port_1790"][:2] == ["IPv4", "client"]
+    assert rows["Client_192_0_2_21_port_1790"][6:] == ["up", "09:00:00", "Established"]
+    assert rows["Peer_192_0_2_1_port_1790"][:2] == ["IPv4", "peer"] and rows["Peer_192_0_2_1_port_1790"][6] == "missing"
+    assert rows["Client_2001_db8__21_port_1790"][:2] == ["IPv6", "client"]
+
+
+def test_v3_our_node_missing_says_so_for_each_configured_family():
+    lines = v3_table(V3_OTHERS)
+    assert "IPv4: our Node resource missing: no sessions (calico-rr register creates it)" in lines
+    assert "IPv6: our Node resource missing: no sessions (calico-rr register creates it)" in lines
+    assert not any("no address configured" in line for line in lines)
+    # a family the settings leave out is just that, Node or not
+    lines = v3_table(V3_OTHERS, me=Identity(ME.ipv4))
+    assert "IPv6: no address configured for this reflector" in lines
+
+
+@pytest.mark.parametrize("node, me, expected", [
+    (v3_node(v4="192.0.2.99/24"), ME,
+     "IPv4: Node rr says IPv4 192.0.2.99 but this reflector is configured as 192.0.2.10: no IPv4 sessions "
+     "until they agree (fix the setting, or run calico-rr register)"),
+    (v3_node(v6=None), ME,
+     "IPv6: Node rr has no IPv6 address (reflector ip 2001:db8::10): no IPv6 sessions (calico-rr register adds it)"),
+    (v3_node(), Identity(ME.ipv4),
+     "IPv6: Node rr has IPv6 address 2001:db8::10 but reflector.ip6 is empty: no IPv6 sessions"),
+])
+def test_v3_address_disagreement_is_named_not_called_unconfigured(node, me, expected):
+    lines = v3_table({**V3_OTHERS, **node}, me=me)
+    assert expected in lines
+    assert not any("no address configured" in line for line in lines)
+    # the other family still serves
+    assert any(line.endswith("our Node resource found, cluster id 1.2.3.4, listening on port 1790") for line in lines)

@@ -66,35 +66,31 @@ def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
                 listen_port=data.listen_port_of(node_name))
 
 
-def _local_address(ours: Optional[CalicoNode], me: Identity, family: int, warnings: list) -> Optional[IPAddress]:
-    """Our address for this family: the setting and our Node resource must agree."""
+def _local_address(ours: Optional[CalicoNode], me: Identity, family: int) -> tuple[Optional[IPAddress], Optional[str]]:
+    """Our address for this family, or None and why: the setting and our Node must agree."""
     configured = me.address(family)
-    if ours is None or configured is None:
-        if ours is not None and ours.address(family) is not None and family == 6:
-            warnings.append(
-                f"Node {ours.name} has IPv6 address {ours.ipv6} but reflector.ip6 is empty: no IPv6 sessions"
-            )
-        return None
+    if ours is None:
+        return None, None if configured is None else "our Node resource missing: no sessions (calico-rr register creates it)"
     on_node = ours.address(family)
+    if configured is None:
+        if on_node is not None and family == 6:
+            return None, f"Node {ours.name} has IPv6 address {ours.ipv6} but reflector.ip6 is empty: no IPv6 sessions"
+        return None, None
     if on_node is None:
-        warnings.append(
-            f"Node {ours.name} has no IPv{family} address (reflector ip {configured}): no IPv{family} "
-            f"sessions (calico-rr register adds it)"
-        )
-        return None
+        return None, (f"Node {ours.name} has no IPv{family} address (reflector ip {configured}): no IPv{family} "
+                      f"sessions (calico-rr register adds it)")
     if on_node != configured:
-        warnings.append(
-            f"Node {ours.name} says IPv{family} {on_node} but this reflector is configured as {configured}: "
-            f"no IPv{family} sessions until they agree (fix the setting, or run calico-rr register)"
-        )
-        return None
-    return configured
+        return None, (f"Node {ours.name} says IPv{family} {on_node} but this reflector is configured as {configured}: "
+                      f"no IPv{family} sessions until they agree (fix the setting, or run calico-rr register)")
+    return configured, None
 
 
 def _plan_family(data: CalicoData, ours: Optional[CalicoNode], me: Identity, family: int, warnings: list) -> FamilyPlan:
-    mine = _local_address(ours, me, family, warnings)
+    mine, reason = _local_address(ours, me, family)
+    if reason is not None and ours is not None:  # a missing Node is warned about once, by plan_v3
+        warnings.append(reason)
     if ours is None or mine is None:
-        return FamilyPlan(family, mine, ours is not None, ours.cluster_id if ours else None, ())
+        return FamilyPlan(family, mine, ours is not None, ours.cluster_id if ours else None, (), reason)
     targets = _bgp_peer_targets(data, ours, family) + _mesh_targets(data, ours, mine, family)
     our_as = data.as_of(ours)
     chosen: dict[tuple, _Target] = {}
