@@ -49,6 +49,8 @@ LAYOUT_VERSION = 2
 # apt options used both for the download (cache build) and the offline install (container),
 # so both resolve the same set of packages.
 APT_INSTALL_OPTS = ["-y", "-q", "-o", "Dpkg::Use-Pty=0"]
+# The LimitNOFILE of the package's drop-ins for BIRD (systemd/bird.service.d/).
+BIRD_NOFILE = 65536
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -402,6 +404,17 @@ class Container:
         """Run a shell script inside the container (as root, in all its namespaces)."""
         return run(self.nsenter() + ["/bin/sh", "-c", script], check=check, timeout=timeout,
                    input=input)
+
+    def open_files(self, pid: int | str) -> tuple[int, int]:
+        """Soft and hard limit of open files of a process in the container."""
+        soft, hard = self.sh(f"grep 'Max open files' /proc/{pid}/limits").stdout.split()[3:5]
+        return int(soft), int(hard)
+
+    def bird_open_files(self) -> int:
+        """What the package's drop-in gives a BIRD started now. systemd cannot hand out more
+        than its own hard limit: on a real host that is far above BIRD_NOFILE, in this
+        sandbox's container it may be lower (20,000 seen)."""
+        return min(BIRD_NOFILE, self.open_files(1)[1])
 
     def console_tail(self, n: int = 60) -> str:
         try:
