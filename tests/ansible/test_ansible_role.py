@@ -3,7 +3,8 @@
 systemd-nspawn container, see tests/system/sysenv.py and ansenv.py here).
 
 One container for the module; the tests run in file order and build on each other:
-converge -> reflecting -> idempotent -> check mode changes nothing -> a change reloads.
+converge -> BIRD's open-files limit -> reflecting -> idempotent -> check mode changes nothing
+-> a running BIRD is named, not restarted -> a change reloads (also with `enabled` flipped).
 
 - ansible-playbook runs in a network namespace of its own (`ip netns exec`), joined to the
   container's by a veth pair (192.0.2.0/24, 2001:db8::/64): the root namespace's interfaces
@@ -208,7 +209,30 @@ def playbook(c, inventory: Path, *extra: str) -> Run:
 
 
 def prop(c, name: str) -> str:
-    return c.sh(f"systemctl show -p {name} --value {UNIT}").stdout.strip()
+    return prop_of(c, name, UNIT)
+
+
+def prop_of(c, name: str, unit: str) -> str:
+    return c.sh(f"systemctl show -p {name} --value {unit}").stdout.strip()
+
+
+def bird_pid(c) -> str:
+    return prop_of(c, "MainPID", "bird.service")
+
+
+def reloads(c, pid: str) -> int:
+    """How often the daemon process PID logged that it re-reads its settings (SIGHUP)."""
+    out = c.sh(f"journalctl --no-pager -o cat -u {UNIT} _PID={pid}", check=False).stdout
+    return out.count("reloading settings from ")
+
+
+def task_output(out: str, task: str, kind: str = "TASK") -> str:
+    """What ansible-playbook printed for one of the role's tasks (or handlers: kind=
+    "RUNNING HANDLER"), up to the next task."""
+    head = f"{kind} [calico_routereflector : {task}]"
+    assert head in out, f"no {head} in the output\n{out[-12000:]}"
+    return re.split(r"^(?:TASK|RUNNING HANDLER|PLAY RECAP) ", out.split(head, 1)[1], maxsplit=1,
+                    flags=re.M)[0]
 
 
 def diag(c) -> str:
@@ -245,8 +269,8 @@ def test_check_on_fresh_host_predicts_the_install_and_changes_nothing(converged)
     # What the real run then found: BIRD and the package still had to be installed.
     first = converged.first.out
     for task in ("Install BIRD (bird2)", "Install the .deb"):
-        block = first.split(f"TASK [calico_routereflector : {task}]")[1].split("TASK [")[0]
-        assert "changed: [rr1]" in block, f"{task} was not done by the first run\n" + first
+        assert "changed: [rr1]" in task_output(first, task), \
+            f"{task} was not done by the first run\n" + first
 
 
 def test_converge(converged):
@@ -277,6 +301,20 @@ def test_converge(converged):
     assert json.loads(got6) == {"ip": ansenv.HOST_IP6, "cluster_id": CLUSTER_ID}, got6
 
 
+def test_bird_may_open_a_socket_per_session(converged):
+    """The first run installed BIRD, which apt started before the package brought the drop-in
+    that lifts its open-files limit: the role restarted it once (it had no session yet), so
+    BIRD has the limit now, not systemd's 1,024."""
+    c = converged
+    out = task_output(c.first.out, "Restart the BIRD installed in this run, for the package's "
+                                   "open-files limit")
+    assert "changed: [rr1] => (item=bird.service)" in out, c.first.out
+    expected = c.bird_open_files()
+    assert expected > 1024, f"the container's PID 1 may open only {expected} files"
+    assert c.open_files(bird_pid(c)) == (expected, expected), c.open_files(1)
+    assert prop_of(c, "ActiveState", "bird.service") == "active"
+
+
 def test_reflecting(converged):
     """The daemon reads etcd: its cluster id from its registration, a mesh peer and a node
     put in etcd now appear in BIRD's config and in BIRD."""
@@ -301,11 +339,12 @@ def test_reflecting(converged):
 
 def test_second_run_changes_nothing(converged, inventory):
     c = converged
-    pid = prop(c, "MainPID")
+    pid, bird = prop(c, "MainPID"), bird_pid(c)
     r = playbook(c, inventory)
     assert r.rc == 0 and r.failed == 0, str(r)
     assert r.changed == 0, str(r)
     assert prop(c, "MainPID") == pid
+    assert bird_pid(c) == bird, "BIRD was restarted on a converged host"
 
 
 def test_check_diff_on_converged_host_changes_nothing(converged, inventory):
@@ -325,11 +364,34 @@ def test_check_mode_predicts_a_registration_change_without_writing(converged, in
     r = playbook(c, inventory, "--check", "--diff", "-e", "calico_rr_cluster_id=244.0.0.9")
     assert r.rc == 0 and r.failed == 0, str(r)
     assert r.changed == 1, str(r)
-    assert re.search(r"changed: \[rr1\]", r.out.split("TASK [calico_routereflector : Register")[1]
-                     .split("TASK [")[0]), str(r)
+    assert "changed: [rr1]" in task_output(r.out, "Register the reflector in etcd"), str(r)
     assert '"cluster_id": "244.0.0.9"' in r.out, str(r)
     got = etcdctl(c, "get", "--print-value-only", f"/calico/bgp/v1/rr_v4/{ansenv.HOST_IP}").stdout
     assert json.loads(got)["cluster_id"] == CLUSTER_ID
+
+
+def test_running_bird_below_the_limit_is_named_not_restarted(converged, inventory):
+    """A BIRD that was running before the run, with fewer open files than the drop-in gives:
+    the role must not restart it (that drops its sessions), but tell the operator how to."""
+    c = converged
+    drop_in = "/run/systemd/system/bird.service.d"
+    remove = f"rm -f {drop_in}/zz-test.conf; rmdir {drop_in}; systemctl daemon-reload"
+    try:
+        # BIRD restarted under systemd's default, then the unit back to the package's limit.
+        c.sh(f"mkdir -p {drop_in} && printf '[Service]\\nLimitNOFILE=1024\\n' > {drop_in}/zz-test.conf"
+             f" && systemctl daemon-reload && systemctl restart bird.service && {remove}", timeout=60)
+        bird = bird_pid(c)
+        assert c.open_files(bird) == (1024, 1024)
+        r = playbook(c, inventory)
+        assert r.rc == 0 and r.failed == 0, str(r)
+        assert r.changed == 0, str(r)
+        assert bird_pid(c) == bird, "the role restarted a running BIRD"
+        warning = task_output(r.out, "Tell how to lift a running BIRD's open-files limit")
+        assert f"WARNING: bird.service (PID {bird}) may open only 1024 files; its next start " \
+               f"gives it {c.bird_open_files()}" in warning, str(r)
+        assert "systemctl restart bird.service" in warning, str(r)
+    finally:
+        c.sh(f"{remove}; systemctl restart bird.service", check=False, timeout=60)
 
 
 def test_config_change_reloads_the_service(converged, inventory):
@@ -351,6 +413,30 @@ def test_config_change_reloads_the_service(converged, inventory):
         wait_for(lambda: prop(c, "ActiveState") == "active", 20, "active again after the reload")
     except TimeoutError as e:
         raise AssertionError(str(e) + diag(c)) from None
+    assert prop(c, "MainPID") == pid, "a reload must not restart the daemon" + diag(c)
+
+
+def test_config_change_reloads_also_when_enabling_the_service(converged, inventory):
+    """The service task is "changed" when it only re-enables the running service: the
+    changed config must still reach the running daemon, by one reload."""
+    c = converged
+    c.sh(f"systemctl disable {UNIT}")
+    pid = prop(c, "MainPID")
+    before = reloads(c, pid)
+    r = playbook(c, inventory, "-e", "calico_rr_hold_seconds=301")
+    assert r.rc == 0 and r.failed == 0, str(r)
+    assert "changed: [rr1]" in task_output(r.out, "Enable and start calico-routereflector"), str(r)
+    assert "changed: [rr1]" in task_output(r.out, "Reload calico-routereflector",
+                                           kind="RUNNING HANDLER"), str(r)
+    assert r.changed == 3, str(r)  # the config file, enabling, the reload
+    assert "hold_seconds = 301" in c.sh("cat /etc/calico-routereflector/config.toml").stdout
+    assert c.sh(f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
+    try:
+        wait_for(lambda: reloads(c, pid) > before, 20, "the daemon's 'reloading settings' log line")
+        wait_for(lambda: prop(c, "ActiveState") == "active", 20, "active again after the reload")
+    except TimeoutError as e:
+        raise AssertionError(str(e) + diag(c)) from None
+    assert reloads(c, pid) == before + 1, diag(c)
     assert prop(c, "MainPID") == pid, "a reload must not restart the daemon" + diag(c)
 
 
