@@ -215,18 +215,21 @@ def _register_v3(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     store = components.datastore(settings, components.v3_resources.PREFIX)
     key = f"nodes/{name}"
-    try:
-        existing = store.get(key)
+
+    def change(existing: Optional[bytes]) -> bytes:
         ipv4, ipv6 = v3_register.node_addresses(existing, (settings.reflector.ip, settings.reflector.ip6), prefix_length)
-        try:
-            value = v3_register.updated_node(existing, name, ipv4, ipv6, args.cluster_id, labels)
-        except InvalidValue as exc:
-            print(f"calico-rr: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        store.put(key, value)
-        print(f"{'updated' if existing is not None else 'created'} {components.v3_resources.PREFIX}/{key} = {value.decode()}")
+        return v3_register.updated_node(existing, name, ipv4, ipv6, args.cluster_id, labels)
+
+    try:
+        # Written only if nobody wrote the Node since we read it, else read again (calico/node
+        # and calicoctl update it too): their change is kept, never overwritten.
+        existing, value = store.update(key, change)
+    except InvalidValue as exc:
+        print(f"calico-rr: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     finally:
         store.close()
+    print(f"{'updated' if existing is not None else 'created'} {components.v3_resources.PREFIX}/{key} = {value.decode()}")
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""Calico v3 against a real etcd: schema auto-detection, the daemon's snapshot, `register`."""
+"""Calico v3 against a real etcd: schema auto-detection, the daemon's snapshot, `register`
+(an optimistic update that keeps a concurrent writer's change), `render` and `status`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from etcdproc import EtcdProc, etcd_installed
 
 pytest.importorskip("etcd3", reason="python3-etcd3 is not installed")
-pytestmark = pytest.mark.skipif(not etcd_installed(), reason="etcd / etcdctl not installed")
+# A real etcd: not part of `make test-unit`, which runs where there is none.
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not etcd_installed(), reason="etcd / etcdctl not installed")]
 
 from rr_service import cli, components  # noqa: E402
 from rr_service.datastore.base import DatastoreError  # noqa: E402
@@ -160,3 +163,98 @@ def test_register_rejects_bad_labels(clean, tmp_path, label):
 def test_label_needs_v3(clean, tmp_path):
     path = str(settings(tmp_path, clean.url))
     assert cli.main(["--config", path, "register", "--label", "rr=true"]) == 2
+
+
+# ------------------------------------------------------- register: optimistic update
+
+def _store(etcd):
+    return components.datastore(load_settings(str(_plain_settings(etcd)), environ={}), PREFIX)
+
+
+def _plain_settings(etcd):
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="rr-v3-"))
+    return settings(folder, etcd.url)
+
+
+def test_update_retries_when_another_writer_came_in_between(clean):
+    """The other writer's value is read again and built on, not overwritten."""
+    store = _store(clean)
+    clean.ctl("put", f"{PREFIX}/nodes/rr", "v1")
+    seen = []
+
+    def change(current):
+        seen.append(current)
+        if len(seen) == 1:  # between our read and our write
+            clean.ctl("put", f"{PREFIX}/nodes/rr", "v1+theirs")
+        return current + b"+ours"
+
+    try:
+        assert store.update("nodes/rr", change) == (b"v1+theirs", b"v1+theirs+ours")
+    finally:
+        store.close()
+    assert seen == [b"v1", b"v1+theirs"]
+    assert clean.ctl("get", "--print-value-only", f"{PREFIX}/nodes/rr").stdout.strip() == "v1+theirs+ours"
+
+
+def test_update_creates_only_while_the_key_is_absent(clean):
+    store = _store(clean)
+    seen = []
+
+    def change(current):
+        seen.append(current)
+        if current is None:  # someone creates it first
+            clean.ctl("put", f"{PREFIX}/nodes/rr", "theirs")
+        return (current or b"") + b"+ours"
+
+    try:
+        assert store.update("nodes/rr", change) == (b"theirs", b"theirs+ours")
+    finally:
+        store.close()
+    assert seen == [None, b"theirs"]
+
+
+def test_update_gives_up_after_its_attempts_and_writes_nothing(clean):
+    store = _store(clean)
+    clean.ctl("put", f"{PREFIX}/nodes/rr", "0")
+    calls = []
+
+    def change(current):
+        calls.append(current)
+        clean.ctl("put", f"{PREFIX}/nodes/rr", f"theirs-{len(calls)}")  # always one step ahead
+        return b"ours"
+
+    try:
+        with pytest.raises(DatastoreError, match="changed by another writer 3 times"):
+            store.update("nodes/rr", change, attempts=3)
+    finally:
+        store.close()
+    assert len(calls) == 3
+    assert clean.ctl("get", "--print-value-only", f"{PREFIX}/nodes/rr").stdout.strip() == "theirs-3"
+
+
+def test_register_keeps_a_concurrent_writers_change(clean, tmp_path, monkeypatch):
+    """calico/node (or calicoctl) updates our Node while register runs: both changes stay."""
+    from rr_service.v3 import register as v3_register
+
+    clean.ctl("put", f"{PREFIX}/nodes/rr", v3_node("rr", "10.0.0.1/24"))
+    real = v3_register.updated_node
+    calls = []
+
+    def racing(existing, *args, **kwargs):
+        calls.append(existing)
+        if len(calls) == 1:
+            theirs = json.loads(existing)
+            theirs["metadata"]["annotations"] = {"projectcalico.org/IPv4Address": "10.0.0.1/24"}
+            clean.ctl("put", f"{PREFIX}/nodes/rr", json.dumps(theirs))
+        return real(existing, *args, **kwargs)
+
+    monkeypatch.setattr(v3_register, "updated_node", racing)
+    path = str(settings(tmp_path, clean.url))
+    assert cli.main(["--config", path, "register", "--label", "route-reflector=true"]) == 0
+    assert len(calls) == 2  # the first write lost the race and was not made
+    node = stored(clean)
+    assert node["metadata"]["annotations"] == {"projectcalico.org/IPv4Address": "10.0.0.1/24"}  # theirs
+    assert node["metadata"]["labels"] == {"route-reflector": "true"}  # ours

@@ -289,6 +289,38 @@ class EtcdDatastore:
         absolute = self._absolute(key)
         return bool(self._call(lambda c: c.delete(absolute)))
 
+    def update(self, key: str, change: Callable[[bytes | None], bytes],
+               attempts: int = 5) -> tuple[bytes | None, bytes]:
+        """Read-modify-write of one key that never loses a concurrent writer's update.
+
+        ``change(value read, None when absent)`` gives the value to write. The write is an
+        etcd transaction that succeeds only while the key's mod_revision is still the one
+        read (when absent: only while it is still absent), the optimistic update calicoctl
+        does with a resourceVersion. On a conflict the key is read again and ``change``
+        called again, up to ``attempts`` times. Returns (value read, value written).
+        Raises DatastoreError when every attempt lost the race; an exception from
+        ``change`` propagates, and nothing is written.
+        """
+        absolute = self._absolute(key)
+        for _ in range(attempts):
+            current, meta = self._call(lambda c: c.get(absolute))
+            value = change(current)
+
+            def write(c: etcd3.Etcd3Client) -> bool:
+                tx = c.transactions
+                if meta is None:
+                    unchanged = tx.version(absolute) == 0  # still absent
+                else:
+                    unchanged = tx.mod(absolute) == meta.mod_revision
+                succeeded, _responses = c.transaction(
+                    compare=[unchanged], success=[tx.put(absolute, value)], failure=[])
+                return succeeded
+
+            if self._call(write):
+                return current, value
+        raise DatastoreError(f"etcd key {self._prefix}{key} was changed by another writer "
+                             f"{attempts} times while we updated it; not written")
+
     # -- watching --------------------------------------------------------------
 
     def start_watch(self, from_revision: int) -> None:

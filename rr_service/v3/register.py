@@ -4,7 +4,8 @@ Read-modify-write: the fields this reflector owns (`spec.bgp.ipv4Address`, `ipv6
 `routeReflectorClusterID` when given, the chosen labels) are set; everything else in the
 stored object (other labels, annotations, `spec.orchRefs`, `metadata.uid`, ...) stays as it
 was. A new Node gets what calicoctl's create gives it: kind, apiVersion, name, uid,
-creationTimestamp.
+creationTimestamp. `updated_node` is the pure step; the datastore's `update` runs it inside
+an optimistic transaction (compare the key's mod_revision, retry on a conflict).
 """
 
 from __future__ import annotations
