@@ -22,9 +22,15 @@ log = logging.getLogger("calico-rr")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 DESCRIPTION = """\
-Turn this host's BIRD into a BGP route reflector for a Calico cluster whose BGP data
-lives in etcd (/calico/bgp/v1). The reflector meshes with every other reflector listed in
-etcd and serves, as route-reflector server, every Calico node that names it as its peer.
+Turn this host's BIRD into a BGP route reflector for a Calico cluster whose data lives in
+etcd, in either of Calico's two layouts ([etcd] schema; auto picks v3 once a v3 Node exists):
+
+  v3  Calico 3.x and later: the Node, BGPPeer and BGPConfiguration resources under
+      /calico/resources/v3/projectcalico.org. The reflector is a Calico Node ([reflector]
+      node_name) and gets the sessions calico/node would configure for it: its clients by
+      peerSelector, its peers, the mesh when it has no routeReflectorClusterID.
+  v1  the legacy /calico/bgp/v1 keys: the reflector meshes with every other reflector listed
+      there and serves, as route-reflector server, every node that names it as its peer.
 """
 
 EPILOG = f"""\
@@ -88,8 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="v3 only: a label to set on the Node, e.g. route-reflector=true (repeatable)")
     commands.add_parser(
         "unregister",
-        help="remove this reflector's rr_v4 / rr_v6 entries from etcd",
-        description="Delete this reflector's entries; the others drop their mesh sessions to it.",
+        help="v1: remove this reflector's rr_v4 / rr_v6 entries from etcd (v3: refused)",
+        description="v1: delete this reflector's rr_v4 / rr_v6 entries; the other reflectors drop "
+        "their mesh sessions to it. With Calico v3 data it changes nothing and exits 2: the "
+        "reflector is a Calico Node, remove it with `calicoctl delete node NAME`, which also "
+        "releases its IPAM data.",
     )
     commands.add_parser(
         "accept",
@@ -278,7 +287,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for warning in computed.plan.warnings:
         log.warning("%s", warning)
     family_targets = components.family_targets(render.flavour)
-    wanted = {family_targets[f] for f in (4, 6) if computed.plan.family(f).local_address is not None}
+    # Every BIRD the settings configure, also when the data leaves its family out (v3: our Node
+    # missing): the sessions it still runs are what a held-back render protects.
+    me = components.identity(settings)
+    wanted = {family_targets[f] for f in (4, 6) if me.address(f) is not None}
     bird_protocols: dict = {}
     bird_errors: dict = {}
     for name, target in components.targets(settings, render.flavour).items():

@@ -258,3 +258,57 @@ def test_register_keeps_a_concurrent_writers_change(clean, tmp_path, monkeypatch
     node = stored(clean)
     assert node["metadata"]["annotations"] == {"projectcalico.org/IPv4Address": "10.0.0.1/24"}  # theirs
     assert node["metadata"]["labels"] == {"route-reflector": "true"}  # ours
+
+
+# ------------------------------------------------------- render, status, unregister
+
+def test_render_status_and_unregister_on_v3_data(clean, capsys):
+    """What a user runs on a v3 cluster: `render` prints Calico's sessions, `status` compares
+    them with a real BIRD running that config, and says so when our Node is gone."""
+    import birdproc
+
+    birdproc.skip_unless_possible()
+    rr = json.loads(v3_node("rr", "10.0.0.1/24", rr="true"))
+    rr["spec"]["bgp"]["routeReflectorClusterID"] = "1.0.0.1"
+    clean.ctl("put", f"{PREFIX}/nodes/rr", json.dumps(rr))
+    clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
+    clean.ctl("put", f"{PREFIX}/bgppeers/clients", json.dumps({
+        "kind": "BGPPeer", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "clients"},
+        "spec": {"nodeSelector": "!has(rr)", "peerSelector": "has(rr)"}}))
+    clean.ctl("put", f"{PREFIX}/bgpconfigurations/default", json.dumps({
+        "kind": "BGPConfiguration", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "default"},
+        "spec": {"nodeToNodeMeshEnabled": False, "listenPort": 1790}}))
+    with birdproc.short_tmpdir() as folder:
+        from pathlib import Path
+
+        path = str(settings(Path(folder), clean.url))
+        assert cli.main(["--config", path, "render", "--only", "bird"]) == 0
+        config = capsys.readouterr().out
+        assert "listen bgp port 1790;" in config
+        assert "protocol bgp Client_10_0_1_1_port_1790 from bgp_template {" in config
+        assert "  rr cluster id 1.0.0.1;" in config
+
+        (Path(folder) / "bird.conf").write_text(config)
+        with birdproc.BirdNetns(folder) as bird:
+            bird.start(str(Path(folder) / "bird.conf"))
+            assert cli.main(["--config", path, "status"]) == 0
+            out = capsys.readouterr().out
+            assert "IPv4: 10.0.0.1 our Node resource found, cluster id 1.0.0.1, listening on port 1790" in out
+            assert "IPv6: no address configured for this reflector" in out  # no ip6 in the settings
+            row = next(line.split() for line in out.splitlines() if "Client_10_0_1_1_port_1790" in line)
+            assert row[:6] == ["IPv4", "client", "Client_10_0_1_1_port_1790", "10.0.1.1", "64512", "yes"]
+            assert row[6] == "start"  # BIRD runs it (and cannot reach 10.0.1.1 from its namespace)
+
+            clean.ctl("del", f"{PREFIX}/nodes/rr")
+            assert cli.main(["--config", path, "status"]) == 0
+            out = capsys.readouterr().out
+            assert "IPv4: our Node resource missing: no sessions (calico-rr register creates it)" in out
+            assert "no address configured" not in out.split("IPv6")[0]
+            row = next(line.split() for line in out.splitlines() if "Client_10_0_1_1_port_1790" in line)
+            assert row[:4] == ["-", "-", "Client_10_0_1_1_port_1790", "no"]  # BIRD still runs it
+
+        # unregister never touches v3 data
+        assert cli.main(["--config", path, "unregister"]) == 2
+        assert "calicoctl delete node NAME" in capsys.readouterr().err
+        assert set(clean.ctl("get", "--prefix", "--keys-only", PREFIX).stdout.split()) == {
+            f"{PREFIX}/nodes/a", f"{PREFIX}/bgppeers/clients", f"{PREFIX}/bgpconfigurations/default"}
