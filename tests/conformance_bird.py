@@ -370,6 +370,19 @@ class ConformanceCase:
         return globals_from_bird_config(self.bird_text(family))
 
 
+def conformance_steps(root: Path = CONFORMANCE_DIR) -> Dict[str, List[ConformanceCase]]:
+    """Each case's steps in order, by the case's name (its first step's folder): `selectors`
+    -> [selectors, selectors/step2]. Step N is step N-1's data with its own input.yaml applied."""
+    steps: Dict[str, List[ConformanceCase]] = {}
+    for case in conformance_cases(root):
+        steps.setdefault(case.inputs[0].parent.relative_to(root).as_posix(), []).append(case)
+    for chain in steps.values():
+        chain.sort(key=lambda case: len(case.inputs))
+        if [len(case.inputs) for case in chain] != list(range(1, len(chain) + 1)):
+            raise ValueError(f"steps of {chain[0].name} do not follow each other: {[c.name for c in chain]}")
+    return steps
+
+
 def conformance_cases(root: Path = CONFORMANCE_DIR) -> List[ConformanceCase]:
     """Every folder holding a bird.cfg, with the chain of input.yaml files leading to it."""
     cases = []

@@ -1,8 +1,23 @@
-"""Conformance with Calico itself: for every case of Calico's own confd fixtures
-(/work/shared/conformance/calico-confd, see its README), load the v3 input into a real etcd as
-calicoctl stores it, compute our configs as node `kube-master` through the daemon's own path
-(schema detection and snapshot from etcd, schema.to_plan, render), and compare the BGP
-sessions of our bird.conf / bird6.conf with those of Calico's bird.cfg / bird6.cfg.
+"""Conformance with Calico itself, on Calico's own confd fixtures
+(/work/shared/conformance/calico-confd, see its README). For every case, in one real etcd that
+holds the case's resources as calicoctl stores them, our reflector runs as node `kube-master`
+the way the daemon runs it, and its BGP sessions, router id and listen port must equal those of
+Calico's bird.cfg / bird6.cfg:
+
+1. step 1: the case's input.yaml is put into etcd; the reflector starts from a snapshot
+   (schema detection, snapshot, the schema's keys, Pipeline.reset) and watches from there;
+2. every further step (selectors/step2): its input.yaml is applied to the same etcd as
+   `calicoctl apply` does (each resource replaced); the reflector takes the changes in from
+   its etcd watch, one Pipeline.change per event, never a fresh read;
+3. then, as Calico's own suite does between cases, delete.yaml is deleted and step 1's input
+   applied again, through the watch: after the deletes the result must equal a fresh read of
+   the same etcd, and after the re-apply Calico's step 1 again.
+
+This is the daemon's in-process path (components.read_with_schema, EtcdDatastore's watch,
+Pipeline), chosen over `calico-rr run` against BIRD: it is the code that turns etcd's events
+into configs, and the comparison is made on the configs themselves, without BIRD's timing in
+the way. The `render` CLI would only exercise the fresh read. That BIRD accepts the same
+configs is test_bird_accepts_our_configs.
 """
 
 from __future__ import annotations
@@ -10,10 +25,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from conformance_bird import (CONFORMANCE_DIR, conformance_cases, globals_from_bird_config,
+from conformance_bird import (CONFORMANCE_DIR, conformance_steps, globals_from_bird_config,
                               sessions_from_bird_config)
 from etcdproc import EtcdProc, etcd_installed
 
@@ -21,19 +38,23 @@ yaml = pytest.importorskip("yaml", reason="python3-yaml is needed to read the fi
 pytest.importorskip("etcd3", reason="python3-etcd3 is not installed")
 
 from rr_service import components  # noqa: E402
+from rr_service.pipeline import Pipeline  # noqa: E402
 from rr_service.render import Renderer  # noqa: E402
 from rr_service.settings import load_settings  # noqa: E402
 from rr_service.v3.resources import PREFIX  # noqa: E402
 
+# A real etcd: `make test-unit` (no etcd) leaves these out instead of skipping them.
 pytestmark = [
+    pytest.mark.integration,
     pytest.mark.skipif(not CONFORMANCE_DIR.is_dir(), reason=f"no conformance fixtures at {CONFORMANCE_DIR}"),
     pytest.mark.skipif(not etcd_installed(), reason="etcd / etcdctl not installed"),
 ]
 
 PLURALS = {"Node": "nodes", "BGPPeer": "bgppeers", "BGPConfiguration": "bgpconfigurations",
            "IPPool": "ippools"}
-CASES = {case.name: case for case in conformance_cases()} if CONFORMANCE_DIR.is_dir() else {}
+STEPS = conformance_steps() if CONFORMANCE_DIR.is_dir() else {}
 ME = "kube-master"
+WATCH_DEADLINE = 10.0  # seconds for etcd's watch to deliver a change we made
 
 
 def as_calicoctl_stores(resource: dict) -> dict:
@@ -50,30 +71,90 @@ def as_calicoctl_stores(resource: dict) -> dict:
     return resource
 
 
-def load_case(etcd: EtcdProc, case) -> dict:
-    etcd.ctl("del", "--prefix", "/calico/")
-    stored = {}
-    for path in case.inputs:
-        for resource in yaml.safe_load_all(path.read_text()):
-            if not resource:
-                continue
+def resources(path: Path) -> list[tuple[str, dict]]:
+    """(etcd key, resource as stored) for each resource of a fixture file."""
+    out = []
+    for resource in yaml.safe_load_all(path.read_text()):
+        if resource:
             resource = as_calicoctl_stores(resource)
-            key = f"{PREFIX}/{PLURALS[resource['kind']]}/{resource['metadata']['name']}"
-            etcd.ctl("put", key, json.dumps(resource))
-            stored[key] = resource
-    return stored
+            out.append((f"{PREFIX}/{PLURALS[resource['kind']]}/{resource['metadata']['name']}", resource))
+    return out
 
 
-def settings_for(etcd: EtcdProc, tmp_path, stored: dict):
-    me = stored[f"{PREFIX}/nodes/{ME}"]["spec"]["bgp"]
+def apply(etcd: EtcdProc, path: Path) -> int:
+    """`calicoctl apply -f path`: every resource replaced. Returns etcd's revision after it."""
+    for key, resource in resources(path):
+        etcd.ctl("put", key, json.dumps(resource))
+    return etcd.revision()
+
+
+def delete(etcd: EtcdProc, path: Path) -> int:
+    """`calicoctl delete -f path`. Returns etcd's revision after it."""
+    for key, _resource in resources(path):
+        assert etcd.ctl("del", key).stdout.strip() == "1", f"{key} was not there to delete"
+    return etcd.revision()
+
+
+def settings_for(etcd: EtcdProc, folder: Path, first_step):
+    """Our settings as the kube-master host's: its addresses from its Node of step 1."""
+    me = dict(resources(first_step.inputs[0]))[f"{PREFIX}/nodes/{ME}"]["spec"]["bgp"]
     ip = me["ipv4Address"].split("/")[0]
     ip6 = me.get("ipv6Address", "").split("/")[0]
-    path = tmp_path / "config.toml"
+    path = folder / "config.toml"
     path.write_text(
         f'[reflector]\nip = "{ip}"\nip6 = "{ip6}"\nnode_name = "{ME}"\n'
         f'[etcd]\nendpoints = ["{etcd.url}"]\nschema = "auto"\n'
     )
     return load_settings(str(path), environ={})
+
+
+class WatchingReflector:
+    """Our reflector as the daemon runs it, in process: one snapshot, then etcd's watch."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.schema, self.store, raw, self.revision = components.read_with_schema(settings)
+        self.pipeline = Pipeline(self.schema, components.identity(settings), Renderer(flavour="bird1"))
+        self.pipeline.reset({key: value for key, value in raw.items() if self.schema.keep(key)})
+        self.store.start_watch(self.revision + 1)
+        self.changes = 0  # events of the schema's keys taken in from the watch
+
+    def take_in(self, revision: int) -> components.Computed:
+        """Fold the watch's events into the pipeline until etcd's `revision` arrived, as the
+        daemon does (only the schema's keys), and compute."""
+        deadline = time.monotonic() + WATCH_DEADLINE
+        while self.revision < revision:
+            left = deadline - time.monotonic()
+            assert left > 0, f"etcd's watch stopped at revision {self.revision}, waiting for {revision}"
+            for change in self.store.next_changes(min(left, 0.5)):
+                self.revision = max(self.revision, change.revision)
+                if self.schema.keep(change.key):
+                    self.pipeline.change(change.key, change.value)
+                    self.changes += 1
+        return self.pipeline.compute()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def fresh_read(settings) -> components.Computed:
+    """What `calico-rr render` (and a daemon starting now) computes from etcd."""
+    schema, store, raw, _revision = components.read_with_schema(settings)
+    store.close()
+    raw = {key: value for key, value in raw.items() if schema.keep(key)}
+    return components.compute(raw, components.identity(settings), Renderer(flavour="bird1"), schema)
+
+
+def assert_like_calicos(computed: components.Computed, case, when: str) -> None:
+    assert computed.rejected == (), when
+    assert computed.plan.warnings == (), when
+    for family, target in ((4, "bird"), (6, "bird6")):
+        ours = sessions_from_bird_config(computed.configs[target])
+        calicos = case.sessions(family)
+        assert ours == calicos, (f"{when} IPv{family}:\nours    {sorted(ours.values(), key=str)}\n"
+                                 f"calico's {sorted(calicos.values(), key=str)}")
+        # the router id, and the port BIRD listens on: the one the other nodes connect to
+        assert globals_from_bird_config(computed.configs[target]) == case.globals(family), f"{when} IPv{family}"
 
 
 @pytest.fixture(scope="module")
@@ -82,45 +163,54 @@ def etcd():
         yield server
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(STEPS))
 def test_sessions_equal_calicos(etcd, tmp_path, name):
-    case = CASES[name]
-    stored = load_case(etcd, case)
-    settings = settings_for(etcd, tmp_path, stored)
+    steps = STEPS[name]
+    etcd.ctl("del", "--prefix", "/calico/")
+    apply(etcd, steps[0].inputs[0])
+    settings = settings_for(etcd, tmp_path, steps[0])
+    reflector = WatchingReflector(settings)
+    try:
+        assert reflector.schema.name == "v3"
+        assert_like_calicos(reflector.pipeline.compute(), steps[0], f"{steps[0].name} (snapshot)")
 
-    # The daemon's path: auto-detect, snapshot, keep the schema's keys, plan, render.
-    schema, store, raw, _revision = components.read_with_schema(settings)
-    store.close()
-    assert schema.name == "v3"
-    raw = {key: value for key, value in raw.items() if schema.keep(key)}
-    plan, rejected = schema.to_plan(raw, components.identity(settings))
-    assert rejected == ()
-    assert plan.warnings == ()
-    configs = Renderer(flavour="bird1").render(plan)
+        for step in steps[1:]:
+            revision = apply(etcd, step.inputs[-1])
+            before = reflector.changes
+            computed = reflector.take_in(revision)
+            assert reflector.changes > before, f"{step.name}: the watch delivered none of its changes"
+            assert_like_calicos(computed, step, f"{step.name} (watch)")
 
-    for family, target in ((4, "bird"), (6, "bird6")):
-        ours = sessions_from_bird_config(configs[target])
-        calicos = case.sessions(family)
-        assert ours == calicos, f"{name} IPv{family}:\nours    {sorted(ours.values(), key=str)}\ncalico's {sorted(calicos.values(), key=str)}"
-        # router id, and the port BIRD listens on: the one the other nodes connect to
-        assert globals_from_bird_config(configs[target]) == case.globals(family), f"{name} IPv{family}"
-
-
-BIRD = shutil.which("bird") or "/usr/sbin/bird"
-BIRD6 = shutil.which("bird6") or "/usr/sbin/bird6"
+        # Calico's suite between cases: delete.yaml; then the case again, all through the watch
+        computed = reflector.take_in(delete(etcd, steps[0].directory / "delete.yaml"))
+        fresh = fresh_read(settings)
+        assert (computed.plan, computed.configs) == (fresh.plan, fresh.configs), \
+            f"{name}: after delete.yaml the watch path differs from a fresh read of etcd"
+        assert_like_calicos(reflector.take_in(apply(etcd, steps[0].inputs[0])), steps[0],
+                            f"{steps[0].name} (watch, after delete.yaml and apply again)")
+    finally:
+        reflector.close()
 
 
-@pytest.mark.skipif(not shutil.which(BIRD) or not shutil.which(BIRD6), reason="BIRD 1.6 not installed")
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_bird_accepts_our_configs(etcd, tmp_path, name):
-    stored = load_case(etcd, CASES[name])
-    settings = settings_for(etcd, tmp_path, stored)
-    schema, store, raw, _revision = components.read_with_schema(settings)
-    store.close()
-    plan, _rejected = schema.to_plan(raw, components.identity(settings))
-    configs = Renderer(flavour="bird1").render(plan)
-    for binary, target in ((BIRD, "bird"), (BIRD6, "bird6")):
-        path = tmp_path / f"{target}.conf"
-        path.write_text(configs[target])
-        result = subprocess.run([binary, "-p", "-c", str(path)], capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr + configs[target]
+BIRD1 = {"bird": shutil.which("bird") or "/usr/sbin/bird", "bird6": shutil.which("bird6") or "/usr/sbin/bird6"}
+BIRD2 = Path(__file__).resolve().parent.parent / ".cache" / "bird2" / "usr" / "sbin" / "bird"
+
+
+@pytest.mark.parametrize("flavour", ["bird1", "bird2"])
+@pytest.mark.parametrize("name", sorted(STEPS))
+def test_bird_accepts_our_configs(etcd, tmp_path, name, flavour):
+    binaries = {"bird": str(BIRD2)} if flavour == "bird2" else BIRD1
+    if not all(Path(binary).exists() for binary in binaries.values()):
+        pytest.skip(f"no {flavour} binary here (BIRD 2: tools/fetch-bird2)")
+    etcd.ctl("del", "--prefix", "/calico/")
+    settings = settings_for(etcd, tmp_path, STEPS[name][0])
+    for step in STEPS[name]:
+        apply(etcd, step.inputs[-1])
+        schema, store, raw, _revision = components.read_with_schema(settings)
+        store.close()
+        plan, _rejected = schema.to_plan(raw, components.identity(settings))
+        for target, text in Renderer(flavour=flavour).render(plan).items():
+            path = tmp_path / f"{target}.conf"
+            path.write_text(text)
+            result = subprocess.run([binaries[target], "-p", "-c", str(path)], capture_output=True, text=True)
+            assert result.returncode == 0, f"{step.name}: {result.stderr}{text}"
