@@ -53,6 +53,45 @@ class Rejected:
     reason: str
 
 
+def shown_key(key: str) -> str:
+    """An etcd key as a log line shows it: repr'd when it holds control characters (a newline,
+    an escape), so a key can neither span nor forge log lines."""
+    return key if key.isprintable() else repr(key)
+
+
+def rejection_message(rejected: Rejected) -> str:
+    """The one log line for a rejected key, the daemon's and `calico-rr render`'s alike."""
+    return f"ignoring etcd key {shown_key(rejected.key)}: {rejected.reason}"
+
+
+@dataclass(frozen=True)
+class BadSetting:
+    """A rejected key that more than one node's session may rest on: `global/as_num`
+    (kind "global_as"), a reflector entry ("reflector") or a global peer entry ("global_peer"),
+    with the family and address its key names (None when the key's address does not parse).
+    The planner decides whether it concerns this reflector (Plan.error)."""
+
+    key: str
+    reason: str
+    kind: str
+    family: int = 0
+    address: Optional["IPAddress"] = None
+
+
+class InvalidSetting(InvalidValue):
+    """InvalidValue of a key a BadSetting stands for."""
+
+    def __init__(self, reason: str, kind: str, family: int = 0, key_address: str = ""):
+        super().__init__(reason)
+        self.kind, self.family = kind, family
+        self.address: Optional[IPAddress] = None
+        if key_address:
+            try:
+                self.address = parse_address(key_address, family)
+            except InvalidValue:
+                pass
+
+
 @dataclass(frozen=True, order=True)
 class Reflector:
     ip: IPAddress
@@ -94,6 +133,7 @@ class Snapshot:
     global_peers_v6: tuple[PeerEntry, ...] = ()
     nodes: tuple[Node, ...] = ()
     rejected: tuple[Rejected, ...] = field(default=(), compare=False)
+    bad_settings: tuple[BadSetting, ...] = field(default=(), compare=False)  # among `rejected`
 
     def reflectors(self, family: int) -> tuple[Reflector, ...]:
         return self.reflectors_v4 if family == 4 else self.reflectors_v6
@@ -278,12 +318,21 @@ def parse_entry(key: str, value: bytes) -> Optional[Entry]:
     head = parts[0]
     if head in ("rr_v4", "rr_v6") and len(parts) == 2:
         family = _family_of(head)
-        return Entry("reflector", parse_reflector(parts[1], value, family), family)
+        try:
+            return Entry("reflector", parse_reflector(parts[1], value, family), family)
+        except InvalidValue as exc:
+            raise InvalidSetting(str(exc), "reflector", family, parts[1]) from None
     if head == "global" and parts[1:] == ["as_num"]:
-        return Entry("global_as", parse_plain_as(value))
+        try:
+            return Entry("global_as", parse_plain_as(value))
+        except InvalidValue as exc:
+            raise InvalidSetting(str(exc), "global_as") from None
     if head == "global" and len(parts) == 3 and parts[1] in ("peer_v4", "peer_v6"):
         family = _family_of(parts[1])
-        return Entry("global_peer", parse_peer(parts[2], value, family), family)
+        try:
+            return Entry("global_peer", parse_peer(parts[2], value, family), family)
+        except InvalidValue as exc:
+            raise InvalidSetting(str(exc), "global_peer", family, parts[2]) from None
     if head == "host" and len(parts) >= 3:
         return _parse_host_entry(parts, value)
     if head in ("rr_v4", "rr_v6") or parts[:2] in (["global", "peer_v4"], ["global", "peer_v6"]):
@@ -327,6 +376,7 @@ class SnapshotParser:
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
         self._rejected: dict[str, Rejected] = {}
+        self._bad_settings: dict[str, BadSetting] = {}
         self._node_keys: dict[str, set] = {}
         self._nodes: dict[str, Node] = {}
         self._global_keys: set = set()
@@ -348,6 +398,8 @@ class SnapshotParser:
                 entry = parse_entry(key, value)
             except InvalidValue as exc:
                 self._rejected[key] = Rejected(key=key, reason=str(exc))
+                if isinstance(exc, InvalidSetting):
+                    self._bad_settings[key] = BadSetting(key, str(exc), exc.kind, exc.family, exc.address)
                 continue
             if entry is None:
                 continue
@@ -364,6 +416,7 @@ class SnapshotParser:
 
     def _forget(self, key: str, touched_nodes: set) -> None:
         self._rejected.pop(key, None)
+        self._bad_settings.pop(key, None)
         old = self._entries.pop(key, None)
         if old is None:
             return
@@ -428,4 +481,5 @@ class SnapshotParser:
             **self._global_fields(),
             nodes=tuple(nodes[name] for name in self._node_order),
             rejected=tuple(self._rejected[key] for key in sorted(self._rejected)),
+            bad_settings=tuple(self._bad_settings[key] for key in sorted(self._bad_settings)),
         )

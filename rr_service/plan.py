@@ -12,10 +12,15 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Optional
 
-from .model import IPAddress, Node, Snapshot
+from .model import IPAddress, Node, Snapshot, shown_key
 
 MESH = "mesh"
 CLIENT = "client"
+# Nodes sharing one address (400 nodes that autodetected docker0's 172.17.0.1) get one
+# session: its description names a few of them, the warning more, each with the count of the
+# rest, so neither grows with the cluster (nor reaches the renderer's 4096-character check).
+DESCRIPTION_NAMES = 3
+WARNING_NAMES = 10
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ class Plan:
     v4: FamilyPlan
     v6: FamilyPlan
     warnings: tuple[str, ...] = ()
+    # Set when the data every session rests on is invalid (a typo in global/as_num): the
+    # sessions were planned on a fallback, and the daemon must not apply them.
+    error: Optional[str] = None
     schema: str = "v1"  # which Calico data model it came from; only wording depends on it
     # Where BIRD listens for BGP (Calico v3 listenPort): the port the other nodes connect to.
     # None: BIRD's default, 179.
@@ -95,7 +103,33 @@ def plan(snapshot: Snapshot, me: Identity, memo: Optional[dict] = None) -> Plan:
     memo = {} if memo is None else memo
     v4 = _plan_family(snapshot, me, 4, warnings, memo)
     v6 = _plan_family(snapshot, me, 6, warnings, memo)
-    return Plan(router_id=me.ipv4, v4=v4, v6=v6, warnings=tuple(warnings))
+    return Plan(router_id=me.ipv4, v4=v4, v6=v6, warnings=tuple(warnings), error=_plan_error(snapshot, me))
+
+
+def _plan_error(snapshot: Snapshot, me: Identity) -> Optional[str]:
+    """Why the plan must not be applied: a rejected key every session of ours rests on. A bad
+    global/as_num would put every session in the default AS, a bad entry of our own would
+    make us standalone (no mesh, no cluster id), a bad global peer entry naming us would drop
+    every node that peers through it. A bad key of one node costs only that node (skipped)."""
+    reasons = []
+    for bad in snapshot.bad_settings:
+        if bad.kind == "global_as":
+            what = "every session's AS"
+        elif bad.address is None or bad.address != me.address(bad.family):
+            continue  # another reflector's or peer's entry: only that peer is affected
+        elif bad.kind == "reflector":
+            what = "this reflector's mesh and cluster id"
+        else:
+            what = f"which nodes are this reflector's IPv{bad.family} clients"
+        reasons.append(f"etcd key {shown_key(bad.key)} is invalid ({bad.reason}) and decides {what}")
+    return "; ".join(reasons) or None
+
+
+def _some_names(sessions: list, limit: int) -> str:
+    names = [session.description for session in sessions[:limit]]
+    if len(sessions) > limit:
+        names.append(f"and {len(sessions) - limit} more")
+    return ", ".join(names)
 
 
 def _plan_family(snapshot: Snapshot, me: Identity, family: int, warnings: list, memo: dict) -> FamilyPlan:
@@ -144,16 +178,16 @@ def _plan_family(snapshot: Snapshot, me: Identity, family: int, warnings: list, 
     for key in sorted(clients):
         claimants = clients[key]
         if key == mine_key:
-            names = ", ".join(s.description for s in claimants)
+            names = _some_names(claimants, WARNING_NAMES)
             warnings.append(f"node {names} has this reflector's own address {mine}; no session to self")
             continue
         if key in mesh:
             continue  # a reflector that is also listed as a node: the mesh session covers it
         session = claimants[0]
         if len(claimants) > 1:
-            names = ", ".join(s.description for s in claimants)
-            warnings.append(f"nodes {names} share the address {session.neighbor}; one session, settings of {session.description}")
-            session = dataclasses.replace(session, description=names)
+            warnings.append(f"{len(claimants)} nodes share the address {session.neighbor} ({_some_names(claimants, WARNING_NAMES)}); "
+                            f"one session, settings of {session.description}")
+            session = dataclasses.replace(session, description=_some_names(claimants, DESCRIPTION_NAMES))
         sessions.append(session)
     return FamilyPlan(family, mine, own_entry is not None, cluster_id, tuple(sessions))
 

@@ -10,9 +10,12 @@ from rr_service.model import (
     InvalidValue,
     PeerEntry,
     Reflector,
+    Rejected,
+    SnapshotParser,
     parse_as_number,
     parse_cluster_id,
     parse_snapshot,
+    rejection_message,
 )
 
 V4 = ipaddress.IPv4Address
@@ -132,3 +135,35 @@ def test_bad_entries_are_rejected_with_key_and_reason(key, value, reason_part):
     # everything else still parses
     assert any(n.name == "good" and n.ipv4 == V4("192.0.2.50") for n in snap.nodes)
     assert Reflector(V4("192.0.2.77")) in snap.reflectors_v4
+
+
+def test_rejected_keys_other_nodes_rest_on_are_bad_settings():
+    raw = {
+        "global/as_num": b"65000;",
+        "rr_v4/192.0.2.10": j(ip="192.0.2.10", cluster_id="1.2.3"),
+        "global/peer_v6/2001:db8::10": j(ip="2001:db8::10", as_num="x"),
+        "global/peer_v4/192.0.2.010": j(ip="192.0.2.10"),  # its key names no address
+        "host/a/as_num": b"65000;",  # one node's: a plain rejection
+    }
+    snap = parse_snapshot(raw)
+    assert len(snap.rejected) == 5
+    assert [(b.key, b.kind, b.family, b.address) for b in snap.bad_settings] == [
+        ("global/as_num", "global_as", 0, None),
+        ("global/peer_v4/192.0.2.010", "global_peer", 4, None),
+        ("global/peer_v6/2001:db8::10", "global_peer", 6, V6("2001:db8::10")),
+        ("rr_v4/192.0.2.10", "reflector", 4, V4("192.0.2.10")),
+    ]
+    assert snap.bad_settings[0].reason == "AS number '65000;' is not a number"
+    # the incremental parser forgets a bad setting once its key is fixed or gone
+    parser = SnapshotParser()
+    parser.reset(raw)
+    after = parser.update({"global/as_num": b"65000", "rr_v4/192.0.2.10": None})
+    assert [b.key for b in after.bad_settings] == ["global/peer_v4/192.0.2.010", "global/peer_v6/2001:db8::10"]
+    assert after.global_as == 65000
+
+
+def test_rejection_message_never_spans_lines():
+    assert rejection_message(Rejected("host/a/as_num", "AS number 'x' is not a number")) == \
+        "ignoring etcd key host/a/as_num: AS number 'x' is not a number"
+    forged = rejection_message(Rejected("host/a\nINFO all good/as_num", "bad"))
+    assert forged == "ignoring etcd key 'host/a\\nINFO all good/as_num': bad" and forged.isprintable()

@@ -5,6 +5,7 @@ import json
 
 from rr_service.model import parse_snapshot
 from rr_service.plan import CLIENT, MESH, Identity, plan, protocol_name
+from rr_service.render import Renderer
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -144,3 +145,61 @@ def test_names_are_stable_and_valid_symbols():
 def test_order_is_deterministic():
     raw = {**BASE, **GLOBAL_PEER}
     assert plan(parse_snapshot(raw), ME) == plan(parse_snapshot(dict(reversed(list(raw.items())))), ME)
+
+
+def test_many_nodes_sharing_one_address_block_no_other_peer():
+    # 400 nodes that autodetected docker0's 172.17.0.1: one session, a bounded description
+    # (the renderer refuses more than 4096 characters), and a warning naming them.
+    raw = {**BASE, **GLOBAL_PEER}
+    for i in range(400):
+        raw[f"host/worker-{i:03d}.cluster.example.net/ip_addr_v4"] = b"172.17.0.1"
+    the_plan = plan(parse_snapshot(raw), ME)
+    configs = {flavour: Renderer(flavour=flavour).render(the_plan) for flavour in ("bird1", "bird2")}
+    for texts in configs.values():
+        text = texts["bird"]
+        for name in ("Client_172_17_0_1", "Client_192_0_2_21", "Client_192_0_2_22", "Mesh_192_0_2_11"):
+            assert f"protocol bgp {name} from" in text
+        assert text.count("protocol bgp Client_172_17_0_1 ") == 1
+        assert "# client: worker-000.cluster.example.net, worker-001.cluster.example.net, " \
+               "worker-002.cluster.example.net, and 397 more\n" in text
+    [warning] = [w for w in the_plan.warnings if "172.17.0.1" in w]
+    assert warning.startswith("400 nodes share the address 172.17.0.1 (worker-000.cluster.example.net, ")
+    assert "worker-009.cluster.example.net, and 390 more)" in warning and len(warning) < 1000
+
+
+def plan_error(raw, me=ME):
+    return plan(parse_snapshot(raw), me).error
+
+
+def test_valid_data_has_no_plan_error():
+    assert plan_error({**BASE, **GLOBAL_PEER}) is None
+    assert plan_error({}) is None  # absent global/as_num: Calico's default, not an error
+
+
+def test_invalid_global_as_makes_the_plan_unusable():
+    # Falling back to 64512 would restart every session in the wrong AS.
+    error = plan_error({**BASE, **GLOBAL_PEER, "global/as_num": b"65000;"})
+    assert error.startswith("etcd key global/as_num is invalid (AS number '65000;' is not a number)")
+    assert "every session's AS" in error
+
+
+def test_invalid_entries_of_our_own_make_the_plan_unusable():
+    bad_own = {**BASE, **GLOBAL_PEER, "rr_v4/192.0.2.10": j(ip="192.0.2.10", cluster_id="1.2.3")}
+    assert "rr_v4/192.0.2.10 is invalid (cluster_id '1.2.3'" in plan_error(bad_own)
+    assert plan_error(bad_own, Identity(V4("192.0.2.11"))) is None  # someone else's entry
+    bad_peer = {**BASE, **GLOBAL_PEER, "global/peer_v6/2001:db8::10": j(ip="2001:db8::10", as_num="64512;")}
+    assert "global/peer_v6/2001:db8::10 is invalid" in plan_error(bad_peer)
+    assert "IPv6 clients" in plan_error(bad_peer)
+    assert plan_error(bad_peer, Identity(V4("192.0.2.10"))) is None  # no IPv6 here
+    # a key that is not an address cannot name us
+    assert plan_error({**BASE, "global/peer_v4/192.0.2.010": j(ip="192.0.2.10")}) is None
+    # a key whose control characters pad our address: named repr'd
+    error = plan_error({**BASE, "rr_v4/192.0.2.10\n": j(ip="192.0.2.10", cluster_id="x")})
+    assert "'rr_v4/192.0.2.10\\n'" in error and "\n" not in error
+
+
+def test_an_invalid_key_of_one_node_costs_only_that_node():
+    raw = {**BASE, **GLOBAL_PEER, "host/a/as_num": b"65000;", "host/b/peer_v4/192.0.2.10": j(ip="192.0.2.10", as_num="x")}
+    the_plan = plan(parse_snapshot(raw), ME)
+    assert the_plan.error is None
+    assert {str(s.neighbor) for s in the_plan.v4.sessions} == {"192.0.2.11", "192.0.2.21", "192.0.2.22"}
