@@ -15,10 +15,10 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-import pytest
 
 from rr_service.bird_socket import BirdClient
 
+from tests import prereq
 from tests.polling import wait_for as _wait_for
 
 BIRD = "/usr/sbin/bird"
@@ -38,9 +38,7 @@ def missing_requirements(binary: str = BIRD, netns: bool = True) -> str | None:
 
 
 def skip_unless_possible(binary: str = BIRD, netns: bool = True) -> None:
-    reason = missing_requirements(binary, netns)
-    if reason:
-        pytest.skip(reason)
+    prereq.need(missing_requirements(binary, netns))
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 import birdproc
+from tests import prereq
 from rr_service.apply import ApplyStatus, BirdTarget, ConfigApplier, ConfigRejected
 
 BASE = """\
@@ -323,7 +324,7 @@ def test_missing_binary_leaves_file_alone(offline):
 @pytest.mark.integration
 def test_owner_kept_and_mode_0640(offline):
     if os.geteuid() != 0:
-        pytest.skip("needs root to chown")
+        prereq.missing("needs root to chown")
     d, applier = offline
     path = applier.target.config_path
     os.chown(path, 65534, 65534)
@@ -350,7 +351,7 @@ def tmpfs(path, options):
 def _needs_mount():
     birdproc.skip_unless_possible(netns=False)
     if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
+        prereq.missing("needs root to mount a tmpfs")
 
 
 @pytest.mark.integration

@@ -4,7 +4,6 @@ import ipaddress
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +13,9 @@ from rr_service.model import parse_snapshot
 from rr_service.plan import Identity, plan
 from rr_service.render import Renderer
 from rr_service.settings import load_settings
+from tests import prereq
 
 
-REPO = Path(__file__).resolve().parent.parent
-BIRD2 = REPO / ".cache" / "bird2" / "usr" / "sbin" / "bird"
 V4, V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
 ME = Identity(V4("192.0.2.10"), V6("2001:db8::10"))
 
@@ -38,16 +36,7 @@ DATA = {
 }
 
 
-def bird2_binary():
-    if BIRD2.exists():
-        return str(BIRD2)
-    try:
-        out = subprocess.run([str(REPO / "tools" / "fetch-bird2")], capture_output=True, text=True, timeout=300)
-    except OSError as exc:
-        pytest.skip(f"cannot unpack BIRD 2: {exc}")
-    if out.returncode != 0 or not BIRD2.exists():
-        pytest.skip(f"cannot unpack BIRD 2: {out.stderr.strip()[-300:]}")
-    return str(BIRD2)
+bird2_binary = prereq.bird2_or_missing
 
 
 @pytest.mark.parametrize("version, flavour", [("1.6.8", "bird1"), ("2.0.12", "bird2"), ("2.15", "bird2"), ("3.0.1", "bird2")])

@@ -12,12 +12,10 @@ import time
 
 import pytest
 
-try:
-    from tests.etcdproc import EtcdProc, TLSFiles, etcd_installed, free_port, wait_until
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from etcdproc import EtcdProc, TLSFiles, etcd_installed, free_port, wait_until
+from tests import prereq
+from tests.etcdproc import EtcdProc, TLSFiles, etcd_installed, free_port, wait_until
 
-pytest.importorskip("etcd3", reason="python3-etcd3 is not installed")
+prereq.import_or_missing("etcd3", "python3-etcd3 is not installed")
 
 from rr_service.datastore import (  # noqa: E402
     Change,
@@ -33,7 +31,7 @@ TIMEOUT = 2.0
 
 def _need_etcd():
     if not etcd_installed():
-        pytest.skip("etcd and etcdctl are not installed (apt install etcd-server etcd-client)")
+        prereq.missing("etcd and etcdctl are not installed (apt install etcd-server etcd-client)")
 
 
 @pytest.fixture(scope="module")

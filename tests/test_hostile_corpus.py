@@ -22,6 +22,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from rr_service.daemon import ProblemLog  # noqa: E402
+from tests import prereq  # noqa: E402
 from rr_service.model import SnapshotParser, parse_snapshot  # noqa: E402
 from rr_service.plan import plan  # noqa: E402
 from rr_service.render import Renderer  # noqa: E402
@@ -171,8 +172,10 @@ def test_bird_parses_every_rendered_config():
     if bird2:
         for case_id, configs in RENDERED.items():
             jobs.setdefault((bird2, configs["bird2"]["bird"]), []).append(case_id)
+    prereq.partly(bird1_available(), "BIRD 1.6 (bird, bird6) is not installed")
+    prereq.partly(bird2 is not None, "BIRD 2 could not be unpacked (tools/fetch-bird2)")
     if not jobs:
-        pytest.skip("neither BIRD 1.6 nor BIRD 2 is available")
+        prereq.missing("neither BIRD 1.6 nor BIRD 2 is available")
     checker = BirdChecker(workers=2)
     try:
         refused = checker.check(jobs)

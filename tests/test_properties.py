@@ -7,6 +7,10 @@ often, with garbage keys and values (random bytes and text, random JSON, the hos
 The routing rules are checked against `oracle()`, written from README.md's table and
 independent of rr_service/plan.py.
 
+Every config any of these cases renders goes through BIRD's own parser (`bird -p`: BIRD 1.6's
+bird and bird6, and BIRD 2), each distinct text once, two at a time in the background while
+hypothesis goes on; the last test waits for them and fails on any refusal.
+
 Reproducible: the `rr-properties` profile is derandomized (a fixed sequence of examples), with
 no deadline and no example database. Case counts scale with RR_PROPERTY_SCALE (default 1;
 0.1 for a quick look, 10 for a soak). At scale 1 the file generates > 10,000 cases in total
@@ -15,6 +19,7 @@ and prints the figure at the end of the run.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -36,6 +41,7 @@ if str(REPO_ROOT) not in sys.path:
 from rr_service.model import AS_MAX, DEFAULT_AS, SnapshotParser, parse_snapshot  # noqa: E402
 from rr_service.plan import CLIENT, MESH, Identity, plan  # noqa: E402
 from rr_service.render import Renderer  # noqa: E402
+from tests import prereq  # noqa: E402
 from tests.hostile.corpus import CASES  # noqa: E402
 from tests.hostile.grammar import (BIRD1, SYMBOL_RE, BirdChecker, assert_only_allowed_lines,  # noqa: E402
                                    bird1_available, bird2_binary, session_blocks)
@@ -65,6 +71,18 @@ STARTED = time.monotonic()
 
 def counted(name: str) -> None:
     CASE_COUNTS[name] += 1
+
+
+PASSED: set = set()  # the tests of this module that passed, for the figure
+
+
+def noted(test):
+    """Outermost decorator: the test goes into PASSED once all its examples passed."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        test(*args, **kwargs)
+        PASSED.add(test.__name__)
+    return run
 
 
 # ------------------------------------------------------------------------- strategies
@@ -327,8 +345,11 @@ def session_name(role: str, address) -> str:
     return ("Mesh_" if role == MESH else "Client_") + re.sub(r"[.:]", "_", str(address))
 
 
-def render_both(the_plan) -> dict:
-    return {flavour: RENDERERS[flavour].render(the_plan) for flavour in FLAVOURS}
+def render_both(the_plan, origin: tuple) -> dict:
+    """Both flavours' configs; each goes to `bird -p` (origin says which case rendered it)."""
+    configs = {flavour: RENDERERS[flavour].render(the_plan) for flavour in FLAVOURS}
+    FOR_BIRD.submit(configs, origin)
+    return configs
 
 
 def check_rendered(configs: dict, the_plan) -> None:
@@ -345,7 +366,8 @@ def check_rendered(configs: dict, the_plan) -> None:
 
 # ------------------------------------------------------------------------- properties
 
-@examples(3200)
+@noted
+@examples(3400)
 @given(raw=st.dictionaries(st.one_of(TEXT16, garbage_key()), st.one_of(BINARY64, garbage_value()), max_size=8),
        me=identities())
 def test_arbitrary_data_never_raises_and_renders_only_allowed_lines(raw, me):
@@ -354,10 +376,11 @@ def test_arbitrary_data_never_raises_and_renders_only_allowed_lines(raw, me):
     assert {r.key for r in snap.rejected} <= set(raw)
     assert all(r.reason and r.reason.isprintable() for r in snap.rejected)
     the_plan = plan(snap, me)
-    check_rendered(render_both(the_plan), the_plan)
+    check_rendered(render_both(the_plan, ("arbitrary data", raw, me)), the_plan)
 
 
-@examples(4000)
+@noted
+@examples(4400)
 @given(data=data_sets())
 def test_sessions_follow_the_rules(data):
     """The oracle's sessions, exactly; valid entries parse as intended; names are stable."""
@@ -413,7 +436,7 @@ def test_sessions_follow_the_rules(data):
         if not registered:
             assert family_plan.count(MESH) == 0 and family_plan.cluster_id is None
             assert all(s.cluster_id is None for s in family_plan.sessions)
-    configs = render_both(the_plan)
+    configs = render_both(the_plan, ("mixed data: rules", raw, me))
     check_rendered(configs, the_plan)
     for flavour in FLAVOURS:
         text = "".join(configs[flavour].values())
@@ -421,7 +444,8 @@ def test_sessions_follow_the_rules(data):
             assert "rr cluster id" not in text and "Mesh_" not in text
 
 
-@examples(2200)
+@noted
+@examples(2400)
 @given(data=data_sets(), split=st.integers(0, 100), seed=st.integers(0, 2**32 - 1))
 def test_same_output_in_any_key_order_and_change_by_change(data, split, seed):
     """Names and text are stable: the data in another key order renders the same; the
@@ -430,13 +454,13 @@ def test_same_output_in_any_key_order_and_change_by_change(data, split, seed):
     counted("mixed data: key order, incremental parse, rejected keys inert")
     raw, _expect, _valid, me = data
     full = parse_snapshot(raw)
-    configs = render_both(plan(full, me))
+    configs = render_both(plan(full, me), ("mixed data: key order", raw, me))
     items = list(raw.items())
     random.Random(seed).shuffle(items)
 
     shuffled = parse_snapshot(dict(items))
     assert shuffled.rejected == full.rejected
-    assert render_both(plan(shuffled, me)) == configs
+    assert render_both(plan(shuffled, me), ("mixed data: key order, shuffled", raw, me)) == configs
 
     without = parse_snapshot({k: v for k, v in raw.items() if k not in {r.key for r in full.rejected}})
     assert without == full and without.rejected == ()
@@ -460,78 +484,100 @@ def test_same_output_in_any_key_order_and_change_by_change(data, split, seed):
 
 # ------------------------------------------------------------------------- BIRD's own parser
 
-BIRD_EXAMPLES = 800
-GENERATED: list = []  # (raw, me, configs) of the examples below
+class _ForBird:
+    """Where render_both() sends every config: a BirdChecker over the BIRDs there are."""
 
+    def __init__(self) -> None:
+        self.checker = None
+        self.bird1, self.bird2 = False, None
 
-@examples(BIRD_EXAMPLES)
-@given(data=data_sets())
-def _generate_for_bird(data):
-    counted("mixed data: bird -p (BIRD 1.6 and 2)")
-    raw, _expect, _valid, me = data
-    configs = render_both(plan(parse_snapshot(raw), me))
-    GENERATED.append((raw, me, configs))
+    def start(self) -> None:
+        self.bird1, self.bird2 = bird1_available(), bird2_binary()
+        self.checker = BirdChecker(workers=2)  # the machine's two cores
 
-
-def test_bird_parses_every_generated_config():
-    """Every config of BIRD_EXAMPLES generated data sets through `bird -p`: BIRD 1.6's bird and
-    bird6, and BIRD 2 for the bird2 flavour. Distinct texts are checked once, two at a time."""
-    jobs: dict = {}
-    have_bird1, bird2 = bird1_available(), bird2_binary()
-    if not have_bird1 and not bird2:
-        pytest.skip("neither BIRD 1.6 nor BIRD 2 is available")
-    GENERATED.clear()
-    _generate_for_bird()
-    for raw, me, configs in GENERATED:
-        if have_bird1:
+    def submit(self, configs: dict, origin: tuple) -> None:
+        if self.checker is None:
+            return
+        if self.bird1:
             for target, text in configs["bird1"].items():
-                jobs.setdefault((BIRD1[target], text), (raw, me))
-        if bird2:
-            jobs.setdefault((bird2, configs["bird2"]["bird"]), (raw, me))
-    checker = BirdChecker(workers=2)
-    try:
-        refused = checker.check(jobs)
-    finally:
-        checker.close()
-    CASE_COUNTS["bird -p runs (distinct configs)"] += checker.runs
-    assert not refused, "\n\n".join(f"{binary}: {error}\ndata: {jobs[(binary, text)][0]!r}\nme: {jobs[(binary, text)][1]}"
-                                    for (binary, text), error in list(refused.items())[:3])
+                self.checker.submit(BIRD1[target], text, origin)
+        if self.bird2:
+            self.checker.submit(self.bird2, configs["bird2"]["bird"], origin)
+
+    def close(self) -> None:
+        if self.checker is not None:
+            self.checker.close()
+            self.checker = None
+
+
+FOR_BIRD = _ForBird()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bird_checks():
+    FOR_BIRD.start()
+    yield FOR_BIRD
+    FOR_BIRD.close()
+
+
+def test_bird_parses_every_rendered_config():
+    """Every config the tests above rendered, through `bird -p`: BIRD 1.6's bird and bird6 for
+    the bird1 flavour, BIRD 2 for bird2. Distinct texts are checked once, two at a time, while
+    the tests run; this waits for the rest."""
+    prereq.partly(FOR_BIRD.bird1, "BIRD 1.6 (bird, bird6) is not installed")
+    prereq.partly(FOR_BIRD.bird2 is not None, "BIRD 2 could not be unpacked (tools/fetch-bird2)")
+    if not FOR_BIRD.bird1 and not FOR_BIRD.bird2:
+        prereq.missing("neither BIRD 1.6 nor BIRD 2 is available")
+    checker = FOR_BIRD.checker
+    if not checker.submitted:
+        pytest.skip("nothing rendered: run it with the property tests, it checks their configs")
+    t_wait = time.monotonic()
+    refused = checker.wait()
+    CASE_COUNTS["bird -p: configs rendered"] = checker.submitted
+    CASE_COUNTS["bird -p: runs (distinct configs)"] = checker.runs
+    BIRD_WAIT["seconds"] = time.monotonic() - t_wait
+    assert not refused, "\n\n".join(f"{binary}: {error}\nrendered by: {origin[0]}\ndata: {origin[1]!r}\nme: {origin[2]}"
+                                    for (binary, _digest), (error, origin) in list(refused.items())[:3])
+    PASSED.add("test_bird_parses_every_rendered_config")
 
 
 # ------------------------------------------------------------------------- the figure
 
+BIRD_WAIT: dict = {"seconds": 0.0}  # how long the last test waited for bird -p after the others
+PROPERTY_TESTS = ("test_arbitrary_data_never_raises_and_renders_only_allowed_lines",
+                  "test_sessions_follow_the_rules",
+                  "test_same_output_in_any_key_order_and_change_by_change",
+                  "test_bird_parses_every_rendered_config")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report_case_counts(request):
     yield
-    cases = sum(n for name, n in CASE_COUNTS.items() if not name.startswith("bird -p runs"))
+    cases = sum(n for name, n in CASE_COUNTS.items() if not name.startswith("bird -p"))
     seconds = time.monotonic() - STARTED
-    lines = [f"hypothesis: {cases} generated cases in {seconds:.1f} s (RR_PROPERTY_SCALE={SCALE:g})"]
+    lines = [f"hypothesis: {cases} generated cases in {seconds:.1f} s (RR_PROPERTY_SCALE={SCALE:g}); "
+             f"waited {BIRD_WAIT['seconds']:.1f} s for bird -p at the end"]
     lines += [f"  {n:6d}  {name}" for name, n in sorted(CASE_COUNTS.items())]
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     with capture.global_and_fixture_disabled():
         for line in lines:
             (reporter.write_line if reporter else print)(line)
-    failed = getattr(request.session, "testsfailed", 0)
-    if cases >= 10000 and not failed:
-        try:
-            from tests.faults.figures import record
-        except ImportError:
-            return
-        record(
-            "properties",
-            fault="generated etcd data sets (hypothesis)",
-            done=("valid reflectors, global peers, nodes (IPv4/IPv6, AS as number, string, asdot), "
-                  "node-specific peers, mixed with random bytes, text, JSON and corpus values; "
-                  "parse, plan, render (BIRD 1.6 and 2), checked against an independent oracle "
-                  "of the rules; derandomized"),
-            figure=(f"{cases} cases, 0 failures: no exception, only allowed lines, one session per "
-                    f"neighbour, stable valid names; {CASE_COUNTS['bird -p runs (distinct configs)']} "
-                    f"distinct configs of {CASE_COUNTS['mixed data: bird -p (BIRD 1.6 and 2)']} data "
-                    "sets passed bird -p"),
-            measured={"cases": cases, "seconds": seconds, **{k: v for k, v in CASE_COUNTS.items()}},
-            test="tests/test_properties.py",
-            file="hostile", title="Hostile input",
-            intro=("Each row is produced by a test in tests/test_hostile_corpus.py or "
-                   "tests/test_properties.py (hypothesis, derandomized)."),
-        )
+    if cases < 10000 or not PASSED.issuperset(PROPERTY_TESTS):
+        return  # a partial run (-k, a smaller scale, a failure or a skip): no figure
+    from tests.faults.figures import record
+    record(
+        "hostile", "properties",
+        fault="generated etcd data sets (hypothesis)",
+        done=("valid reflectors, global peers, nodes (IPv4/IPv6, AS as number, string, asdot), "
+              "node-specific peers, mixed with random bytes, text, JSON and corpus values; "
+              "parse, plan, render (BIRD 1.6 and 2), checked against an independent oracle "
+              "of the rules; derandomized"),
+        figure=(f"{cases} cases, 0 failures: no exception, only allowed lines, one session per "
+                f"neighbour, stable valid names; all {CASE_COUNTS['bird -p: configs rendered']} "
+                f"configs rendered passed bird -p ({CASE_COUNTS['bird -p: runs (distinct configs)']} "
+                f"distinct texts); {seconds:.0f} s"),
+        measured={"cases": cases, "seconds": seconds, "bird_wait_seconds": BIRD_WAIT["seconds"],
+                  **dict(CASE_COUNTS)},
+        test="tests/test_properties.py",
+    )

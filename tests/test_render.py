@@ -11,6 +11,7 @@ import pytest
 from rr_service.model import parse_snapshot
 from rr_service.plan import Identity, plan
 from rr_service.render import Renderer
+from tests import prereq
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -177,9 +178,10 @@ BIRD = shutil.which("bird") or "/usr/sbin/bird"
 BIRD6 = shutil.which("bird6") or "/usr/sbin/bird6"
 
 
-@pytest.mark.skipif(not shutil.which(BIRD) or not shutil.which(BIRD6), reason="BIRD 1.6 (bird, bird6) not installed")
 @pytest.mark.parametrize("me", [ME, Identity(V4("192.0.2.10"))], ids=["dual-stack", "ipv4-only"])
 def test_bird_parser_accepts_rendered_configs(tmp_path, me):
+    if not shutil.which(BIRD) or not shutil.which(BIRD6):
+        prereq.missing("BIRD 1.6 (bird, bird6) not installed")
     configs = rendered(me=me)
     for binary, text, name in ((BIRD, configs.v4, "bird.conf"), (BIRD6, configs.v6, "bird6.conf")):
         path = tmp_path / name

@@ -16,13 +16,12 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable
 
+from tests.prereq import bird2_binary  # noqa: F401  (the corpus and property tests use it from here)
 from tests.test_render import ALLOWED_LINES, COMMENT_BODY
 
-REPO = Path(__file__).resolve().parents[2]
 BIRD1 = {"bird": shutil.which("bird") or "/usr/sbin/bird", "bird6": shutil.which("bird6") or "/usr/sbin/bird6"}
-BIRD2 = REPO / ".cache" / "bird2" / "usr" / "sbin" / "bird"
 
 _ADDR = r"[0-9a-fA-F.:]+"
 ALLOWED_LINES_BIRD2 = ALLOWED_LINES + [re.compile(p) for p in (
@@ -67,31 +66,26 @@ def session_blocks(text: str) -> dict[str, str]:
     return blocks
 
 
-def bird2_binary() -> Optional[str]:
-    """BIRD 2 unpacked by tools/fetch-bird2 (tests/test_bird2.py fetches it), or None."""
-    if BIRD2.exists():
-        return str(BIRD2)
-    try:
-        subprocess.run([str(REPO / "tools" / "fetch-bird2")], capture_output=True, timeout=300)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return str(BIRD2) if BIRD2.exists() else None
-
-
 def bird1_available() -> bool:
     return all(os.access(path, os.X_OK) for path in BIRD1.values())
 
 
 class BirdChecker:
-    """`bird -p -c FILE` over many configs: each distinct (binary, text) once, `workers` at a time."""
+    """`bird -p -c FILE` over many configs, in a pool of `workers` threads: each distinct
+    (binary, text) once. submit() returns at once (the check runs while the caller goes on
+    rendering), wait() collects what BIRD refused; check() does both for a list."""
 
     def __init__(self, workers: int = 2):
-        self.workers = workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="bird-p")
         self._done: dict = {}  # (binary, sha256) -> error text or ""
+        self._pending: dict = {}  # (binary, sha256) -> (future, origin of the first submission)
+        self._refused: dict = {}  # (binary, sha256) -> (error, origin), until wait() hands it out
         self._tmp = tempfile.TemporaryDirectory(prefix="rr-birdcheck-")
-        self.runs = 0
+        self.submitted = 0  # configs handed in, repeats included
+        self.runs = 0  # bird -p processes started: the distinct configs
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._tmp.cleanup()
 
     def _one(self, binary: str, text: str, digest: str) -> str:
@@ -101,20 +95,33 @@ class BirdChecker:
         path.unlink()
         return "" if result.returncode == 0 else (result.stderr or result.stdout).strip() or f"exit {result.returncode}"
 
+    def submit(self, binary: str, text: str, origin=None) -> None:
+        """Have BIRD parse text, unless this text was parsed by this binary already; origin
+        (anything) comes back with a refusal to say what rendered the text."""
+        self.submitted += 1
+        key = (binary, hashlib.sha256(text.encode()).hexdigest())
+        if key in self._done or key in self._pending:
+            return
+        self._pending[key] = (self._pool.submit(self._one, binary, text, key[1]), origin)
+        self.runs += 1
+
+    def wait(self) -> dict:
+        """Wait for every submitted check; {(binary, sha256): (error, origin)} of the configs
+        BIRD refused since the last wait()."""
+        for key, (future, origin) in list(self._pending.items()):
+            error = future.result()
+            self._done[key] = error
+            if error:
+                self._refused[key] = (error, origin)
+            del self._pending[key]
+        refused, self._refused = self._refused, {}
+        return refused
+
     def check(self, jobs: Iterable[tuple[str, str]]) -> dict:
         """jobs: (binary, text). Returns {(binary, text): error} for the configs BIRD refused."""
-        todo: dict = {}
-        texts: dict = {}
-        for binary, text in jobs:
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            texts[(binary, digest)] = text
-            if (binary, digest) not in self._done:
-                todo[(binary, digest)] = text
-        if todo:
-            with ThreadPoolExecutor(self.workers) as pool:
-                results = pool.map(lambda item: self._one(item[0][0], item[1], item[0][1]), todo.items())
-                for key, error in zip(todo, results):
-                    self._done[key] = error
-            self.runs += len(todo)
-        return {(binary, texts[(binary, digest)]): self._done[(binary, digest)]
-                for (binary, digest) in texts if self._done[(binary, digest)]}
+        jobs = [(binary, text, hashlib.sha256(text.encode()).hexdigest()) for binary, text in jobs]
+        for binary, text, _digest in jobs:
+            self.submit(binary, text)
+        self.wait()
+        return {(binary, text): self._done[(binary, digest)] for binary, text, digest in jobs
+                if self._done[(binary, digest)]}

@@ -16,7 +16,6 @@ Set RRLAB_KEEP=1 to keep the lab's tmp dir (configs, logs) after the run.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,8 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests import prereq  # noqa: E402
 from tests.lab import (CalicoData, Lab, Reflector, requirements_missing,  # noqa: E402
                        rr_service_available, sweep)
+from tests.prereq import BIRD2  # noqa: E402
 from tests.lab.world import (AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1, RR2,  # noqa: E402
                              RR2_CLUSTER_ID, World)
 
@@ -55,25 +56,20 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
-BIRD2 = REPO_ROOT / ".cache" / "bird2" / "usr" / "sbin" / "bird"
 
 
 @pytest.fixture(scope="module", params=["bird1", "bird2"])
 def flavour(request):
     """The reflector's BIRD: Debian's BIRD 1.6 pair, or BIRD 2 unpacked beside it (the two
     packages conflict). The nodes stay on BIRD 1.6, as real Calico nodes do."""
-    if request.param == "bird2" and not BIRD2.exists():
-        subprocess.run([str(REPO_ROOT / "tools" / "fetch-bird2")], capture_output=True, timeout=300)
-        if not BIRD2.exists():
-            pytest.skip("BIRD 2 could not be unpacked (tools/fetch-bird2)")
+    if request.param == "bird2":
+        prereq.bird2_or_missing()
     return request.param
 
 
 @pytest.fixture(scope="module")
 def lab(flavour):
-    reason = requirements_missing()
-    if reason:
-        pytest.skip(reason)
+    prereq.need(requirements_missing())
     sweep()  # labs left by runs that were killed (never those of live runs)
     with Lab(keep_tmp=bool(os.environ.get("RRLAB_KEEP"))) as the_lab:
         if the_lab.keep_tmp:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import prereq
 from tests.lab import (Lab, calico_node_bird_config, handwritten_rr_config, proto_name,
                        requirements_missing, wait_for)
 from tests.lab.world import AS_NUM, CLUSTER_ID, NODES, RR1, RR2, World
@@ -54,9 +55,7 @@ def test_design_handwritten_rr_reflects(family):
     `rr cluster id`) is all BIRD 1.6 needs: the reflector has no route to the
     nodes' next hops (no `protocol direct`/kernel), shows the routes as
     `unreachable`, and still reflects them unchanged."""
-    reason = requirements_missing(need_etcd=False)
-    if reason:
-        pytest.skip(reason)
+    prereq.need(requirements_missing(need_etcd=False))
     rr_ip = _rr_ip(RR1, family)
     with Lab() as lab:
         rr = lab.add_host("rr", RR1[1], RR1[2])
