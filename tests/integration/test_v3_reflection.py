@@ -12,6 +12,13 @@ Topology (a lab of its own, see tests/lab):
     b      192.0.2.22  2001:db8::22   Node b, exports 198.51.100.64/26, 2001:db8:2::/64
     c      192.0.2.23                 added and removed live (IPv4 only)
 
+and, for our own listenPort, a second cluster (its own etcd) of node-to-node mesh members:
+
+    etcd-mesh 192.0.2.3
+    rr3    192.0.2.12   reflector on BIRD 1.6, no cluster id
+    rr4    192.0.2.13   reflector on BIRD 2, no cluster id
+    d      192.0.2.24   Calico node; every node listens on 1790 (BGPConfiguration listenPort)
+
 Data (issue 3): BGPConfiguration default {nodeToNodeMeshEnabled: false, asNumber: 64500};
 BGPPeer peer-with-route-reflectors {nodeSelector: "!has(route-reflector)",
 peerSelector: "has(route-reflector)"}; BGPPeer rr-mesh {nodeSelector/peerSelector:
@@ -39,6 +46,7 @@ from typing import Dict
 import pytest
 
 from tests.integration.v3data import V3Data
+from tests.integration.conftest import BIRD2, REPO_ROOT
 from tests.lab import (Etcd, Lab, Reflector, calico_node_bird_config, proto_name,
                        rr_service_available, wait_for)
 from tests.lab.world import ETCD_IP, NODES, Node
@@ -111,12 +119,11 @@ class V3Cluster:
                        ipv6=f"{spec.ipv6}/64" if ipv6 and spec.ipv6 else None)
 
 
-def _v3_reflector(lab: Lab, name: str, etcd: Etcd) -> Reflector:
-    ip4, ip6, schema = REFLECTORS[name]
+def _v3_reflector(lab: Lab, name: str, etcd: Etcd, ip4: str, ip6, schema: str, **kwargs) -> Reflector:
     host = lab.add_host(name, ip4, ip6)
     state_dir = lab.tmp / f"{name}-rr" / "state"
-    rr = Reflector(lab, host, [etcd.endpoint],
-                   extra_toml=f'\n[safety]\nstate_dir = "{state_dir}"\n')
+    rr = Reflector(lab, host, [etcd.endpoint], ipv6=ip6 is not None,
+                   extra_toml=f'\n[safety]\nstate_dir = "{state_dir}"\n', **kwargs)
     text = rr.config.read_text()
     patched = (text.replace("[reflector]\n", f'[reflector]\nnode_name = "{name}"\n', 1)
                    .replace("[etcd]\n", f'[etcd]\nschema = "{schema}"\n', 1))
@@ -153,8 +160,8 @@ def cluster(lab):
     for name in ("a", "b"):
         c.put_node(name)
 
-    for name in REFLECTORS:
-        c.rrs[name] = _v3_reflector(lab, name, etcd)
+    for name, (ip4, ip6, schema) in REFLECTORS.items():
+        c.rrs[name] = _v3_reflector(lab, name, etcd, ip4, ip6, schema)
     for name in ("a", "b"):
         c.start_node(name)
     try:
@@ -294,3 +301,68 @@ def test_node_added_and_removed_live(cluster: V3Cluster):
     finally:
         cluster.data.delete("Node", "c")
         c.bird.stop()
+
+
+# ----------------------------------------------------- our own listenPort, over real BGP
+
+LISTEN_PORT = 1790
+MESH_ETCD_IP = "192.0.2.3"
+# Both without a cluster id: node-to-node mesh members, like any Calico node.
+MESH_RRS = {"rr3": ("192.0.2.12", "bird1"), "rr4": ("192.0.2.13", "bird2")}
+
+
+def test_peers_reach_us_on_our_listen_port(lab):
+    """BGPConfiguration default listenPort 1790: every Calico node listens there and connects
+    to the others there. The mesh is one-way (the side whose address sorts lower, as text,
+    connects; the other is `passive`), so rr3 (BIRD 1.6, .12) only waits for rr4 and node d,
+    and rr4 (BIRD 2, .13) waits for d: those sessions come up only if each reflector's BIRD
+    listens on 1790 (BIRD 1.6 `listen bgp port`, BIRD 2 `local port`)."""
+    reason = rr_service_available()
+    if reason:
+        pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
+    if not BIRD2.exists():
+        import subprocess
+
+        subprocess.run([str(REPO_ROOT / "tools" / "fetch-bird2")], capture_output=True, timeout=300)
+        if not BIRD2.exists():
+            pytest.skip("BIRD 2 could not be unpacked (tools/fetch-bird2)")
+    etcd = lab.start_etcd(lab.add_host("etcd-mesh", MESH_ETCD_IP))  # a cluster of its own
+    data = V3Data(etcd)
+    data.bgp_configuration("default", asNumber=AS_NUM, listenPort=LISTEN_PORT)  # mesh: Calico's default
+    d = NODES["d"]
+    data.node("d", ipv4=f"{d.ipv4}/24")
+    for name, (ip4, _) in MESH_RRS.items():
+        data.node(name, ipv4=f"{ip4}/24")
+
+    # node d as calico/node configures it: a mesh peer per other node, on that node's listen
+    # port; d sorts after both reflectors, so it connects and they listen.
+    text = calico_node_bird_config(d.ipv4, AS_NUM, [ip4 for ip4, _ in MESH_RRS.values()], d.block4)
+    for ip4, _ in MESH_RRS.values():
+        text = text.replace(f"neighbor {ip4} as {AS_NUM};", f"neighbor {ip4} port {LISTEN_PORT} as {AS_NUM};")
+    assert text.count(f" port {LISTEN_PORT} as ") == len(MESH_RRS), text
+    node_bird = lab.start_bird(lab.add_host("d", d.ipv4), text)
+
+    rrs = {name: _v3_reflector(lab, name, etcd, ip4, None, "v3", flavour=flavour, bird2_binary=str(BIRD2))
+           for name, (ip4, flavour) in MESH_RRS.items()}
+    try:
+        for rr in rrs.values():
+            rr.start()
+        mesh = lambda ip4: proto_name("Mesh", ip4) + f"_port_{LISTEN_PORT}"  # noqa: E731
+        want = {"rr3": [mesh(d.ipv4), mesh(MESH_RRS["rr4"][0])], "rr4": [mesh(d.ipv4), mesh(MESH_RRS["rr3"][0])]}
+        for name, rr in rrs.items():
+            rr.wait_established(want[name], 4, SESSION_TIMEOUT)
+        # passive on their side, so they came in on 1790: rr4 and d to rr3, d to rr4
+        assert rrs["rr3"].bird.config_path.read_text().count("passive on;") == 2
+        assert rrs["rr4"].bird.config_path.read_text().count("passive on;") == 1
+        for name, rr in rrs.items():
+            listening = rr.host.run(["ss", "-ltnH"]).stdout
+            assert f":{LISTEN_PORT} " in listening and ":179 " not in listening, f"{name}: {listening}"
+        node_bird.wait_established([proto_name("Node", ip4) for ip4, _ in MESH_RRS.values()], SESSION_TIMEOUT)
+    except BaseException:
+        for name, rr in rrs.items():
+            print(f"===== {name} ({rr.flavour}) =====\n{rr.bird.config_path.read_text()}\n{rr.log()[-3000:]}")
+        raise
+    finally:
+        for rr in rrs.values():
+            rr.stop()
+        node_bird.stop()
