@@ -128,6 +128,10 @@ CASES = {
         {**NO_MESH, **RR, **A, **B, **peer("p", nodeSelector="has(rr)", peerSelector="zone startswith 'b'")}, 4,
         {("10.0.1.2", None): p(asn=65002)},
     ),
+    "asNumber on node.<name> is ignored, as Calico ignores it (only default sets the AS)": (
+        {**NO_MESH, **RR, **A, **CLIENTS, **config("node.rr", asNumber=65300), **config("node.a", asNumber=65301)}, 4,
+        {("10.0.1.1", None): c()},
+    ),
     "global AS and node AS": (
         {**config("default", nodeToNodeMeshEnabled=False, asNumber=65100), **node("rr", "10.0.0.1/24", cid="1.0.0.1", labels={"rr": ""}),
          **A, **B, **CLIENTS}, 4,

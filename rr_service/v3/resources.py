@@ -118,6 +118,8 @@ class CalicoData:
 
     @property
     def global_as(self) -> int:
+        # Only `default` counts, as in calico/node: an asNumber on node.<name> is read (and
+        # validated) but sets nothing; a node's own AS is its Node's spec.bgp.asNumber.
         return self.default.as_num if self.default.as_num is not None else DEFAULT_AS
 
     @property
