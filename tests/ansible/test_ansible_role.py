@@ -33,6 +33,7 @@ import yaml
 import ansenv
 from ansenv import sysenv
 
+from tests import prereq
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.system
@@ -57,7 +58,7 @@ RECAP = re.compile(rf"^{HOST}\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)
 def prerequisites():
     why = ansenv.missing_prerequisites()
     if why:
-        pytest.skip("Ansible test cannot run here: " + ", ".join(why))
+        prereq.missing("Ansible test cannot run here: " + ", ".join(why))
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +248,7 @@ def test_ansible_lint_clean(tmp_path):
     """Debian's ansible-lint: no violation in the role and the example playbook (no root
     needed)."""
     if shutil.which("ansible-lint", path=sysenv.CONTAINER_PATH) is None:
-        pytest.skip("ansible-lint not installed")
+        prereq.missing("ansible-lint not installed")
     env = {"PATH": sysenv.CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": str(tmp_path),
            "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     p = subprocess.run(["ansible-lint", "--offline", "roles/calico_routereflector", "site.yml"],

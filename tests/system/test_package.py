@@ -21,6 +21,7 @@ import pytest
 
 import sysenv
 
+from tests import prereq
 from tests.polling import wait_for as _wait_for
 
 pytestmark = pytest.mark.system
@@ -56,7 +57,7 @@ CLIENT_PROTOCOL = "Client_" + NODE_IP.replace(".", "_")
 def prerequisites():
     why = sysenv.missing_prerequisites()
     if why:
-        pytest.skip("system test cannot run here: " + ", ".join(why))
+        prereq.missing("system test cannot run here: " + ", ".join(why))
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +168,7 @@ def journal_lines(c, pid: str | None = None) -> list[str]:
 def test_security_exposure_at_most_2():
     """The unit's sandboxing, scored offline by systemd-analyze (no running systemd needed)."""
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze not installed")
+        prereq.missing("systemd-analyze not installed")
     unit = sysenv.REPO / "systemd" / f"{UNIT}.service"
     p = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
                        capture_output=True, text=True, timeout=60)
@@ -184,7 +185,7 @@ def test_man_page_covers_the_cli():
     try:
         from rr_service.cli import build_parser
     except ImportError as e:
-        pytest.skip(f"rr_service.cli not importable here: {e}")
+        prereq.missing(f"rr_service.cli not importable here: {e}")
     man = (sysenv.REPO / "packaging" / "calico-rr.8").read_text().replace("\\-", "-")
 
     def section(title: str) -> str:
@@ -217,7 +218,7 @@ def test_man_page_covers_the_cli():
 def test_lintian_clean(deb):
     """0 errors, 0 warnings (overrides carry their reasons)."""
     if shutil.which("lintian") is None:
-        pytest.skip("lintian not installed")
+        prereq.missing("lintian not installed")
     p = sysenv.run(["lintian", "--fail-on", "error,warning", str(deb)], check=False, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert not re.search(r"^[EW]: ", p.stdout, re.M), p.stdout
