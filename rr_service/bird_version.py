@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import subprocess
 
@@ -13,8 +12,9 @@ class BirdVersionError(Exception):
     """The BIRD binary could not be run or did not say its version."""
 
 
-@functools.lru_cache(maxsize=8)
 def bird_version(binary: str) -> str:
+    """Asked anew on every call (a few ms, at start and on SIGHUP only): after bird is replaced
+    by bird2, a reload must see the new binary, not a remembered answer."""
     try:
         result = subprocess.run(
             [binary, "--version"], capture_output=True, text=True, timeout=10, check=False

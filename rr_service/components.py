@@ -43,6 +43,8 @@ def flavour(settings: Settings, override: Optional[str] = None) -> str:
     chosen = override or settings.bird.flavour
     binary = settings.bird.binary
     try:
+    if override in FLAVOURS:
+        return override
         version = bird_version(binary)
     except BirdVersionError as exc:
         if chosen == "auto":

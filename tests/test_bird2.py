@@ -17,6 +17,7 @@ from tests import prereq
 
 
 V4, V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
+BIRD1 = "/usr/sbin/bird"
 ME = Identity(V4("192.0.2.10"), V6("2001:db8::10"))
 
 
@@ -70,6 +71,33 @@ def test_explicit_flavour_without_binary_renders(tmp_path):
     settings = settings_for(tmp_path, "bird2", "/nonexistent/bird")
     assert components.flavour(settings) == "bird2"
     assert list(components.targets(settings, "bird2")) == ["bird"]
+
+
+def bird1_or_missing():
+    if not os.access(BIRD1, os.X_OK):
+        prereq.missing(f"BIRD 1.6 is not installed ({BIRD1})")
+    return BIRD1
+
+
+def test_render_flavour_is_taken_as_given_whatever_bird_is_installed(tmp_path):
+    # `render --flavour bird2` on a BIRD 1.6 host: the preview before migrating.
+    settings = settings_for(tmp_path, "auto", bird1_or_missing())
+    assert components.flavour(settings, "bird2") == "bird2"
+    assert components.flavour(settings, "bird1") == "bird1"
+    assert components.flavour(settings, "auto") == "bird1"
+    # ... while the setting itself is still checked (what `run` uses)
+    with pytest.raises(components.FlavourError, match=r"flavour = 'bird2', but .* is BIRD 1\.6"):
+        components.flavour(settings_for(tmp_path, "bird2", BIRD1))
+
+
+def test_flavour_is_asked_again_when_the_binary_changed(tmp_path):
+    link = tmp_path / "bird"
+    link.symlink_to(bird1_or_missing())
+    settings = settings_for(tmp_path, "auto", str(link))
+    assert components.flavour(settings) == "bird1"
+    link.unlink()
+    link.symlink_to(bird2_binary())  # `apt install bird2` replaced it
+    assert components.flavour(settings) == "bird2"
 
 
 def render2(me=ME):
