@@ -37,14 +37,17 @@ def identity(settings: Settings) -> Identity:
 def flavour(settings: Settings, override: Optional[str] = None) -> str:
     """bird1 or bird2: the setting, checked against the installed BIRD, or asked of it (auto).
 
-    An explicit flavour with no BIRD binary installed is trusted, so `render --flavour` works
-    on any machine; `run` then fails at its first `bird -p` with a message naming the binary.
+    `override` is `render --flavour`: an explicit bird1 or bird2 is taken as given, whatever
+    BIRD is installed, since previewing the other flavour's config is what it is for. The
+    setting is checked: a [bird] flavour that contradicts the installed BIRD stops `run` at
+    start. An explicit setting with no BIRD binary installed is trusted; `run` then fails at
+    its first `bird -p` with a message naming the binary.
     """
+    if override in FLAVOURS:
+        return override
     chosen = override or settings.bird.flavour
     binary = settings.bird.binary
     try:
-    if override in FLAVOURS:
-        return override
         version = bird_version(binary)
     except BirdVersionError as exc:
         if chosen == "auto":

@@ -100,7 +100,6 @@ def test_hostile_case(case, caplog):
     else:
         assert snap.rejected == (), case.why
 
-    # one warning naming the key per rejected key, and none when the same is reported again
     # a rejected global/as_num makes the plan unusable (every session rests on it), and
     # nothing else in the corpus does: one node's or another peer's bad key never does
     if case.expect == REJECT and case.key == "global/as_num":
@@ -109,6 +108,7 @@ def test_hostile_case(case, caplog):
     else:
         assert the_plan.error is None, the_plan.error
 
+    # one warning naming the key per rejected key, and none when the same is reported again
     problems = ProblemLog()
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         problems.report(snap.rejected, the_plan.warnings)
