@@ -141,30 +141,32 @@ def decide_schema(settings: Settings) -> str:
     return "v3" if raw else "v1"
 
 
-def read_with_schema(settings: Settings) -> tuple[Schema, "EtcdDatastore", dict, int]:
+def read_with_schema(settings: Settings, heartbeat: Optional[Callable[[], None]] = None
+                     ) -> tuple[Schema, "EtcdDatastore", dict, int]:
     """One snapshot under the schema in force, deciding "auto" from it.
 
     auto reads the v3 prefix first: any `nodes/` key means v3, and that snapshot is the
     data; otherwise the v1 prefix is read. A failed read raises DatastoreError and decides
     nothing. The returned store is open (the caller watches from it, then closes it).
+    `heartbeat`: see EtcdDatastore.
     """
     if settings.etcd.schema != "auto":
         chosen = schema(settings)
-        store = datastore(settings, chosen.prefix)
+        store = datastore(settings, chosen.prefix, heartbeat)
         try:
             raw, revision = store.snapshot()
         except BaseException:
             store.close()
             raise
         return chosen, store, raw, revision
-    store = datastore(settings, v3_resources.PREFIX)
+    store = datastore(settings, v3_resources.PREFIX, heartbeat)
     try:
         raw, revision = store.snapshot()
         if holds_v3_nodes(raw):
             return schema(settings, "v3"), store, raw, revision
         store.close()
         chosen = schema(settings, "v1")
-        store = datastore(settings, chosen.prefix)
+        store = datastore(settings, chosen.prefix, heartbeat)
         raw, revision = store.snapshot()
         return chosen, store, raw, revision
     except BaseException:
@@ -172,7 +174,8 @@ def read_with_schema(settings: Settings) -> tuple[Schema, "EtcdDatastore", dict,
         raise
 
 
-def datastore(settings: Settings, prefix: Optional[str] = None) -> EtcdDatastore:
+def datastore(settings: Settings, prefix: Optional[str] = None,
+              heartbeat: Optional[Callable[[], None]] = None) -> EtcdDatastore:
     etcd = settings.etcd
     config = EtcdConfig(
         endpoints=tuple(etcd.endpoints),
@@ -182,7 +185,7 @@ def datastore(settings: Settings, prefix: Optional[str] = None) -> EtcdDatastore
         username=etcd.username,
         password=etcd.password,
     )
-    return EtcdDatastore(config, prefix or etcd.prefix)
+    return EtcdDatastore(config, prefix or etcd.prefix, heartbeat)
 
 
 @dataclass(frozen=True)

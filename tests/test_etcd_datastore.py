@@ -7,6 +7,7 @@ the test does not only check the adapter against itself.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -306,6 +307,28 @@ def test_all_endpoints_dead_names_each():
     for url in dead:
         assert url in str(caught.value)
     ds.close()
+
+
+def test_heartbeat_before_each_endpoint_that_may_block():
+    """Endpoints that accept TCP and never answer each take the whole timeout: the caller's
+    heartbeat (the daemon's watchdog) runs before every attempt, in the caller's thread."""
+    silent = []
+    for _ in range(3):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        silent.append(listener)
+    beats = []
+    ds = EtcdDatastore(EtcdConfig(tuple(f"http://127.0.0.1:{s.getsockname()[1]}" for s in silent), timeout=0.3),
+                       PREFIX, heartbeat=lambda: beats.append(threading.current_thread()))
+    try:
+        with pytest.raises(DatastoreUnavailable, match="no answer within 0.3 s"):
+            ds.snapshot()
+        assert beats == [threading.current_thread()] * 3
+    finally:
+        ds.close()
+        for listener in silent:
+            listener.close()
 
 
 # -- auth and TLS -------------------------------------------------------------------

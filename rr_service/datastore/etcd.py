@@ -251,12 +251,21 @@ class EtcdDatastore:
 
     Endpoints are tried in order, starting with the last one that answered; a
     call fails with DatastoreUnavailable only when every endpoint failed (so it
-    can take up to len(endpoints) × timeout). A failed call closes the client
-    and with it a running watch: next_changes() then asks for a resync.
+    can take up to len(endpoints) × timeout, twice that with authentication).
+    A failed call closes the client and with it a running watch: next_changes()
+    then asks for a resync.
+
+    ``heartbeat`` is called before every step that may block for up to one
+    timeout (an endpoint's call, its authentication), in the caller's thread:
+    the daemon feeds systemd's watchdog with it, so a slow or black-holed etcd
+    never looks like a hung loop, while a loop that really hangs still stops
+    the pings.
     """
 
-    def __init__(self, config: EtcdConfig, prefix: str):
+    def __init__(self, config: EtcdConfig, prefix: str,
+                 heartbeat: Callable[[], None] | None = None):
         self._config = config
+        self._heartbeat = heartbeat or _nothing
         self._endpoints = config.parsed_endpoints()
         self._prefix = prefix.rstrip("/") + "/"
         self._current = 0
@@ -387,6 +396,7 @@ class EtcdDatastore:
         failures = []
         for _ in range(len(self._endpoints)):
             endpoint = self._endpoints[self._current]
+            self._heartbeat()
             try:
                 try:
                     return operation(self._ensure_client())
@@ -395,6 +405,7 @@ class EtcdDatastore:
                         raise
                     _log.info("etcd %s rejected our auth token; authenticating again", endpoint.url)
                     self._reset()
+                    self._heartbeat()
                     return operation(self._ensure_client())
             except DatastoreUnavailable:
                 self._reset()
@@ -439,6 +450,7 @@ class EtcdDatastore:
                     reason = f"authentication failed for user {cfg.username}: {reason}"
                 raise _EndpointFailure(reason) from None
             client.metadata = (("token", response.token),)
+            self._heartbeat()  # the call that follows may take another timeout
         return client
 
     def _stop_watch(self) -> None:
@@ -454,6 +466,10 @@ class EtcdDatastore:
             except Exception:  # closing must never hide the error being handled
                 _log.debug("closing the etcd client failed", exc_info=True)
             self._client = None
+
+
+def _nothing() -> None:
+    pass
 
 
 def _decode(key: bytes) -> str:
