@@ -167,72 +167,55 @@ def test_label_needs_v3(clean, tmp_path):
 
 # ------------------------------------------------------- register: optimistic update
 
-def _store(etcd):
-    return components.datastore(load_settings(str(_plain_settings(etcd)), environ={}), PREFIX)
+@pytest.fixture
+def store(clean, tmp_path):
+    """Our etcd adapter on the v3 prefix, as register uses it."""
+    adapter = components.datastore(load_settings(str(settings(tmp_path, clean.url)), environ={}), PREFIX)
+    yield adapter
+    adapter.close()
 
 
-def _plain_settings(etcd):
-    import tempfile
-    from pathlib import Path
-
-    folder = Path(tempfile.mkdtemp(prefix="rr-v3-"))
-    return settings(folder, etcd.url)
+def value_of(etcd, name="rr"):
+    return etcd.ctl("get", "--print-value-only", f"{PREFIX}/nodes/{name}").stdout.strip()
 
 
-def test_update_retries_when_another_writer_came_in_between(clean):
-    """The other writer's value is read again and built on, not overwritten."""
-    store = _store(clean)
-    clean.ctl("put", f"{PREFIX}/nodes/rr", "v1")
+def racing_writer(etcd, write):
+    """A `change` for update() that records what it saw and, while `write(seen)` gives a value,
+    has another writer store it between our read and our write."""
     seen = []
 
     def change(current):
         seen.append(current)
-        if len(seen) == 1:  # between our read and our write
-            clean.ctl("put", f"{PREFIX}/nodes/rr", "v1+theirs")
-        return current + b"+ours"
-
-    try:
-        assert store.update("nodes/rr", change) == (b"v1+theirs", b"v1+theirs+ours")
-    finally:
-        store.close()
-    assert seen == [b"v1", b"v1+theirs"]
-    assert clean.ctl("get", "--print-value-only", f"{PREFIX}/nodes/rr").stdout.strip() == "v1+theirs+ours"
-
-
-def test_update_creates_only_while_the_key_is_absent(clean):
-    store = _store(clean)
-    seen = []
-
-    def change(current):
-        seen.append(current)
-        if current is None:  # someone creates it first
-            clean.ctl("put", f"{PREFIX}/nodes/rr", "theirs")
+        theirs = write(seen)
+        if theirs is not None:
+            etcd.ctl("put", f"{PREFIX}/nodes/rr", theirs)
         return (current or b"") + b"+ours"
 
-    try:
-        assert store.update("nodes/rr", change) == (b"theirs", b"theirs+ours")
-    finally:
-        store.close()
+    return change, seen
+
+
+def test_update_retries_when_another_writer_came_in_between(clean, store):
+    """The other writer's value is read again and built on, not overwritten."""
+    clean.ctl("put", f"{PREFIX}/nodes/rr", "v1")
+    change, seen = racing_writer(clean, lambda seen: "v1+theirs" if len(seen) == 1 else None)
+    assert store.update("nodes/rr", change) == (b"v1+theirs", b"v1+theirs+ours")
+    assert seen == [b"v1", b"v1+theirs"]
+    assert value_of(clean) == "v1+theirs+ours"
+
+
+def test_update_creates_only_while_the_key_is_absent(clean, store):
+    change, seen = racing_writer(clean, lambda seen: "theirs" if seen[-1] is None else None)
+    assert store.update("nodes/rr", change) == (b"theirs", b"theirs+ours")
     assert seen == [None, b"theirs"]
 
 
-def test_update_gives_up_after_its_attempts_and_writes_nothing(clean):
-    store = _store(clean)
+def test_update_gives_up_after_its_attempts_and_writes_nothing(clean, store):
     clean.ctl("put", f"{PREFIX}/nodes/rr", "0")
-    calls = []
-
-    def change(current):
-        calls.append(current)
-        clean.ctl("put", f"{PREFIX}/nodes/rr", f"theirs-{len(calls)}")  # always one step ahead
-        return b"ours"
-
-    try:
-        with pytest.raises(DatastoreError, match="changed by another writer 3 times"):
-            store.update("nodes/rr", change, attempts=3)
-    finally:
-        store.close()
-    assert len(calls) == 3
-    assert clean.ctl("get", "--print-value-only", f"{PREFIX}/nodes/rr").stdout.strip() == "theirs-3"
+    change, seen = racing_writer(clean, lambda seen: f"theirs-{len(seen)}")  # always one step ahead
+    with pytest.raises(DatastoreError, match="changed by another writer 3 times"):
+        store.update("nodes/rr", change, attempts=3)
+    assert len(seen) == 3
+    assert value_of(clean) == "theirs-3"
 
 
 def test_register_keeps_a_concurrent_writers_change(clean, tmp_path, monkeypatch):
