@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -13,8 +14,8 @@ from typing import Optional, Sequence
 from . import __version__, components
 from .bird_socket import BirdClient, BirdSocketError
 from .datastore.base import DatastoreError
-from .model import InvalidValue, parse_cluster_id
-from .settings import DEFAULT_CONFIG_PATH, Settings, SettingsError, load_settings
+from .model import InvalidValue, parse_cluster_id, rejection_message
+from .settings import DEFAULT_CONFIG_PATH, LogSettings, Settings, SettingsError, load_settings
 from .state_dir import StateDir
 
 log = logging.getLogger("calico-rr")
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--flavour",
         choices=("auto", "bird1", "bird2"),
-        help="BIRD flavour to render for (default: [bird] flavour; auto asks the installed BIRD)",
+        help="BIRD flavour to render for: bird1 or bird2 on any machine, whatever BIRD is "
+        "installed; auto asks the installed BIRD (default: [bird] flavour)",
     )
     render.add_argument(
         "--only",
@@ -119,11 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        settings = _load(args)
     except SettingsError as exc:
         print(f"calico-rr: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    setup_logging(args.log_level or settings.log.level)
+    setup_logging(settings.log.level)
     handler = {
         "run": cmd_run,
         "render": cmd_render,
@@ -142,6 +144,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_ERROR
 
 
+def _load(args: argparse.Namespace) -> Settings:
+    """The settings file with the command line's --log-level over [log] level: at start and
+    at every SIGHUP, so a reload keeps the override."""
+    settings = load_settings(args.config)
+    if args.log_level:
+        settings = dataclasses.replace(settings, log=LogSettings(args.log_level))
+    return settings
+
+
 def setup_logging(level: str) -> None:
     # journald stamps every line itself; a terminal user wants the time.
     fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s %(levelname)s %(message)s"
@@ -151,7 +162,7 @@ def setup_logging(level: str) -> None:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from .daemon import Daemon  # imported late: `--help` must work even without etcd3
 
-    daemon = Daemon(settings, reload_settings=lambda: load_settings(args.config))
+    daemon = Daemon(settings, reload_settings=lambda: _load(args))
     daemon.install_signal_handlers()
     return daemon.run()
 
@@ -168,9 +179,13 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     render = components.renderer(settings, args.flavour)
     computed = _compute_now(settings, render)
     for rejected in computed.rejected:
-        log.warning("ignoring etcd key %s: %s", rejected.key, rejected.reason)
+        log.warning("%s", rejection_message(rejected))
     for warning in computed.plan.warnings:
         log.warning("%s", warning)
+    if computed.plan.error:
+        print(f"calico-rr: {computed.plan.error}; `run` would not apply these configs "
+              "(BIRD keeps the ones it runs)", file=sys.stderr)
+        return EXIT_ERROR
     targets = components.targets(settings, render.flavour)
     chosen = [name for name in targets if args.only in (None, name)]
     if not chosen:

@@ -23,11 +23,11 @@ from . import components
 from .apply import ApplyStatus, ConfigApplier, ConfigRejected
 from .coalesce import BurstDetector
 from .datastore.base import Change, DatastoreError, ResyncNeeded
-from .model import Rejected
+from .model import Rejected, rejection_message
 from .notify import Notifier
 from .pipeline import Pipeline
 from .plan import CLIENT, MESH, Plan
-from .render import RenderError
+from .render import Renderer, RenderError
 from .safety import DropGuard, session_names
 from .state_dir import StateDir
 from .settings import Settings, SettingsError
@@ -42,6 +42,16 @@ BACKOFF_CAP = 1.0
 BIRD_RETRY = 5.0  # seconds between `configure` attempts while BIRD's socket does not answer
 BIRD_CHECK = 5.0  # seconds between checks that BIRD still runs what it accepted (restarted?)
 TICK = 1.0  # upper bound on how long the loop waits; keeps signals and the watchdog prompt
+
+# How the last apply ended (LoopState.last_apply). READY=1 goes out after IN_PLACE, and after
+# HELD and BLOCKED: those are deliberate safety states in which BIRD keeps its running config
+# and STATUS= says why (docs/architecture.md). A render failure, a refusal or a write error
+# (FAILED) sends no READY: a start that never gets a config in place fails visibly at systemd's
+# start timeout instead of looking healthy.
+IN_PLACE = "in place"  # every config current: accepted by BIRD, or in place while BIRD is down
+HELD = "held"  # the drop guard holds it back
+BLOCKED = "blocked"  # the data a plan rests on is invalid (Plan.error)
+FAILED = "failed"
 
 
 class Backoff:
@@ -68,9 +78,7 @@ class ProblemLog:
         current = {("key", r.key, r.reason) for r in rejected} | {("plan", w, "") for w in warnings}
         for kind, what, reason in sorted(current - self._seen):
             if kind == "key":
-                # A key is etcd's text: repr'd when it holds control characters, so it can
-                # neither span nor forge log lines.
-                log.warning("ignoring etcd key %s: %s", what if what.isprintable() else repr(what), reason)
+                log.warning("%s", rejection_message(Rejected(what, reason)))
             else:
                 log.warning("%s", what)
         self._seen = current
@@ -88,6 +96,8 @@ class LoopState:
     bird_summary: str = "not configured yet"
     retry_apply_at: Optional[float] = None
     held: Optional[str] = None  # why a render is held back by the drop guard
+    blocked: Optional[str] = None  # why the last plan must not be applied (Plan.error)
+    last_apply: Optional[str] = None  # IN_PLACE, HELD, BLOCKED or FAILED; None: not since (re)start
 
 
 class Daemon:
@@ -107,19 +117,19 @@ class Daemon:
         self._accepted_at: dict[str, str] = {}
         self._next_bird_check = 0.0
         self._freeze_after_apply = False
-        self._configure(settings)
+        self._configure(settings, components.flavour(settings))
 
     # ------------------------------------------------------------------ set-up
-    def _configure(self, settings: Settings) -> None:
+    def _configure(self, settings: Settings, flavour: str) -> None:
         self.settings = settings
         self.me = components.identity(settings)
-        self.renderer = components.renderer(settings)
-        targets = components.targets(settings, self.renderer.flavour)
+        self.renderer = Renderer(flavour=flavour)
+        targets = components.targets(settings, flavour)
         self.appliers = {name: ConfigApplier(target) for name, target in targets.items()}
         # The schema (and with it the store's prefix) comes with every snapshot: for
         # [etcd] schema = "auto" it is decided from a read that worked, never from a failed one.
         self.schema: Optional[components.Schema] = None
-        self.store = components.datastore(settings)
+        self.store = components.datastore(settings, heartbeat=self.notifier.watchdog)
         self.backoff = Backoff()
         self.bursts = BurstDetector()
         self.guard = DropGuard(settings.safety.max_drop_share, settings.safety.hold_seconds)
@@ -152,7 +162,9 @@ class Daemon:
                     if self.state.plan is not None and self.state.retry_apply_at is None and self._bird_drifted():
                         self._apply()  # BIRD restarted meanwhile: give it the last good config
                     self._publish_status()
-                    self.notifier.ready()  # BIRD serves on the last good config meanwhile
+                    # Ready even at start: BIRD serves on its last good config meanwhile, and
+                    # STATUS= says etcd is unreachable (docs/reliability.md).
+                    self.notifier.ready()
                     self._sleep(self.backoff.next())
                     continue
                 if self.state.dirty:
@@ -162,7 +174,8 @@ class Daemon:
                 elif self.state.retry_apply_at is None and self._bird_drifted():
                     self._apply()
                 self._publish_status()
-                self.notifier.ready()
+                if self.state.last_apply in (IN_PLACE, HELD, BLOCKED):
+                    self.notifier.ready()
                 self._wait_for_changes()
         finally:
             self.notifier.stopping()
@@ -196,7 +209,7 @@ class Daemon:
     def _take_snapshot(self) -> bool:
         try:
             self.store.close()
-            chosen, self.store, raw, revision = components.read_with_schema(self.settings)
+            chosen, self.store, raw, revision = components.read_with_schema(self.settings, self.notifier.watchdog)
             if self.settings.etcd.schema == "auto" and (self.schema is None or chosen.name != self.schema.name):
                 log.info("[etcd] schema = auto: using the Calico %s data under %s", chosen.name, chosen.prefix)
             self.schema = chosen
@@ -284,15 +297,19 @@ class Daemon:
         self.notifier.reloading()
         try:
             settings = self._reload_settings()
-            components.flavour(settings)
+            flavour = components.flavour(settings)  # asks the binary again: bird may be bird2 now
         except (SettingsError, components.FlavourError) as exc:
             log.error("reload refused, keeping the running settings: %s", exc)
             return
         log.info("reloading settings from %s", settings.source)
+        logging.getLogger().setLevel(settings.log.level.upper())
+        if flavour != self.renderer.flavour:
+            log.info("BIRD flavour is now %s (was %s)", flavour, self.renderer.flavour)
         self.store.close()
-        self._configure(settings)
+        self._configure(settings, flavour)
         self._rejected_text.clear()
         self.state.need_snapshot = True
+        self.state.last_apply = None  # READY again once the new settings' configs are in place
 
     # ------------------------------------------------------------------ apply
     def _apply(self) -> None:
@@ -309,16 +326,34 @@ class Daemon:
         except RenderError as exc:
             log.error("cannot render the BIRD configs: %s", exc)
             self.state.bird_summary = f"render failed: {exc}"
+            self.state.last_apply = FAILED
             return
         self.problems.report(computed.rejected, computed.plan.warnings)
+        if not self._plan_usable(computed.plan):
+            self.state.last_apply = BLOCKED
+            return
         if not self._guard_allows(computed.plan):
+            self.state.last_apply = HELD
             return
         self.state.plan = computed.plan
         self.state.plan_summary = _plan_summary(computed.plan)
-        outcomes = []
-        for name, applier in self.appliers.items():
-            outcomes.append(self._apply_target(name, applier, computed.configs[name]))
-        self.state.bird_summary = "; ".join(o for o in outcomes if o)
+        outcomes = [self._apply_target(name, applier, computed.configs[name])
+                    for name, applier in self.appliers.items()]
+        self.state.bird_summary = "; ".join(summary for summary, _ in outcomes)
+        self.state.last_apply = IN_PLACE if all(ok for _, ok in outcomes) else FAILED
+
+    def _plan_usable(self, the_plan: Plan) -> bool:
+        """False while the data every session rests on is invalid (a typo in global/as_num):
+        BIRD keeps the configs it runs rather than every session restarting in a wrong AS."""
+        if the_plan.error is not None:
+            if self.state.blocked != the_plan.error:
+                log.error("not applying the new BIRD configs, BIRD keeps the running ones: %s", the_plan.error)
+            self.state.blocked = the_plan.error
+            return False
+        if self.state.blocked is not None:
+            log.warning("the data is usable again, applying it (was: %s)", self.state.blocked)
+            self.state.blocked = None
+        return True
 
     def _guard_allows(self, the_plan: Plan) -> bool:
         running = session_names(self._running_text(name) for name in self.appliers)
@@ -350,31 +385,32 @@ class Daemon:
         except OSError:
             return ""
 
-    def _apply_target(self, name: str, applier: ConfigApplier, text: str) -> str:
+    def _apply_target(self, name: str, applier: ConfigApplier, text: str) -> tuple[str, bool]:
+        """(the STATUS= part, whether this render is now in place for this BIRD)."""
         path = applier.target.config_path
         if self._rejected_text.get(name) == text:
-            return f"{path} rejected by BIRD (see log)"
+            return f"{path} rejected by BIRD (see log)", False
         try:
             status = applier.apply(text)
         except ConfigRejected as exc:
             self._rejected_text[name] = text
             log.error("BIRD refused the new %s, the previous one stays: %s", path, exc)
-            return f"{path} rejected by BIRD"
+            return f"{path} rejected by BIRD", False
         except OSError as exc:
             log.error("cannot write %s, the previous one stays: %s", path, exc)
             self.state.retry_apply_at = time.monotonic() + BIRD_RETRY
-            return f"{path} not writable"
+            return f"{path} not writable", False
         self._rejected_text.pop(name, None)
         if status is ApplyStatus.APPLIED:
             log.info("%s accepted %s", name, path)
             self._accepted_at[name] = time.strftime("%H:%M:%S")
-            return f"{name} applied {self._accepted_at[name]}"
+            return f"{name} applied {self._accepted_at[name]}", True
         if status is ApplyStatus.WRITTEN_BIRD_DOWN:
             if f"{name} not running" not in self.state.bird_summary:
                 log.warning("%s is not running (no answer on %s); %s is in place for its start", name, applier.target.socket_path, path)
             self.state.retry_apply_at = time.monotonic() + BIRD_RETRY
-            return f"{name} not running, config written"
-        return f"{name} applied {self._accepted_at.get(name, 'before this start')}"
+            return f"{name} not running, config written", True
+        return f"{name} applied {self._accepted_at.get(name, 'before this start')}", True
 
     # ------------------------------------------------------------------ status
     def status_line(self) -> str:
@@ -385,6 +421,8 @@ class Daemon:
         else:
             parts.append(f"etcd ok at revision {self.state.revision}")
         parts.extend(self.state.plan_summary)
+        if self.state.blocked:
+            parts.append(f"NOT APPLIED: {self.state.blocked}")
         if self.state.held:
             parts.append(f"HELD BACK: {self.state.held}")
         parts.append(f"BIRD: {self.state.bird_summary}")

@@ -1,0 +1,307 @@
+"""The daemon's loop in this process, against a real etcd and a real BIRD 1.6 in a network
+namespace, read through our own NOTIFY_SOCKET: when READY=1 goes out, what STATUS= says,
+what a reload re-reads. (tests/faults drives the daemon as a subprocess, under faults.)"""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import shutil
+import socket
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import birdproc
+from rr_service import cli
+from rr_service.daemon import Daemon
+from rr_service.notify import Notifier
+from rr_service.settings import load_settings
+from tests import prereq
+from tests.etcdproc import EtcdProc, etcd_installed, free_port
+from tests.lab.notify import NotifySocket
+from tests.polling import wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+BASE = "router id 192.0.2.1;\nprotocol device { }\n"
+DEADLINE = 30.0
+WATCHDOG_USEC = "200000"  # a ping every 0.1 s: each loop pass shows up as a WATCHDOG=1
+
+
+def settings_file(folder, *, endpoints, prefix="/calico/bgp/v1", config, socket_path,
+                  config6=None, socket6=None, flavour="bird1", binary="/usr/sbin/bird", level="info"):
+    path = Path(folder) / "rr.toml"
+    eps = ", ".join(f'"{e}"' for e in endpoints)
+    path.write_text(f"""\
+[reflector]
+ip = "192.0.2.10"
+[etcd]
+endpoints = [{eps}]
+prefix = "{prefix}"
+schema = "v1"
+[bird]
+flavour = "{flavour}"
+binary = "{binary}"
+config = "{config}"
+socket = "{socket_path}"
+config6 = "{config6 or Path(folder) / 'bird6.conf'}"
+socket6 = "{socket6 or Path(folder) / 'no-bird6.ctl'}"
+[log]
+level = "{level}"
+[safety]
+state_dir = "{Path(folder) / 'state'}"
+""")
+    return str(path)
+
+
+@pytest.fixture
+def notify(tmp_path, monkeypatch):
+    sock = NotifySocket(tmp_path / "notify.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", sock.path)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def etcd():
+    if not etcd_installed():
+        prereq.missing("etcd and etcdctl are not installed (apt install etcd-server etcd-client)")
+    with EtcdProc() as server:
+        yield server
+
+
+@pytest.fixture
+def prefix(request):
+    return f"/t/{request.node.name}/calico/bgp/v1"
+
+
+def put(etcd, prefix, key, value):
+    etcd.ctl("put", f"{prefix}/{key}", value)
+
+
+def node_data(etcd, prefix, nodes=("a",)):
+    put(etcd, prefix, "global/peer_v4/192.0.2.10", '{"ip": "192.0.2.10"}')
+    for i, name in enumerate(nodes):
+        put(etcd, prefix, f"host/{name}/ip_addr_v4", f"192.0.2.{21 + i}")
+
+
+@contextmanager
+def daemon_running(path):
+    settings = load_settings(path, environ={})
+    daemon = Daemon(settings, reload_settings=lambda: load_settings(path, environ={}),
+                    notifier=Notifier({"WATCHDOG_USEC": WATCHDOG_USEC}))
+    thread = threading.Thread(target=daemon.run, name="daemon-under-test", daemon=True)
+    thread.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "the daemon did not stop"
+
+
+def lines(notify):
+    with notify._lock:
+        return [line for _t, line in notify.messages]
+
+
+def wait_line(notify, pred, what):
+    """The index of the first message satisfying pred."""
+    return wait_for(lambda: next((i for i, m in enumerate(lines(notify)) if pred(m)), None),
+                    DEADLINE, what)
+
+
+def no_ready_after(notify, index):
+    """The loop pass that sent message `index` is over (a later WATCHDOG=1) without READY=1."""
+    wait_for(lambda: "WATCHDOG=1" in lines(notify)[index + 1:], DEADLINE, "the next loop pass")
+    assert "READY=1" not in lines(notify), lines(notify)
+
+
+# -- READY=1 -----------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_ready_once_bird_accepted_the_config(etcd, prefix, notify):
+    birdproc.skip_unless_possible()
+    node_data(etcd, prefix)
+    with birdproc.running_bird(BASE) as ns:
+        conf = os.path.join(ns.workdir, "bird.conf")
+        path = settings_file(ns.workdir, endpoints=[etcd.url], prefix=prefix, config=conf,
+                             socket_path=ns.socket_path)
+        with daemon_running(path):
+            ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
+            statuses = [m for m in lines(notify)[:ready] if m.startswith("STATUS=")]
+            assert "bird applied" in statuses[-1] and "bird6 not running, config written" in statuses[-1]
+            assert "protocol bgp Client_192_0_2_21 " in Path(conf).read_text()
+
+
+@pytest.mark.integration
+def test_no_ready_while_bird_refuses_then_ready_once_it_accepts(etcd, prefix, notify):
+    # BIRD runs as nobody and cannot read a candidate we create root:root 0640 in a root
+    # folder: a real refusal at `configure`.
+    birdproc.skip_unless_possible()
+    node_data(etcd, prefix)
+    with birdproc.short_tmpdir() as d:
+        start = os.path.join(d, "start.conf")
+        Path(start).write_text(BASE)
+        os.chmod(start, 0o644)
+        conf = os.path.join(d, "bird.conf")
+        with birdproc.BirdNetns(d) as ns:
+            ns.start(start, user="nobody", group="nogroup")
+            path = settings_file(d, endpoints=[etcd.url], prefix=prefix, config=conf,
+                                 socket_path=ns.socket_path)
+            with daemon_running(path):
+                refused = wait_line(notify, lambda m: m.startswith("STATUS=") and "rejected by BIRD" in m,
+                                    "STATUS= saying BIRD rejected the config")
+                no_ready_after(notify, refused)
+                assert not os.path.exists(conf)
+                # BIRD can read what we write from now on; the next change is accepted.
+                os.chown(d, -1, grp.getgrnam("nogroup").gr_gid)
+                put(etcd, prefix, "host/b/ip_addr_v4", "192.0.2.22")
+                ready = wait_line(notify, lambda m: m == "READY=1", "READY=1 once BIRD accepted a config")
+                assert "bird applied" in [m for m in lines(notify)[:ready] if m.startswith("STATUS=")][-1]
+                assert "protocol bgp Client_192_0_2_22 " in Path(conf).read_text()
+
+
+@pytest.mark.integration
+def test_no_ready_after_a_render_failure(etcd, prefix, notify, tmp_path, monkeypatch):
+    birdproc.skip_unless_possible()
+    node_data(etcd, prefix)
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    (templates / "bird.conf.j2").write_text("router id {{ no_such_value }};\n")
+    monkeypatch.setenv("CALICO_RR_TEMPLATES", str(templates))
+    with birdproc.running_bird(BASE) as ns:
+        conf = os.path.join(ns.workdir, "bird.conf")
+        path = settings_file(ns.workdir, endpoints=[etcd.url], prefix=prefix, config=conf,
+                             socket_path=ns.socket_path)
+        with daemon_running(path):
+            failed = wait_line(notify, lambda m: m.startswith("STATUS=") and "render failed" in m,
+                               "STATUS= saying the render failed")
+            no_ready_after(notify, failed)
+            assert Path(conf).read_text() == BASE
+
+
+@pytest.mark.integration
+def test_ready_when_etcd_is_unreachable_at_start(notify, tmp_path):
+    birdproc.skip_unless_possible()
+    with birdproc.running_bird(BASE) as ns:
+        conf = os.path.join(ns.workdir, "bird.conf")
+        path = settings_file(ns.workdir, endpoints=[f"http://127.0.0.1:{free_port()}"], config=conf,
+                             socket_path=ns.socket_path)
+        with daemon_running(path):
+            ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
+            assert "etcd unreachable" in [m for m in lines(notify)[:ready] if m.startswith("STATUS=")][-1]
+            assert Path(conf).read_text() == BASE
+
+
+@pytest.mark.integration
+def test_ready_while_the_drop_guard_holds(etcd, prefix, notify):
+    birdproc.skip_unless_possible()
+    running = BASE + "".join(f"protocol bgp Client_192_0_2_{i} {{ local as 64512; neighbor 192.0.2.{i} as 64512; }}\n"
+                             for i in (21, 22, 23))
+    put(etcd, prefix, "global/as_num", "64512")  # a data set that lost every node
+    with birdproc.running_bird(running) as ns:
+        conf = os.path.join(ns.workdir, "bird.conf")
+        path = settings_file(ns.workdir, endpoints=[etcd.url], prefix=prefix, config=conf,
+                             socket_path=ns.socket_path)
+        with daemon_running(path):
+            ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
+            assert "HELD BACK: the new data would drop 3 of 3" in [m for m in lines(notify)[:ready] if m.startswith("STATUS=")][-1]
+            assert Path(conf).read_text() == running
+
+
+@pytest.mark.integration
+def test_invalid_global_as_keeps_the_running_config(etcd, prefix, notify, caplog):
+    birdproc.skip_unless_possible()
+    node_data(etcd, prefix)
+    put(etcd, prefix, "global/as_num", "65000;")
+    with birdproc.running_bird(BASE) as ns:
+        conf = os.path.join(ns.workdir, "bird.conf")
+        path = settings_file(ns.workdir, endpoints=[etcd.url], prefix=prefix, config=conf,
+                             socket_path=ns.socket_path)
+        with caplog.at_level(logging.WARNING, logger="calico-rr"), daemon_running(path):
+            ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
+            status = [m for m in lines(notify)[:ready] if m.startswith("STATUS=")][-1]
+            assert "NOT APPLIED: etcd key global/as_num is invalid (AS number '65000;' is not a number)" in status
+            assert Path(conf).read_text() == BASE
+            assert {p.name for p in ns.client().show_protocols()} == {"device1"}
+            errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            assert any("global/as_num" in e and "BIRD keeps the running ones" in e for e in errors), errors
+
+            put(etcd, prefix, "global/as_num", "65000")  # fixed: applied at once
+            wait_line(notify, lambda m: m.startswith("STATUS=") and "bird applied" in m, "the fixed data applied")
+            assert "NOT APPLIED" not in lines(notify)[-1]
+            assert "local as 65000;" in Path(conf).read_text()
+
+
+# -- the watchdog while etcd is slow ------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_watchdog_fed_while_every_etcd_endpoint_hangs(notify, tmp_path):
+    """Two endpoints that accept TCP and never answer: each costs the full 5 s call timeout.
+    The loop is healthy, so WATCHDOG=1 must keep coming during the read (systemd would kill
+    a daemon that waits out a slow etcd in silence), not only once the read gave up."""
+    silent = []
+    for _ in range(2):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        silent.append(listener)
+    try:
+        path = settings_file(tmp_path, endpoints=[f"http://127.0.0.1:{s.getsockname()[1]}" for s in silent],
+                             config=tmp_path / "bird.conf", socket_path=tmp_path / "no.ctl")
+        with daemon_running(path):
+            first_status = wait_line(notify, lambda m: m.startswith("STATUS="), "the first STATUS=")
+            before = lines(notify)[:first_status]
+            assert "etcd unreachable" in lines(notify)[first_status]
+            assert before.count("WATCHDOG=1") >= 2, before  # the loop's own, and one mid-read
+    finally:
+        for listener in silent:
+            listener.close()
+
+
+# -- SIGHUP -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root_level():
+    level = logging.getLogger().level
+    yield
+    logging.getLogger().setLevel(level)
+
+
+def test_reload_applies_log_level_and_asks_bird_its_version_again(tmp_path, root_level):
+    bird1 = "/usr/sbin/bird"
+    if not os.access(bird1, os.X_OK):
+        prereq.missing(f"BIRD 1.6 is not installed ({bird1})")
+    link = tmp_path / "bird"
+    link.symlink_to(bird1)
+    common = dict(endpoints=["http://127.0.0.1:1"], config=tmp_path / "bird.conf",
+                  socket_path=tmp_path / "bird.ctl", flavour="auto", binary=link)
+    path = settings_file(tmp_path, level="warning", **common)
+    logging.getLogger().setLevel(logging.WARNING)
+    daemon = Daemon(load_settings(path, environ={}), reload_settings=lambda: load_settings(path, environ={}))
+    assert daemon.renderer.flavour == "bird1" and list(daemon.appliers) == ["bird", "bird6"]
+
+    settings_file(tmp_path, level="debug", **common)
+    link.unlink()
+    link.symlink_to(prereq.bird2_or_missing())  # bird replaced by bird2
+    daemon._reload.set()
+    daemon._handle_reload()
+    assert logging.getLogger().level == logging.DEBUG
+    assert daemon.renderer.flavour == "bird2" and list(daemon.appliers) == ["bird"]
+    daemon.store.close()
+
+
+def test_log_level_option_survives_a_reload(tmp_path):
+    path = settings_file(tmp_path, endpoints=["http://127.0.0.1:1"], config=tmp_path / "bird.conf",
+                         socket_path=tmp_path / "bird.ctl", level="debug")
+    args = cli.build_parser().parse_args(["--config", path, "--log-level", "error", "run"])
+    assert cli._load(args).log.level == "error"
+    args = cli.build_parser().parse_args(["--config", path, "run"])
+    assert cli._load(args).log.level == "debug"
