@@ -110,41 +110,50 @@ def test_sessions_established_and_routes_reflected(world: World, family):
 
 
 def test_node_added_and_removed_without_disturbing_others(world: World):
+    """Node c joins and leaves with an IPv4 and an IPv6 address (bird and bird6 on the node):
+    its sessions come up and go down in both families, and no other session restarts, on the
+    reflector or on the nodes. Both families in one scenario, on one world."""
     rr1 = world.rr1
-    rr_bird = rr1.bird_for(4)
-    old = [_client("a", 4), _client("b", 4)]
-    before = rr1.wait_established(old, 4, SESSION_TIMEOUT)
-    node_side_before = world.nodes["a"].bird.protocols()[proto_name("Node", RR1[1])]
+    families = (4, 6)
+    old = {f: [_client("a", f), _client("b", f)] for f in families}
+    before = {f: rr1.wait_established(old[f], f, SESSION_TIMEOUT) for f in families}
+    node_side_before = {f: world.nodes["a"].bird_for(f).protocols()[proto_name("Node", _rr_ip(RR1, f))]
+                        for f in families}
 
-    c = world.add_node("c", [RR1[1]])
+    c = world.add_node("c", [RR1[1]], [RR1[2]])
     try:
-        world.calico.add_node("c", NODES["c"].ipv4)        # peers via the global peer_v4
-        after = rr1.wait_established(old + [_client("c", 4)], 4, SESSION_TIMEOUT)
-        c.bird.wait_established(proto_name("Node", RR1[1]), SESSION_TIMEOUT)
-        for name in old:
-            assert after[name].same_run_as(before[name]), (
-                f"{name} restarted when node c was added: {before[name]} -> {after[name]}")
-        # Node c sees the others' routes through the reflector.
-        _assert_reflected(c.bird.wait_route(_block("a", 4), SESSION_TIMEOUT,
-                                            pred=lambda r: r.protocol != "static1"),
-                          "a", RR1[1])
+        world.calico.add_node("c", NODES["c"].ipv4, NODES["c"].ipv6)  # peers via the global peer entries
+        for f in families:
+            after = rr1.wait_established(old[f] + [_client("c", f)], f, SESSION_TIMEOUT)
+            c.bird_for(f).wait_established(proto_name("Node", _rr_ip(RR1, f)), SESSION_TIMEOUT)
+            for name in old[f]:
+                assert after[name].same_run_as(before[f][name]), (
+                    f"{name} restarted when node c was added: {before[f][name]} -> {after[name]}")
+            # Node c sees the others' routes through the reflector.
+            _assert_reflected(c.bird_for(f).wait_route(_block("a", f), SESSION_TIMEOUT,
+                                                       pred=lambda r: r.protocol != "static1"),
+                              "a", _rr_ip(RR1, f))
 
         world.calico.remove_node("c")
-        wait_for(lambda: (rr1.assert_alive(), _client("c", 4) not in rr_bird.protocols())[1],
-                 SESSION_TIMEOUT, what="Client_192_0_2_23 removed on rr1",
-                 describe=lambda: rr_bird.birdc("show protocols"))
-        final = rr_bird.protocols()
-        for name in old:
-            assert final[name].same_run_as(before[name]), (
-                f"{name} restarted when node c was removed: {before[name]} -> {final[name]}")
-        node_side_after = world.nodes["a"].bird.protocols()[proto_name("Node", RR1[1])]
-        assert node_side_after.same_run_as(node_side_before), (node_side_before, node_side_after)
-        # Its route is withdrawn at the other nodes.
-        wait_for(lambda: world.nodes["a"].bird.route(_block("c", 4)) is None, SESSION_TIMEOUT,
-                 what="node c's block withdrawn at node a")
+        for f in families:
+            rr_bird = rr1.bird_for(f)
+            wait_for(lambda: (rr1.assert_alive(), _client("c", f) not in rr_bird.protocols())[1],
+                     SESSION_TIMEOUT, what=f"{_client('c', f)} removed on rr1",
+                     describe=lambda: rr_bird.birdc("show protocols"))
+            final = rr_bird.protocols()
+            for name in old[f]:
+                assert final[name].same_run_as(before[f][name]), (
+                    f"{name} restarted when node c was removed: {before[f][name]} -> {final[name]}")
+            node_side_after = world.nodes["a"].bird_for(f).protocols()[proto_name("Node", _rr_ip(RR1, f))]
+            assert node_side_after.same_run_as(node_side_before[f]), (node_side_before[f], node_side_after)
+            # Its route is withdrawn at the other nodes.
+            wait_for(lambda: world.nodes["a"].bird_for(f).route(_block("c", f)) is None, SESSION_TIMEOUT,
+                     what=f"node c's IPv{f} block withdrawn at node a")
     finally:
         world.calico.remove_node("c")
-        c.bird.stop()
+        for bird in (c.bird, c.bird6):
+            if bird is not None:
+                bird.stop()
 
 
 def test_second_reflector_forms_mesh(world: World, rr2):
