@@ -14,8 +14,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+from tests import prereq
 from tests.polling import wait_for as _wait_for
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -25,6 +28,36 @@ LOOPBACK = "127.0.0.1"
 
 def etcd_installed() -> bool:
     return os.access(ETCD, os.X_OK) and os.access(ETCDCTL, os.X_OK)
+
+
+def need_etcd() -> None:
+    if not etcd_installed():
+        prereq.missing("etcd and etcdctl are not installed (apt install etcd-server etcd-client)")
+
+
+@contextmanager
+def throwaway_etcd() -> Iterator["EtcdProc"]:
+    """A running EtcdProc (for a module-scoped fixture); no etcd is a missing prerequisite."""
+    need_etcd()
+    with EtcdProc() as server:
+        yield server
+
+
+@contextmanager
+def hanging_endpoints(count: int) -> Iterator[list[str]]:
+    """etcd URLs that accept TCP connections and never answer (a black-holed etcd): every
+    call to one waits out its whole timeout."""
+    listeners = []
+    try:
+        for _ in range(count):
+            listener = socket.socket()
+            listener.bind((LOOPBACK, 0))
+            listener.listen(8)
+            listeners.append(listener)
+        yield [f"http://{LOOPBACK}:{listener.getsockname()[1]}" for listener in listeners]
+    finally:
+        for listener in listeners:
+            listener.close()
 
 
 def free_port() -> int:

@@ -59,6 +59,37 @@ def offline():
         yield d, ConfigApplier(BirdTarget(conf, birdproc.BIRD, os.path.join(d, "no.ctl")), 2.0)
 
 
+def written_while_bird_unreachable(ns, applier, text):
+    """apply(text) with BIRD's socket moved away (not a restart: a restarted BIRD would read
+    the file itself): checked by `bird -p` and renamed into place."""
+    os.rename(ns.socket_path, ns.socket_path + ".away")
+    try:
+        assert applier.apply(text) is ApplyStatus.WRITTEN_BIRD_DOWN
+    finally:
+        os.rename(ns.socket_path + ".away", ns.socket_path)
+    assert read(applier.target.config_path) == text.encode()
+    return text
+
+
+@pytest.fixture
+def refusing_bird():
+    """A config that passes `bird -p` (run as root) but that BIRD refuses at `configure`:
+    BIRD runs as nobody, like Debian's bird.service runs as bird, on <dir>/bird.conf = BASE
+    (owned by nobody); a config that includes `secret` (only root can read it) is refused.
+    Yields (dir, bird.conf, secret, the namespace, an applier for bird.conf)."""
+    birdproc.skip_unless_possible()
+    with birdproc.short_tmpdir() as d:
+        conf = os.path.join(d, "bird.conf")
+        write(conf, BASE)
+        os.chown(conf, 65534, 65534)
+        secret = os.path.join(d, "secret.conf")
+        write(secret, "protocol static secret { route 10.9.0.0/24 blackhole; }\n")
+        os.chmod(secret, 0o600)
+        with birdproc.BirdNetns(d) as ns:
+            ns.start(conf, user="nobody", group="nogroup")
+            yield d, conf, secret, ns, ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 5.0)
+
+
 # -- with a running BIRD ---------------------------------------------------------------
 
 
@@ -129,71 +160,41 @@ def test_offline_check_rejects_and_old_file_untouched(bird):
 
 
 @pytest.mark.integration
-def test_refused_at_reconfigure_restores_previous_file():
-    # A config that passes `bird -p` (run as root) but that BIRD refuses at `configure`:
-    # BIRD runs as nobody, like Debian's bird.service runs as bird, and the new config
-    # includes a file only root can read.
-    birdproc.skip_unless_possible()
-    with birdproc.short_tmpdir() as d:
-        conf = os.path.join(d, "bird.conf")
-        write(conf, BASE)
-        os.chown(conf, 65534, 65534)
-        secret = os.path.join(d, "secret.conf")
-        write(secret, "protocol static secret { route 10.9.0.0/24 blackhole; }\n")
-        os.chmod(secret, 0o600)
-        with birdproc.BirdNetns(d) as ns:
-            ns.start(conf, user="nobody", group="nogroup")
-            applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 5.0)
-            assert applier.apply(BASE) is ApplyStatus.APPLIED
-            before = read(conf)
-            before_stat = os.stat(conf)
+def test_refused_at_reconfigure_restores_previous_file(refusing_bird):
+    d, conf, secret, ns, applier = refusing_bird
+    assert applier.apply(BASE) is ApplyStatus.APPLIED
+    before = read(conf)
+    before_stat = os.stat(conf)
 
-            with pytest.raises(ConfigRejected) as ei:
-                applier.apply(BASE + f'include "{secret}";\n')
-            assert "Unable to open included file" in str(ei.value)
-            assert "Permission denied" in str(ei.value)
-            # BIRD loads the candidate before it is renamed into place: the refused text never
-            # touched the target, not even its inode or mode.
-            assert read(conf) == before
-            st = os.stat(conf)
-            assert (st.st_ino, st.st_uid, st.st_gid, st.st_mode) == (
-                before_stat.st_ino, 65534, 65534, before_stat.st_mode)
-            assert temps(d) == []
-            assert applier.accepted_text == BASE
-            assert protocol_names(ns) == {"device1", "st1"}
-            # and the good path still works afterwards, with the ownership BIRD needs
-            assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
-            assert "peer_new" in protocol_names(ns)
+    with pytest.raises(ConfigRejected) as ei:
+        applier.apply(BASE + f'include "{secret}";\n')
+    assert "Unable to open included file" in str(ei.value)
+    assert "Permission denied" in str(ei.value)
+    # BIRD loads the candidate before it is renamed into place: the refused text never
+    # touched the target, not even its inode or mode.
+    assert read(conf) == before
+    st = os.stat(conf)
+    assert (st.st_ino, st.st_uid, st.st_gid, st.st_mode) == (
+        before_stat.st_ino, 65534, 65534, before_stat.st_mode)
+    assert temps(d) == []
+    assert applier.accepted_text == BASE
+    assert protocol_names(ns) == {"device1", "st1"}
+    # and the good path still works afterwards, with the ownership BIRD needs
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    assert "peer_new" in protocol_names(ns)
 
 
 @pytest.mark.integration
-def test_refused_on_retry_falls_back_to_accepted_text():
-    # The candidate reached the disk while BIRD was unreachable (socket moved away, not a
-    # restart: a restarted BIRD would read the file itself); when BIRD is back and refuses
-    # it, the file must go back to what BIRD last accepted.
-    birdproc.skip_unless_possible()
-    with birdproc.short_tmpdir() as d:
-        conf = os.path.join(d, "bird.conf")
-        write(conf, BASE)
-        os.chown(conf, 65534, 65534)
-        secret = os.path.join(d, "secret.conf")
-        write(secret, "protocol static secret { route 10.9.0.0/24 blackhole; }\n")
-        os.chmod(secret, 0o600)
-        with birdproc.BirdNetns(d) as ns:
-            ns.start(conf, user="nobody", group="nogroup")
-            applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 5.0)
-            assert applier.apply(BASE) is ApplyStatus.APPLIED
-            bad = BASE + f'include "{secret}";\n'
-            os.rename(ns.socket_path, ns.socket_path + ".away")
-            try:
-                assert applier.apply(bad) is ApplyStatus.WRITTEN_BIRD_DOWN
-            finally:
-                os.rename(ns.socket_path + ".away", ns.socket_path)
-            assert read(conf) == bad.encode()
-            with pytest.raises(ConfigRejected, match="Permission denied"):
-                applier.apply(bad)
-            assert read(conf) == BASE.encode()
-            assert applier.accepted_text == BASE
+def test_refused_on_retry_falls_back_to_accepted_text(refusing_bird):
+    # The candidate reached the disk while BIRD was unreachable; when BIRD is back and
+    # refuses it, the file must go back to what BIRD last accepted.
+    d, conf, secret, ns, applier = refusing_bird
+    assert applier.apply(BASE) is ApplyStatus.APPLIED
+    bad = written_while_bird_unreachable(ns, applier, BASE + f'include "{secret}";\n')
+    with pytest.raises(ConfigRejected, match="Permission denied"):
+        applier.apply(bad)
+    assert read(conf) == BASE.encode()
+    assert applier.accepted_text == BASE
 
 
 @pytest.mark.integration
@@ -219,35 +220,19 @@ def test_refused_in_place_after_start_keeps_the_file_that_was_there(bird):
 
 
 @pytest.mark.integration
-def test_refused_in_place_restores_the_file_our_write_replaced():
+def test_refused_in_place_restores_the_file_our_write_replaced(refusing_bird):
     # Nothing accepted yet, BIRD unreachable: the candidate replaced the file BIRD runs. When
     # BIRD answers again and refuses the candidate, the file it replaced goes back.
-    birdproc.skip_unless_possible()
-    with birdproc.short_tmpdir() as d:
-        conf = os.path.join(d, "bird.conf")
-        write(conf, BASE)
-        os.chown(conf, 65534, 65534)
-        secret = os.path.join(d, "secret.conf")
-        write(secret, "protocol static secret { route 10.9.0.0/24 blackhole; }\n")
-        os.chmod(secret, 0o600)
-        with birdproc.BirdNetns(d) as ns:
-            ns.start(conf, user="nobody", group="nogroup")
-            applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, ns.socket_path), 5.0)
-            bad = BASE + f'include "{secret}";\n'
-            os.rename(ns.socket_path, ns.socket_path + ".away")
-            try:
-                assert applier.apply(bad) is ApplyStatus.WRITTEN_BIRD_DOWN
-            finally:
-                os.rename(ns.socket_path + ".away", ns.socket_path)
-            assert read(conf) == bad.encode()
-            with pytest.raises(ConfigRejected, match="Permission denied") as ei:
-                applier.apply(bad)
-            assert os.path.exists(conf), "a refusal removed the file BIRD had"
-            assert read(conf) == BASE.encode()
-            assert os.stat(conf).st_uid == 65534
-            assert "previous file is restored" in str(ei.value)
-            assert temps(d) == []
-            assert applier.accepted_text is None
+    d, conf, secret, ns, applier = refusing_bird
+    bad = written_while_bird_unreachable(ns, applier, BASE + f'include "{secret}";\n')
+    with pytest.raises(ConfigRejected, match="Permission denied") as ei:
+        applier.apply(bad)
+    assert os.path.exists(conf), "a refusal removed the file BIRD had"
+    assert read(conf) == BASE.encode()
+    assert os.stat(conf).st_uid == 65534
+    assert "previous file is restored" in str(ei.value)
+    assert temps(d) == []
+    assert applier.accepted_text is None
 
 
 @pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 
 from rr_service.bird_version import bird_version
 from tests import prereq
-from tests.etcdproc import EtcdProc, etcd_installed
+from tests.etcdproc import throwaway_etcd
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3"
@@ -20,9 +20,7 @@ BIRD1 = "/usr/sbin/bird"
 
 @pytest.fixture(scope="module")
 def etcd():
-    if not etcd_installed():
-        prereq.missing("etcd and etcdctl are not installed (apt install etcd-server etcd-client)")
-    with EtcdProc() as server:
+    with throwaway_etcd() as server:
         yield server
 
 

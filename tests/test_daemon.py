@@ -8,7 +8,6 @@ import grp
 import logging
 import os
 import shutil
-import socket
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from rr_service.daemon import Daemon
 from rr_service.notify import Notifier
 from rr_service.settings import load_settings
 from tests import prereq
-from tests.etcdproc import EtcdProc, etcd_installed, free_port
+from tests.etcdproc import free_port, hanging_endpoints, throwaway_etcd
 from tests.lab.notify import NotifySocket
 from tests.polling import wait_for
 
@@ -67,9 +66,7 @@ def notify(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def etcd():
-    if not etcd_installed():
-        prereq.missing("etcd and etcdctl are not installed (apt install etcd-server etcd-client)")
-    with EtcdProc() as server:
+    with throwaway_etcd() as server:
         yield server
 
 
@@ -86,6 +83,22 @@ def node_data(etcd, prefix, nodes=("a",)):
     put(etcd, prefix, "global/peer_v4/192.0.2.10", '{"ip": "192.0.2.10"}')
     for i, name in enumerate(nodes):
         put(etcd, prefix, f"host/{name}/ip_addr_v4", f"192.0.2.{21 + i}")
+
+
+@contextmanager
+def bird_and_daemon(config_text, endpoints, prefix="/calico/bgp/v1"):
+    """BIRD running config_text from <dir>/bird.conf, and the daemon configuring that file."""
+    birdproc.skip_unless_possible()
+    with birdproc.running_bird(config_text) as ns:
+        conf = os.path.join(ns.workdir, "bird.conf")
+        path = settings_file(ns.workdir, endpoints=endpoints, prefix=prefix, config=conf,
+                             socket_path=ns.socket_path)
+        with daemon_running(path):
+            yield ns, Path(conf)
+
+
+def last_status_before(notify, index):
+    return [m for m in lines(notify)[:index] if m.startswith("STATUS=")][-1]
 
 
 @contextmanager
@@ -125,17 +138,12 @@ def no_ready_after(notify, index):
 
 @pytest.mark.integration
 def test_ready_once_bird_accepted_the_config(etcd, prefix, notify):
-    birdproc.skip_unless_possible()
     node_data(etcd, prefix)
-    with birdproc.running_bird(BASE) as ns:
-        conf = os.path.join(ns.workdir, "bird.conf")
-        path = settings_file(ns.workdir, endpoints=[etcd.url], prefix=prefix, config=conf,
-                             socket_path=ns.socket_path)
-        with daemon_running(path):
-            ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
-            statuses = [m for m in lines(notify)[:ready] if m.startswith("STATUS=")]
-            assert "bird applied" in statuses[-1] and "bird6 not running, config written" in statuses[-1]
-            assert "protocol bgp Client_192_0_2_21 " in Path(conf).read_text()
+    with bird_and_daemon(BASE, [etcd.url], prefix) as (ns, conf):
+        ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
+        status = last_status_before(notify, ready)
+        assert "bird applied" in status and "bird6 not running, config written" in status
+        assert "protocol bgp Client_192_0_2_21 " in conf.read_text()
 
 
 @pytest.mark.integration
@@ -162,7 +170,7 @@ def test_no_ready_while_bird_refuses_then_ready_once_it_accepts(etcd, prefix, no
                 os.chown(d, -1, grp.getgrnam("nogroup").gr_gid)
                 put(etcd, prefix, "host/b/ip_addr_v4", "192.0.2.22")
                 ready = wait_line(notify, lambda m: m == "READY=1", "READY=1 once BIRD accepted a config")
-                assert "bird applied" in [m for m in lines(notify)[:ready] if m.startswith("STATUS=")][-1]
+                assert "bird applied" in last_status_before(notify, ready)
                 assert "protocol bgp Client_192_0_2_22 " in Path(conf).read_text()
 
 
@@ -174,68 +182,50 @@ def test_no_ready_after_a_render_failure(etcd, prefix, notify, tmp_path, monkeyp
     shutil.copytree(REPO / "templates", templates)
     (templates / "bird.conf.j2").write_text("router id {{ no_such_value }};\n")
     monkeypatch.setenv("CALICO_RR_TEMPLATES", str(templates))
-    with birdproc.running_bird(BASE) as ns:
-        conf = os.path.join(ns.workdir, "bird.conf")
-        path = settings_file(ns.workdir, endpoints=[etcd.url], prefix=prefix, config=conf,
-                             socket_path=ns.socket_path)
-        with daemon_running(path):
-            failed = wait_line(notify, lambda m: m.startswith("STATUS=") and "render failed" in m,
-                               "STATUS= saying the render failed")
-            no_ready_after(notify, failed)
-            assert Path(conf).read_text() == BASE
+    with bird_and_daemon(BASE, [etcd.url], prefix) as (ns, conf):
+        failed = wait_line(notify, lambda m: m.startswith("STATUS=") and "render failed" in m,
+                           "STATUS= saying the render failed")
+        no_ready_after(notify, failed)
+        assert conf.read_text() == BASE
 
 
 @pytest.mark.integration
-def test_ready_when_etcd_is_unreachable_at_start(notify, tmp_path):
-    birdproc.skip_unless_possible()
-    with birdproc.running_bird(BASE) as ns:
-        conf = os.path.join(ns.workdir, "bird.conf")
-        path = settings_file(ns.workdir, endpoints=[f"http://127.0.0.1:{free_port()}"], config=conf,
-                             socket_path=ns.socket_path)
-        with daemon_running(path):
-            ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
-            assert "etcd unreachable" in [m for m in lines(notify)[:ready] if m.startswith("STATUS=")][-1]
-            assert Path(conf).read_text() == BASE
+def test_ready_when_etcd_is_unreachable_at_start(notify):
+    with bird_and_daemon(BASE, [f"http://127.0.0.1:{free_port()}"]) as (ns, conf):
+        ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
+        assert "etcd unreachable" in last_status_before(notify, ready)
+        assert conf.read_text() == BASE
 
 
 @pytest.mark.integration
 def test_ready_while_the_drop_guard_holds(etcd, prefix, notify):
-    birdproc.skip_unless_possible()
     running = BASE + "".join(f"protocol bgp Client_192_0_2_{i} {{ local as 64512; neighbor 192.0.2.{i} as 64512; }}\n"
                              for i in (21, 22, 23))
     put(etcd, prefix, "global/as_num", "64512")  # a data set that lost every node
-    with birdproc.running_bird(running) as ns:
-        conf = os.path.join(ns.workdir, "bird.conf")
-        path = settings_file(ns.workdir, endpoints=[etcd.url], prefix=prefix, config=conf,
-                             socket_path=ns.socket_path)
-        with daemon_running(path):
-            ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
-            assert "HELD BACK: the new data would drop 3 of 3" in [m for m in lines(notify)[:ready] if m.startswith("STATUS=")][-1]
-            assert Path(conf).read_text() == running
+    with bird_and_daemon(running, [etcd.url], prefix) as (ns, conf):
+        ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
+        assert "HELD BACK: the new data would drop 3 of 3" in last_status_before(notify, ready)
+        assert conf.read_text() == running
 
 
 @pytest.mark.integration
 def test_invalid_global_as_keeps_the_running_config(etcd, prefix, notify, caplog):
-    birdproc.skip_unless_possible()
     node_data(etcd, prefix)
     put(etcd, prefix, "global/as_num", "65000;")
-    with birdproc.running_bird(BASE) as ns:
-        conf = os.path.join(ns.workdir, "bird.conf")
-        path = settings_file(ns.workdir, endpoints=[etcd.url], prefix=prefix, config=conf,
-                             socket_path=ns.socket_path)
-        with caplog.at_level(logging.WARNING, logger="calico-rr"), daemon_running(path):
-            ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
-            status = [m for m in lines(notify)[:ready] if m.startswith("STATUS=")][-1]
-            assert "NOT APPLIED: etcd key global/as_num is invalid (AS number '65000;' is not a number)" in status
-            assert Path(conf).read_text() == BASE
-            assert {p.name for p in ns.client().show_protocols()} == {"device1"}
-            errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-            assert any("global/as_num" in e and "BIRD keeps the running ones" in e for e in errors), errors
+    with caplog.at_level(logging.WARNING, logger="calico-rr"), \
+            bird_and_daemon(BASE, [etcd.url], prefix) as (ns, conf):
+        ready = wait_line(notify, lambda m: m == "READY=1", "READY=1")
+        status = last_status_before(notify, ready)
+        assert "NOT APPLIED: etcd key global/as_num is invalid (AS number '65000;' is not a number)" in status
+        assert conf.read_text() == BASE
+        assert {p.name for p in ns.client().show_protocols()} == {"device1"}
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any("global/as_num" in e and "BIRD keeps the running ones" in e for e in errors), errors
 
-            put(etcd, prefix, "global/as_num", "65000")  # fixed: applied at once
-            wait_line(notify, lambda m: m.startswith("STATUS=") and "bird applied" in m, "the fixed data applied")
-            assert "NOT APPLIED" not in lines(notify)[-1]
-            assert "local as 65000;" in Path(conf).read_text()
+        put(etcd, prefix, "global/as_num", "65000")  # fixed: applied at once
+        applied = wait_line(notify, lambda m: m.startswith("STATUS=") and "bird applied" in m, "the fixed data applied")
+        assert "NOT APPLIED" not in lines(notify)[applied]
+        assert "local as 65000;" in conf.read_text()
 
 
 # -- the watchdog while etcd is slow ------------------------------------------------------
@@ -246,23 +236,13 @@ def test_watchdog_fed_while_every_etcd_endpoint_hangs(notify, tmp_path):
     """Two endpoints that accept TCP and never answer: each costs the full 5 s call timeout.
     The loop is healthy, so WATCHDOG=1 must keep coming during the read (systemd would kill
     a daemon that waits out a slow etcd in silence), not only once the read gave up."""
-    silent = []
-    for _ in range(2):
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        silent.append(listener)
-    try:
-        path = settings_file(tmp_path, endpoints=[f"http://127.0.0.1:{s.getsockname()[1]}" for s in silent],
-                             config=tmp_path / "bird.conf", socket_path=tmp_path / "no.ctl")
+    with hanging_endpoints(2) as urls:
+        path = settings_file(tmp_path, endpoints=urls, config=tmp_path / "bird.conf", socket_path=tmp_path / "no.ctl")
         with daemon_running(path):
             first_status = wait_line(notify, lambda m: m.startswith("STATUS="), "the first STATUS=")
             before = lines(notify)[:first_status]
             assert "etcd unreachable" in lines(notify)[first_status]
             assert before.count("WATCHDOG=1") >= 2, before  # the loop's own, and one mid-read
-    finally:
-        for listener in silent:
-            listener.close()
 
 
 # -- SIGHUP -------------------------------------------------------------------------------

@@ -7,14 +7,13 @@ the test does not only check the adapter against itself.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import pytest
 
 from tests import prereq
-from tests.etcdproc import EtcdProc, TLSFiles, etcd_installed, free_port, wait_until
+from tests.etcdproc import EtcdProc, TLSFiles, free_port, hanging_endpoints, need_etcd, throwaway_etcd, wait_until
 
 prereq.import_or_missing("etcd3", "python3-etcd3 is not installed")
 
@@ -30,23 +29,17 @@ PREFIX = "/calico/bgp/v1"
 TIMEOUT = 2.0
 
 
-def _need_etcd():
-    if not etcd_installed():
-        prereq.missing("etcd and etcdctl are not installed (apt install etcd-server etcd-client)")
-
-
 @pytest.fixture(scope="module")
 def etcd():
     """One etcd shared by the tests that do not stop it; each test uses its own prefix."""
-    _need_etcd()
-    with EtcdProc() as server:
+    with throwaway_etcd() as server:
         yield server
 
 
 @pytest.fixture
 def own_etcd():
     """An etcd this test may stop, pause or reconfigure."""
-    _need_etcd()
+    need_etcd()
     server = EtcdProc()
     try:
         yield server.start()
@@ -312,23 +305,16 @@ def test_all_endpoints_dead_names_each():
 def test_heartbeat_before_each_endpoint_that_may_block():
     """Endpoints that accept TCP and never answer each take the whole timeout: the caller's
     heartbeat (the daemon's watchdog) runs before every attempt, in the caller's thread."""
-    silent = []
-    for _ in range(3):
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        silent.append(listener)
     beats = []
-    ds = EtcdDatastore(EtcdConfig(tuple(f"http://127.0.0.1:{s.getsockname()[1]}" for s in silent), timeout=0.3),
-                       PREFIX, heartbeat=lambda: beats.append(threading.current_thread()))
-    try:
-        with pytest.raises(DatastoreUnavailable, match="no answer within 0.3 s"):
-            ds.snapshot()
-        assert beats == [threading.current_thread()] * 3
-    finally:
-        ds.close()
-        for listener in silent:
-            listener.close()
+    with hanging_endpoints(3) as urls:
+        ds = EtcdDatastore(EtcdConfig(tuple(urls), timeout=0.3), PREFIX,
+                           heartbeat=lambda: beats.append(threading.current_thread()))
+        try:
+            with pytest.raises(DatastoreUnavailable, match="no answer within 0.3 s"):
+                ds.snapshot()
+        finally:
+            ds.close()
+    assert beats == [threading.current_thread()] * 3
 
 
 # -- auth and TLS -------------------------------------------------------------------
@@ -368,7 +354,7 @@ def test_username_and_password(own_etcd):
 
 @pytest.fixture
 def tls_etcd(tmp_path):
-    _need_etcd()
+    need_etcd()
     tls = TLSFiles(tmp_path / "good")
     server = EtcdProc(tls=tls)
     try:
