@@ -1,19 +1,27 @@
-"""A burst of registrations (a cluster scaling up, a bulk import) is applied in a few BIRD
-reloads, not one per transaction, and nothing of it is lost. Real etcd, real BIRD, the real
-daemon with its default [bird] burst_settle_seconds / burst_max_delay_seconds."""
+"""A burst of registrations (a cluster scaling up, a bulk import) is gathered into fewer BIRD
+reloads than it has transactions, and nothing of it is lost. Real etcd, real BIRD, the real
+daemon with its default [bird] burst_settle_seconds / burst_max_delay_seconds.
+
+How many reloads exactly depends on when the writer's transactions arrive against the settle
+time, i.e. on the machine's load: that number is a benchmark's (bench/), not this test's.
+What must hold on any machine: the burst is gathered at least once, and all of it is applied."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from rr_service.settings import BirdSettings
 from tests.faults.faultlab import EVENTUALLY, etcd_python
 from tests.lab import proto_name, wait_for
 
 pytestmark = pytest.mark.integration
 
+SETTLE = {f.name: f.default for f in dataclasses.fields(BirdSettings)}["burst_settle_seconds"]
 NODES = 200            # 192.0.2.50 .. 192.0.2.249 and 2001:db8::1:50 ..: no lab host answers
-TRANSACTIONS = 10      # 60 keys each (address, IPv6 address, AS of 20 nodes), 0.1 s apart
-MAX_RELOADS = 6
+TRANSACTIONS = 10      # 60 keys each (address, IPv6 address, AS of 20 nodes) ...
+GAP = SETTLE / 4       # ... this far apart: a burst that does not pause for the settle time
 
 
 def _burst_script(prefix: str) -> str:
@@ -31,12 +39,12 @@ for t in range({TRANSACTIONS}):
         ops.append(client.transactions.put(f"{{prefix}}/host/{{name}}/as_num", "64512"))
     ok, _ = client.transaction(compare=[], success=ops, failure=[])
     assert ok
-    time.sleep(max(0.0, start + 0.1 * (t + 1) - time.monotonic()))
+    time.sleep(max(0.0, start + {GAP} * (t + 1) - time.monotonic()))
 print(len(nodes))
 """
 
 
-def test_burst_of_registrations_takes_few_reloads(fault_world):
+def test_burst_of_registrations_is_gathered(fault_world):
     world = fault_world()
     rr = world.rr
     reloads_before = rr.log_count("bird accepted ")
@@ -52,5 +60,5 @@ def test_burst_of_registrations_takes_few_reloads(fault_world):
     clients = [p for p in rr.bird.protocols() if p.startswith("Client_192_0_2_")]
     assert len(clients) == NODES + len(world.nodes), clients
     assert rr.in_sync_with_render(), "the configs on disk differ from `calico-rr render`"
-    assert 1 <= reloads <= MAX_RELOADS, (
+    assert 1 <= reloads < TRANSACTIONS, (
         f"{reloads} reloads of bird for {TRANSACTIONS} transactions:\n{rr.log()[-3000:]}")
