@@ -38,19 +38,19 @@ deps-ansible:
 	@./tools/apt-ensure $(ANSIBLE_DEBS)
 
 test: deps deps-package deps-ansible
-	$(PYTHON) -m pytest -v -ra --durations=25 $(PYTEST_ARGS) tests
+	RR_REQUIRE_ALL=1 $(PYTHON) -m pytest -v -ra --durations=25 $(PYTEST_ARGS) tests
 
 test-unit:
 	$(PYTHON) -m pytest -q -m "not integration and not system" $(PYTEST_ARGS) tests
 
 test-integration: deps
-	$(PYTHON) -m pytest -v -ra -m integration $(PYTEST_ARGS) tests
+	RR_REQUIRE_ALL=1 $(PYTHON) -m pytest -v -ra -m integration $(PYTEST_ARGS) tests
 
 test-system: deps deps-package
-	$(PYTHON) -m pytest -v -ra -m system $(PYTEST_ARGS) tests/system
+	RR_REQUIRE_ALL=1 $(PYTHON) -m pytest -v -ra -m system $(PYTEST_ARGS) tests/system
 
 test-ansible: deps deps-package deps-ansible
-	$(PYTHON) -m pytest -v -ra -m system $(PYTEST_ARGS) tests/ansible
+	RR_REQUIRE_ALL=1 $(PYTHON) -m pytest -v -ra -m system $(PYTEST_ARGS) tests/ansible
 
 # How fast a change reaches BIRD at 1,000 to 10,000 nodes; rewrites docs/benchmarks.md.
 # BENCH_ARGS=--quick for a one-minute run at 1,000 nodes.
