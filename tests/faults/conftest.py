@@ -17,19 +17,13 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.faults.faultlab import (FaultNode, FaultReflector, FaultWorld,  # noqa: E402
                                    start_etcd_cluster)
+from tests.faults.figures import figures, pytest_runtest_makereport  # noqa: E402,F401
 from tests.lab import (CalicoData, Lab, calico_node_bird_config, requirements_missing,  # noqa: E402
                        rr_service_available, sweep)
 from tests.lab.world import AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1  # noqa: E402
 
 
 # -- fixtures -----------------------------------------------------------------------------
-
-@pytest.hookimpl(tryfirst=True, hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
-
 
 @pytest.fixture
 def lab(request):

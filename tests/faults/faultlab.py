@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from rr_service.daemon import BIRD_CHECK, BIRD_RETRY, TICK  # noqa: E402
 from tests.lab import (CalicoData, Lab, LabError, Reflector, proto_name,  # noqa: E402
                        start_bird, wait_for)
 from tests.lab.bird import BirdProc, same_since  # noqa: E402
@@ -44,6 +45,12 @@ from tests.lab.notify import NotifySocket  # noqa: F401  (re-exported for the fa
 
 SESSION_TIMEOUT = 90  # BGP sessions coming up on a busy shared machine
 EVENTUALLY = 60  # "it happens eventually": generous, the figure is what we measure
+# What the daemon's periods promise: a retry (BIRD_RETRY) or check (BIRD_CHECK) falls due, the
+# loop reaches it within one TICK, then one reconfigure of a small config and our polling
+# (CONFIGURE_ALLOWANCE, for a loaded shared machine).
+CONFIGURE_ALLOWANCE = 2.0
+RETRY_BOUND = BIRD_RETRY + TICK + CONFIGURE_ALLOWANCE
+CHECK_BOUND = BIRD_CHECK + TICK + CONFIGURE_ALLOWANCE
 
 
 # -- the reflector, with NOTIFY_SOCKET and extra environment --------------------------------
@@ -204,6 +211,19 @@ def dropped_sessions(before: Dict[tuple, tuple], after: Dict[tuple, tuple]) -> L
     return out
 
 
+def session_changes(before: Dict[tuple, tuple], after: Dict[tuple, tuple]) -> List[str]:
+    """Sessions of `before` (whatever their state) that are gone, or whose state, info or
+    `since` differ in `after`: stricter than dropped_sessions, for "nothing moved"."""
+    out = []
+    for key, (state, since, info) in before.items():
+        now = after.get(key)
+        if now is None:
+            out.append(f"{key}: gone")
+        elif (now[0], now[2]) != (state, info) or not same_since(now[1], since):
+            out.append(f"{key}: {state} {since} {info} -> {now[0]} {now[1]} {now[2]}")
+    return out
+
+
 def established_count(sessions: Dict[tuple, tuple]) -> int:
     return sum(1 for state, _, info in sessions.values() if state == "up" and info.startswith("Established"))
 
@@ -295,7 +315,3 @@ def start_etcd_cluster(lab: Lab, hosts: Sequence[Host], timeout: float = 60) -> 
     wait_for(healthy, timeout, interval=0.3, what="a 3-member etcd cluster",
              describe=lambda: "\n".join(m.proc.log()[-1500:] for m in members))
     return members
-
-
-def node_id(request) -> str:
-    return request.node.nodeid

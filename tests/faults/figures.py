@@ -1,25 +1,23 @@
-"""Measured figures of the reliability tests, kept as JSON under `.cache/reliability/`.
+"""Measured figures of the reliability tests, kept as JSON under `.cache/reliability/`
+(or $RR_RELIABILITY_DIR): one file per table of docs/reliability.md, which
+`tools/reliability_report.py` renders.
 
-Every file there is one table of docs/reliability.md (`tools/reliability_report.py` renders
-them all). The format, shared with whoever adds a file (hostile.json, model.json, ...):
+    {"rows": {"<key>": {"class": "etcd down", "done": "what was done", "figure": "what was measured",
+                        "measured": {...raw numbers...}, "test": "tests/...::test_x",
+                        "run": "20260101T100000Z-4242", "commit": "<sha>", "recorded": "2026-01-01T10:02:13Z"}}}
 
-    {
-      "title": "Faults survived",            # the table's heading (default: the file name)
-      "intro": "one paragraph, optional",
-      "rows": {                               # a dict (key: a stable id, e.g. the test) or a list
-        "etcd_down": {
-          "class":  "etcd down",              # fault or input class
-          "done":   "etcd stopped for 60 s, ...",   # what was done
-          "figure": "0 of 8 sessions dropped; change applied 0.4 s after etcd answered",
-          "measured": {"sessions_dropped": 0, "apply_seconds": 0.41},   # raw numbers, optional
-          "test": "tests/faults/test_etcd.py::test_etcd_down",          # optional
-          "recorded": "2026-01-01T10:00:00Z"                             # optional
-        }
-      }
-    }
+One helper writes them all (fault, model-based, hostile-input and security tests), and only
+for a test that passed:
 
-`record()` merges one row into a file under a lock, so tests (and parallel runs) never lose
-each other's rows.
+* pytest tests use the `figures` fixture: `figures.add(table, key, ...)` stages a row anywhere
+  in the test, and the row is written when the test's call phase passed; a failing or skipped
+  test writes nothing, so its old row keeps its old run and the report calls it stale;
+* code that is no pytest test of its own (a module's total over several tests) calls
+  `record()` itself, after every assertion it depends on.
+
+`run` is the same for every row one pytest process writes (its start time and pid, or
+$RR_RELIABILITY_RUN), `commit` the checkout's HEAD when that process started: the report
+takes its tables from one run only.
 """
 
 from __future__ import annotations
@@ -27,18 +25,38 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS_DIR = Path(os.environ.get("RR_RELIABILITY_DIR", REPO_ROOT / ".cache" / "reliability"))
+TABLES = ("faults", "model", "hostile", "security")  # the files; their titles are the report's
 
-FAULTS_TITLE = "Faults survived"
-FAULTS_INTRO = ("Each row is one integration test in tests/faults: real etcd 3.4, real BIRD 1.6, "
-                "the real daemon in the reflector's network namespace, Calico-like node BIRDs "
-                "with Established IPv4 and IPv6 sessions. Times are measured on a shared 2-core "
-                "machine; the limits the tests assert are in the figure column.")
+
+def _utc(seconds: Optional[float] = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _head() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+_STARTED = time.time()
+RUN = os.environ.get("RR_RELIABILITY_RUN") or f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(_STARTED))}-{os.getpid()}"
+COMMIT = _head()
+
+
+def results_dir() -> Path:
+    """Read at each call: a test (or a run) may point RR_RELIABILITY_DIR elsewhere."""
+    return Path(os.environ.get("RR_RELIABILITY_DIR") or REPO_ROOT / ".cache" / "reliability")
 
 
 def _round(value: Any) -> Any:
@@ -51,37 +69,62 @@ def _round(value: Any) -> Any:
     return value
 
 
-def record(key: str, *, fault: str, done: str, figure: str, measured: Optional[dict] = None,
-           test: str = "", file: str = "faults", title: str = FAULTS_TITLE,
-           intro: str = FAULTS_INTRO) -> Path:
-    """Merge one row into RESULTS_DIR/<file>.json; returns the file's path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{file}.json"
-    lock = RESULTS_DIR / f".{file}.lock"
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def record(table: str, key: str, *, fault: str, done: str, figure: str,
+           measured: Optional[dict] = None, test: str = "") -> Path:
+    """Merge one row into <results_dir>/<table>.json under a lock; returns the file's path.
+    Call it only once the assertions behind the figure have passed."""
+    if table not in TABLES:
+        raise ValueError(f"unknown figures table {table!r} (one of {', '.join(TABLES)})")
+    folder = results_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{table}.json"
+    with open(folder / f".{table}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                data = {}
-        except (OSError, ValueError):
-            data = {}
-        data.setdefault("title", title)
-        if intro:
-            data.setdefault("intro", intro)
-        rows = data.get("rows")
-        if not isinstance(rows, dict):
-            rows = {}
-        rows[key] = {
-            "class": fault,
-            "done": done,
-            "figure": figure,
-            "measured": _round(measured or {}),
-            "test": test,
-            "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        data["rows"] = dict(sorted(rows.items()))
+            rows = json.loads(path.read_text()).get("rows")
+        except (OSError, ValueError, AttributeError):
+            rows = None
+        rows = rows if isinstance(rows, dict) else {}
+        rows[key] = {"class": fault, "done": done, "figure": figure, "measured": _round(measured or {}),
+                     "test": test, "run": RUN, "commit": COMMIT, "recorded": _utc()}
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps({"rows": dict(sorted(rows.items()))}, indent=2) + "\n")
         os.replace(tmp, path)
     return path
+
+
+class StagedFigures:
+    """Rows of one test, written by commit() (the fixture calls it when the test passed)."""
+
+    def __init__(self, test: str):
+        self.test = test
+        self.rows: List[tuple] = []
+
+    def add(self, table: str, key: str, *, fault: str, done: str, figure: str,
+            measured: Optional[dict] = None) -> None:
+        if table not in TABLES:
+            raise ValueError(f"unknown figures table {table!r}")
+        self.rows.append((table, key, dict(fault=fault, done=done, figure=figure, measured=measured)))
+
+    def commit(self) -> None:
+        for table, key, cells in self.rows:
+            record(table, key, test=self.test, **cells)
+
+
+# -- pytest glue: conftest.py files import these two names ---------------------------------
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def figures(request):
+    """Stage rows with figures.add(...); they are written only if the test passed."""
+    staged = StagedFigures(request.node.nodeid)
+    yield staged
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.passed:
+        staged.commit()

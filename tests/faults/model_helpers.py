@@ -8,6 +8,7 @@
   Every operation is idempotent and retried until etcd answers, so an etcd restart between
   two operations never makes the model and etcd disagree.
 * The daemon's STATUS= lines come over tests.lab.notify.NotifySocket, as systemd would read them.
+* `bird_sessions`: what BIRD runs per BGP protocol, from `show protocols all`.
 
 Run as `python3 -m tests.faults.model_helpers ENDPOINT PREFIX` it is the driver's far end.
 """
@@ -28,7 +29,6 @@ from typing import Dict, List, Optional, Tuple
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
-RELIABILITY_DIR = REPO_ROOT / ".cache" / "reliability"
 
 # -- the key space -------------------------------------------------------------------------
 
@@ -212,6 +212,12 @@ class OpGenerator:
         self._apply(op)
         return op
 
+    def forget(self, key: str) -> Op:
+        """A delete the test decides on, outside the random sequence; the model follows it."""
+        op = Op("del", key)
+        self._apply(op)
+        return op
+
     def _apply(self, op: Op) -> None:
         if op.kind == "put":
             self.model[op.key] = op.value
@@ -231,13 +237,14 @@ class DriverError(RuntimeError):
 class EtcdDriver:
     """Puts, deletes and reads through a client process inside `netns`."""
 
-    def __init__(self, netns: str, endpoint: str, prefix: str, log_path: Path):
+    def __init__(self, netns: str, endpoint: str, prefix: str, log_path: Path, call_timeout: float = 3.0):
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONSTARTUP")}
         env["PYTHONPATH"] = str(REPO_ROOT)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, PYTHON, "-m", "tests.faults.model_helpers", endpoint, prefix],
+            ["ip", "netns", "exec", netns, PYTHON, "-m", "tests.faults.model_helpers", endpoint, prefix,
+             str(call_timeout)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, cwd=str(REPO_ROOT),
             env=env, start_new_session=True)
 
@@ -275,12 +282,12 @@ class EtcdDriver:
         self._log.close()
 
 
-def _serve(endpoint: str, prefix: str, retry_for: float = 60.0) -> int:
+def _serve(endpoint: str, prefix: str, call_timeout: float, retry_for: float = 60.0) -> int:
     """The driver's far end: one JSON request per stdin line, one JSON answer per line."""
     from rr_service.datastore.base import DatastoreError
     from rr_service.datastore.etcd import EtcdConfig, EtcdDatastore
 
-    store = EtcdDatastore(EtcdConfig(endpoints=(endpoint,), timeout=3.0), prefix)
+    store = EtcdDatastore(EtcdConfig(endpoints=(endpoint,), timeout=call_timeout), prefix)
     cut = len(prefix.rstrip("/") + "/")
 
     def run(request: dict) -> dict:
@@ -334,17 +341,37 @@ def status_revision(status: str) -> Optional[int]:
     return int(found.group(1)) if found else None
 
 
-# -- figures --------------------------------------------------------------------------------
+# -- what BIRD runs --------------------------------------------------------------------------
 
-def write_figures(name: str, rows: List[dict]) -> Path:
-    """`.cache/reliability/<name>.json`: rows {"fault", "what", "figure"} for the report."""
-    RELIABILITY_DIR.mkdir(parents=True, exist_ok=True)
-    path = RELIABILITY_DIR / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(rows, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+@dataclass(frozen=True)
+class BirdSession:
+    neighbor: str
+    neighbor_as: Optional[int]
+    local_as: Optional[int]  # BIRD 2 only: BIRD 1.6 shows no local AS
+
+
+_PROTOCOL_LINE = re.compile(r"^(\S+)\s+(\S+)\s+\S+\s+\S+")  # name proto table state ...
+_DETAIL = re.compile(r"^\s+(Neighbor address|Neighbor AS|Local AS):\s+(\S+)")
+
+
+def bird_sessions(show_protocols_all: str) -> Dict[str, BirdSession]:
+    """The BGP protocols of `show protocols all` (BIRD 1.6 and 2): name -> neighbour address,
+    neighbour AS, local AS (None where BIRD does not say)."""
+    found: Dict[str, dict] = {}
+    current: Optional[dict] = None
+    for line in show_protocols_all.splitlines():
+        head = _PROTOCOL_LINE.match(line)
+        if head and not line.startswith(("BIRD ", "name ", "Name ")):
+            current = found.setdefault(head.group(1), {}) if head.group(2) == "BGP" else None
+            continue
+        detail = _DETAIL.match(line)
+        if detail and current is not None:
+            current.setdefault(detail.group(1), detail.group(2))
+    return {name: BirdSession(d.get("Neighbor address", ""),
+                              int(d["Neighbor AS"]) if "Neighbor AS" in d else None,
+                              int(d["Local AS"]) if "Local AS" in d else None)
+            for name, d in found.items()}
 
 
 if __name__ == "__main__":
-    sys.exit(_serve(sys.argv[1], sys.argv[2]))
+    sys.exit(_serve(sys.argv[1], sys.argv[2], float(sys.argv[3])))

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from tests.faults.faultlab import (EVENTUALLY, SESSION_TIMEOUT, dropped_sessions, etcd_revision,
-                                   fingerprint, node_id, read_bytes, stray_files)
-from tests.faults.figures import record
+from rr_service.daemon import BIRD_CHECK, BIRD_RETRY
+from tests.faults.faultlab import (CHECK_BOUND, EVENTUALLY, RETRY_BOUND, SESSION_TIMEOUT,
+                                   dropped_sessions, etcd_revision, fingerprint, read_bytes,
+                                   stray_files)
 from tests.lab import REPO_ROOT, proto_name, wait_for
 from tests.lab.world import NODES
 
@@ -55,7 +56,7 @@ def _broken_templates(folder, trigger_ip: str):
     return dst
 
 
-def test_bird_refuses_config(fault_world, lab, request):
+def test_bird_refuses_config(fault_world, lab, figures):
     """BIRD refuses a config (a template override breaks it for one node): the previous file
     stays, the error is logged once with BIRD's message, and the next good change applies."""
     w = fault_world(env={"CALICO_RR_TEMPLATES": str(_broken_templates(lab.tmp, C_IP))})
@@ -64,8 +65,8 @@ def test_bird_refuses_config(fault_world, lab, request):
     good = fingerprint(rr.bird_conf)
     good6 = fingerprint(rr.bird6_conf)
 
-    w.calico.add_node("c", C_IP)  # renders the broken line
     t_put = time.monotonic()
+    w.calico.add_node("c", C_IP)  # renders the broken line
     wait_for(lambda: rr.log_count("BIRD refused") >= 1, EVENTUALLY, what="the refusal in the log",
              describe=lambda: rr.log()[-2000:])
     refused_after = time.monotonic() - t_put
@@ -81,24 +82,14 @@ def test_bird_refuses_config(fault_world, lab, request):
     c_in_bird = _has(rr.bird, CLIENT_C)
 
     # The next good change: c goes, d comes.
+    t_fix = time.monotonic()
     w.calico.remove_node("c")
     w.calico.add_node("d", D_IP)
-    t_fix = time.monotonic()
     wait_for(lambda: _has(rr.bird, CLIENT_D), EVENTUALLY, interval=0.02, what=f"{CLIENT_D} in BIRD")
     next_seconds = time.monotonic() - t_fix
     in_sync = rr.in_sync_with_render()
     drops = dropped_sessions(before, w.sessions())
 
-    record("05_bird_refuses", fault="BIRD refuses a config",
-           done="template override that writes a line BIRD cannot parse for one node; that node "
-                "added, written again twice, then removed and another node added",
-           figure=f"previous file kept (inode, mtime, content); {len(refusal_lines)} log line "
-                  f"with BIRD's message (after {refused_after:.2f} s); next good change applied in "
-                  f"{next_seconds:.2f} s; {len(drops)} sessions dropped",
-           measured={"refusal_log_lines": len(refusal_lines), "refused_after_seconds": refused_after,
-                     "next_change_seconds": next_seconds, "sessions_dropped": len(drops),
-                     "previous_file_kept": kept},
-           test=node_id(request))
     assert kept, "the config file changed although BIRD refused the new one"
     assert not strays, strays
     assert not c_in_bird
@@ -108,9 +99,18 @@ def test_bird_refuses_config(fault_world, lab, request):
     assert in_sync
     assert not drops, drops
     rr.assert_alive()
+    figures.add("faults", "bird_refuses", fault="BIRD refuses a config",
+                done="template override that writes a line BIRD cannot parse for one node; that node "
+                     "added, written again twice, then removed and another node added",
+                figure=f"previous file kept (inode, mtime, content); {len(refusal_lines)} log line "
+                       f"with BIRD's message (after {refused_after:.2f} s); next good change applied in "
+                       f"{next_seconds:.2f} s; {len(drops)} sessions dropped",
+                measured={"refusal_log_lines": len(refusal_lines), "refused_after_seconds": refused_after,
+                          "next_change_seconds": next_seconds, "sessions_dropped": len(drops),
+                          "previous_file_kept": kept})
 
 
-def test_bird_restarted_with_old_config(fault_world, request):
+def test_bird_restarted_with_old_config(fault_world, figures):
     """BIRD restarted on an old config file (e.g. a package upgrade put one back): the daemon
     notices without any change in etcd and puts the current config back."""
     w = fault_world()
@@ -133,20 +133,22 @@ def test_bird_restarted_with_old_config(fault_world, request):
     reestablished = time.monotonic() - t_back
     drops6 = dropped_sessions(before6, w.sessions())
 
-    record("06_bird_restarted_old_config", fault="BIRD restarted on an old config file",
-           done="BIRD (IPv4) stopped and started on the config of before the last change; "
-                "nothing changed in etcd",
-           figure=f"current config back in BIRD {recovered:.1f} s after BIRD's start; IPv4 "
-                  f"sessions Established again after {reestablished:.1f} s; {len(drops6)} IPv6 "
-                  "sessions dropped",
-           measured={"recover_seconds": recovered, "reestablished_seconds": reestablished,
-                     "ipv6_sessions_dropped": len(drops6)},
-           test=node_id(request))
     assert not drops6, drops6
+    assert recovered <= CHECK_BOUND, f"caught up {recovered:.1f} s after BIRD's start (bound {CHECK_BOUND:g} s)"
     rr.assert_alive()
+    figures.add("faults", "bird_restarted_old_config", fault="BIRD restarted on an old config file",
+                done="BIRD (IPv4) stopped and started on the config of before the last change; "
+                     "nothing changed in etcd",
+                figure=f"current config back in BIRD {recovered:.1f} s after BIRD's start (bound "
+                       f"{CHECK_BOUND:g} s: the daemon's check every {BIRD_CHECK:g} s + a loop pass + "
+                       f"the reconfigure); IPv4 "
+                       f"sessions Established again after {reestablished:.1f} s; {len(drops6)} IPv6 "
+                       "sessions dropped",
+                measured={"recover_seconds": recovered, "reestablished_seconds": reestablished,
+                          "ipv6_sessions_dropped": len(drops6)})
 
 
-def test_bird_killed(fault_world, request):
+def test_bird_killed(fault_world, figures):
     """BIRD killed, a change arrives while it is dead: the daemon does not crash, puts a checked
     file in place for BIRD's start, and configures BIRD once it is back."""
     w = fault_world()
@@ -173,22 +175,23 @@ def test_bird_killed(fault_world, request):
     drops6 = dropped_sessions(before6, w.sessions())
     in_sync = rr.in_sync_with_render()
 
-    record("07_bird_killed", fault="BIRD killed",
-           done="SIGKILL to BIRD (IPv4), a node added while it was dead, BIRD started again",
-           figure=f"daemon kept running; checked file in place for BIRD's start; BIRD configured "
-                  f"{configured:.1f} s after its start, sessions back after {reestablished:.1f} s; "
-                  f"{len(drops6)} IPv6 sessions dropped",
-           measured={"configured_seconds": configured, "reestablished_seconds": reestablished,
-                     "ipv6_sessions_dropped": len(drops6), "not_running_warnings": warnings},
-           test=node_id(request))
     assert "config written" in status, status
     assert warnings == 1, warnings
     assert in_sync
     assert not drops6, drops6
+    assert configured <= RETRY_BOUND, f"configured {configured:.1f} s after BIRD's start (bound {RETRY_BOUND:g} s)"
     rr.assert_alive()
+    figures.add("faults", "bird_killed", fault="BIRD killed",
+                done="SIGKILL to BIRD (IPv4), a node added while it was dead, BIRD started again",
+                figure=f"daemon kept running; checked file in place for BIRD's start; BIRD configured "
+                       f"{configured:.1f} s after its start (bound {RETRY_BOUND:g} s: retry every "
+                       f"{BIRD_RETRY:g} s), sessions back after {reestablished:.1f} s; "
+                       f"{len(drops6)} IPv6 sessions dropped",
+                measured={"configured_seconds": configured, "reestablished_seconds": reestablished,
+                          "ipv6_sessions_dropped": len(drops6), "not_running_warnings": warnings})
 
 
-def test_bird_socket_missing(fault_world, request):
+def test_bird_socket_missing(fault_world, figures):
     """BIRD's control socket disappears (moved away) while BIRD keeps routing: the daemon
     retries, never crashes, and applies once the socket is back; no session drops."""
     w = fault_world()
@@ -211,12 +214,12 @@ def test_bird_socket_missing(fault_world, request):
     applied = time.monotonic() - t_back
     drops = dropped_sessions(before, w.sessions())
 
-    record("08_bird_socket_missing", fault="BIRD control socket missing",
-           done="BIRD's control socket moved away, a node added, the socket moved back",
-           figure=f"daemon kept running, retried; applied {applied:.1f} s after the socket was back "
-                  f"(retry period 5 s); {len(drops)} sessions dropped",
-           measured={"apply_seconds": applied, "sessions_dropped": len(drops), "written": bool(written)},
-           test=node_id(request))
     assert not drops, drops
+    assert applied <= RETRY_BOUND, f"applied {applied:.1f} s after the socket was back (bound {RETRY_BOUND:g} s)"
     assert rr.in_sync_with_render()
     rr.assert_alive()
+    figures.add("faults", "bird_socket_missing", fault="BIRD control socket missing",
+                done="BIRD's control socket moved away, a node added, the socket moved back",
+                figure=f"daemon kept running, retried; applied {applied:.1f} s after the socket was back "
+                       f"(bound {RETRY_BOUND:g} s: retry every {BIRD_RETRY:g} s); {len(drops)} sessions dropped",
+                measured={"apply_seconds": applied, "sessions_dropped": len(drops), "written": bool(written)})

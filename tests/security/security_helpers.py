@@ -1,7 +1,7 @@
 """Helpers of the security tests (tests/security): a throw-away CA (openssl), etcd with TLS or authentication
 inside a lab namespace, the daemon and the CLI run with chosen settings, a NOTIFY_SOCKET to
-read the daemon's STATUS=, a check that no secret shows in any captured text, and the figures
-for docs/reliability.md (`.cache/reliability/security.json`).
+read the daemon's STATUS=, and a check that no secret shows in any captured text, not even
+escaped. (The figures for docs/reliability.md go through tests/faults/figures.py.)
 
 Every process, namespace, user and folder made here is removed again, also on failure.
 """
@@ -28,8 +28,6 @@ from tests.lab import Lab, Reflector, requirements_missing, rr_service_available
 from tests.lab.etcd import ETCD, ETCDCTL, Etcd  # noqa: E402
 from tests.lab.netns import Host, LabError  # noqa: E402
 from tests.lab.reflector import PYTHON, _env  # noqa: E402
-
-FIGURES = REPO_ROOT / ".cache" / "reliability" / "security.json"
 
 
 # -- skipping ------------------------------------------------------------------------------

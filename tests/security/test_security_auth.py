@@ -100,10 +100,11 @@ def test_user_password_end_to_end(auth_world, figures):
     finally:
         rr.stop()
         notify.close()
-    figures("security: etcd authentication", "user/password (auth enable, read-only role); daemon "
-            "at debug level, render, status, ETCD_PASSWORD",
-            f"sessions configured {configured_after:.1f} s after start, watch authenticated; "
-            f"password in 0 of {checked} outputs")
+    figures.add("security", "auth_end_to_end", fault="etcd authentication",
+                done="user/password (auth enable, read-only role); daemon at debug level, render, "
+                "status, ETCD_PASSWORD",
+                figure=f"sessions configured {configured_after:.1f} s after start, watch authenticated; "
+                       f"password in 0 of {checked} outputs")
 
 
 def test_wrong_password_fails_clearly(auth_world, figures):
@@ -129,9 +130,9 @@ def test_wrong_password_fails_clearly(auth_world, figures):
     finally:
         daemon.stop()
         notify.close()
-    figures("security: etcd authentication", "wrong password",
-            f"render exit 1, one line: ...{message.rsplit(':2379: ', 1)[-1]}; daemon keeps running, "
-            "STATUS= etcd unreachable; no traceback, no password")
+    figures.add("security", "auth_wrong_password", fault="etcd authentication", done="wrong password",
+                figure=f"render exit 1, one line: ...{message.rsplit(':2379: ', 1)[-1]}; daemon keeps running, "
+                       "STATUS= etcd unreachable; no traceback, no password")
 
 
 HELP = [[], ["run"], ["render"], ["register"], ["unregister"], ["status"], ["accept"]]
@@ -182,6 +183,7 @@ except Exception as exc:
     assert "pair error:" in res.stdout and "control error:" in res.stdout, res.stdout
     texts["reprs, settings errors, datastore exception chain"] = res.stdout + res.stderr
     checked = assert_no_secrets(texts, SECRETS)
-    figures("security: secrets in output", "--help of every command (password in the environment); "
-            "repr of settings and datastore, settings errors, a failed login's exception chain and traceback",
-            f"password in 0 of {checked} texts")
+    figures.add("security", "secrets_in_output", fault="secrets in output",
+                done="--help of every command (password in the environment); repr of settings and "
+                "datastore, settings errors, a failed login's exception chain and traceback",
+                figure=f"password in 0 of {checked} texts")

@@ -96,10 +96,11 @@ def test_tls_client_certificate_end_to_end(tls_world, figures):
     finally:
         rr.stop()
         notify.close()
-    figures("security: etcd over TLS", "etcd https with --client-cert-auth, throw-away CA; daemon "
-            "at debug level, render, status",
-            f"session with a node Established {established_after:.1f} s after the daemon started; "
-            f"configs mode 0640; key PEM in 0 of {checked} outputs")
+    figures.add("security", "tls_end_to_end", fault="etcd over TLS",
+                done="etcd https with --client-cert-auth, throw-away CA; daemon at debug level, "
+                "render, status",
+                figure=f"session with a node Established {established_after:.1f} s after the daemon started; "
+                       f"configs mode 0640; key PEM in 0 of {checked} outputs")
 
 
 BAD = {
@@ -139,6 +140,6 @@ def test_tls_bad_credentials_fail_clearly(tls_world, figures, case):
     finally:
         daemon.stop()
         notify.close()
-    figures("security: etcd TLS misconfigured", case,
-            f"render exit 1, one line: ...{message.rsplit(':2379: ', 1)[-1]}; "
-            "daemon keeps running, STATUS= etcd unreachable; no traceback, no key")
+    figures.add("security", "tls_bad_" + re.sub(r"\W+", "_", case.lower()), fault="etcd TLS misconfigured", done=case,
+                figure=f"render exit 1, one line: ...{message.rsplit(':2379: ', 1)[-1]}; "
+                       "daemon keeps running, STATUS= etcd unreachable; no traceback, no key")

@@ -183,8 +183,8 @@ state_dir = "{state}"
         if notify is not None:
             notify.close()
         shutil.rmtree(work, ignore_errors=True)
-    figures("security: no root, no capabilities",
-            "daemon as a throw-away system user (setpriv: no groups, all capability sets empty, "
-            "no_new_privs) owning the config folder; BIRD + BIRD6 run as that user too",
-            f"sessions configured {configured_after:.1f} s after start, later change applied; "
-            "configs 0640 owned by the user; `status` works as that user")
+    figures.add("security", "unprivileged", fault="no root, no capabilities",
+                done="daemon as a throw-away system user (setpriv: no groups, all capability sets "
+                "empty, no_new_privs) owning the config folder; BIRD + BIRD6 run as that user too",
+                figure=f"sessions configured {configured_after:.1f} s after start, later change applied; "
+                       "configs 0640 owned by the user; `status` works as that user")
