@@ -23,6 +23,10 @@ def status_table(
         target: {p.name: p for p in protocols if p.proto.upper() == "BGP"}
         for target, protocols in bird_protocols.items()
     }
+    if plan.error:
+        # The daemon does not apply such a plan: the rows below are what etcd asks for, BIRD
+        # keeps running what it has.
+        notes.append(f"NOT APPLIED: {plan.error}")
     for target, error in sorted(bird_errors.items()):
         notes.append(f"{target}: control socket not answering: {error}")
     for family_plan in (plan.v4, plan.v6):

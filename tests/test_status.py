@@ -125,3 +125,11 @@ def test_v3_address_disagreement_is_named_not_called_unconfigured(node, me, expe
     assert not any("no address configured" in line for line in lines)
     # the other family still serves
     assert any(line.endswith("our Node resource found, cluster id 1.2.3.4, listening on port 1790") for line in lines)
+
+
+def test_a_plan_the_daemon_would_not_apply_says_so():
+    """A typo in global/as_num stops the daemon from applying (BIRD keeps its config): status
+    must say so instead of listing the fallback AS as if it were running."""
+    the_plan = plan(parse_snapshot({**DATA, "global/as_num": b"65000;"}), ME)
+    text = status_table(the_plan, {4: "bird", 6: "bird6"}, {"bird": [], "bird6": []}, {})
+    assert text.splitlines()[0].startswith("NOT APPLIED: etcd key global/as_num is invalid"), text

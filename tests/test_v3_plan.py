@@ -208,6 +208,29 @@ def test_bad_selector_rejects_only_that_peer():
     assert got == {("10.0.1.1", None): c()}
 
 
+@pytest.mark.parametrize("raw, words", [
+    ({**config("default", asNumber="65000;"), **RR, **A, **CLIENTS},
+     "etcd key bgpconfigurations/default is invalid"),
+    ({**NO_MESH, **config("node.rr", listenPort=70000), **RR, **A, **CLIENTS},
+     "etcd key bgpconfigurations/node.rr is invalid"),
+    ({**NO_MESH, **node("rr", "10.0.0.1/24", asn="64512x"), **A, **CLIENTS},
+     "etcd key nodes/rr is invalid"),
+])
+def test_bad_resource_every_session_rests_on_stops_the_plan(raw, words):
+    """Planned without it, a bad `default` would put every session in AS 64512 and switch the
+    mesh on, a bad Node of ours would drop every session: the daemon must not apply that."""
+    _, plan = sessions(raw)
+    assert plan.error is not None and words in plan.error, plan.error
+
+
+def test_bad_resource_of_another_node_or_peer_does_not_stop_the_plan():
+    raw = {**NO_MESH, **RR, **A, **CLIENTS, **node("b", "10.0.1.2/24", asn="x"),
+           **config("node.b", listenPort=70000), **peer("broken", peerSelector="has(rr")}
+    got, plan = sessions(raw)
+    assert plan.error is None
+    assert got == {("10.0.1.1", None): c()}
+
+
 @pytest.mark.parametrize("flavour", ["bird1", "bird2"])
 def test_render_of_v3_options(flavour):
     raw = {**NO_MESH, **RR, **A, **CLIENTS,

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..model import IPAddress
+from ..model import IPAddress, shown_key
 from ..plan import CLIENT, MESH, FamilyPlan, Identity, Plan, Session
 from .resources import BGPPeer, CalicoData, CalicoNode
 
@@ -63,7 +63,22 @@ def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
     families = {family: _plan_family(data, ours, me, family, warnings) for family in (4, 6)}
     # As calico/node: node.<name> listenPort, else the default's, whether or not our Node exists.
     return Plan(router_id=me.ipv4, v4=families[4], v6=families[6], warnings=tuple(warnings), schema="v3",
-                listen_port=data.listen_port_of(node_name))
+                listen_port=data.listen_port_of(node_name), error=_plan_error(data, node_name))
+
+
+def _plan_error(data: CalicoData, node_name: str) -> Optional[str]:
+    """Why the plan must not be applied: a rejected resource every session of ours rests on.
+    Planned without it, a bad `default` BGPConfiguration would move every session to AS 64512
+    and switch the node-to-node mesh on, a bad Node of ours would drop every session. A bad
+    BGPPeer or another node costs only its own sessions (skipped, with a warning)."""
+    decisive = {
+        "bgpconfigurations/default": "the cluster's AS number, node-to-node mesh and listen port",
+        f"bgpconfigurations/node.{node_name}": "this reflector's listen port",
+        f"nodes/{node_name}": "this reflector's addresses, AS and cluster id",
+    }
+    reasons = [f"etcd key {shown_key(bad.key)} is invalid ({bad.reason}) and decides {decisive[bad.key]}"
+               for bad in data.rejected if bad.key in decisive]
+    return "; ".join(reasons) or None
 
 
 def _local_address(ours: Optional[CalicoNode], me: Identity, family: int) -> tuple[Optional[IPAddress], Optional[str]]:
