@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests import prereq  # noqa: E402
 from tests.faults.faultlab import (FaultNode, FaultReflector, FaultWorld,  # noqa: E402
                                    start_etcd_cluster)
 from tests.faults.figures import figures, pytest_runtest_makereport  # noqa: E402,F401
@@ -27,9 +28,7 @@ from tests.lab.world import AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1  # noqa: E40
 
 @pytest.fixture
 def lab(request):
-    reason = requirements_missing()
-    if reason:
-        pytest.skip(reason)
+    prereq.need(requirements_missing())
     reason = rr_service_available()
     if reason:  # the product is broken: a failure, not a reason to skip
         pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)

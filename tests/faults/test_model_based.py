@@ -36,6 +36,7 @@ from rr_service import components
 from rr_service.render import Renderer
 from rr_service.safety import session_names
 from rr_service.settings import load_settings
+from tests import prereq
 from tests.lab.notify import NotifySocket
 from tests.faults.model_helpers import EtcdDriver, OpGenerator, bird_sessions, status_revision
 from tests.lab import Lab, Reflector, requirements_missing, rr_service_available, sweep, wait_for
@@ -43,7 +44,6 @@ from tests.lab.etcd import start_etcd
 from tests.lab.netns import REPO_ROOT
 from tests.lab.reflector import PYTHON, _env
 from tests.lab.world import ETCD_IP, RR1
-from tests.hostile.grammar import bird2_binary
 
 pytestmark = pytest.mark.integration
 
@@ -78,15 +78,11 @@ def _diff(want: str, got: str, name: str) -> str:
 
 @pytest.mark.parametrize("flavour", ["bird1", "bird2"])
 def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
-    reason = requirements_missing()
-    if reason:
-        pytest.skip(reason)
+    prereq.need(requirements_missing())
     problem = rr_service_available()
     if problem:
         pytest.fail(f"python3 -m rr_service does not start: {problem}", pytrace=False)
-    bird2 = bird2_binary() if flavour == "bird2" else None
-    if flavour == "bird2" and bird2 is None:
-        pytest.fail("BIRD 2 is not available (tools/fetch-bird2)", pytrace=False)
+    bird2 = prereq.bird2_or_missing() if flavour == "bird2" else None
     started = time.monotonic()
     schedule = random.Random(SEED ^ 0x5EED)
     restart_at = set(schedule.sample(range(50, OPS - 50), RESTARTS)) if OPS > 200 else set()

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from rr_service.safety import session_names
+from tests import prereq
 from tests.lab.notify import NotifySocket
 from tests.lab import CalicoData, minimal_bird_config, proto_name, start_etcd, wait_for
 from tests.lab.bird import BIRD, BirdProc
@@ -38,7 +39,7 @@ CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 def system_user():
     for tool in ("useradd", "userdel", "setpriv"):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
+            prereq.missing(f"{tool} is not installed")
     name = f"rrsec{secrets.token_hex(3)}"
     subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
                     "--shell", "/usr/sbin/nologin", name], check=True, capture_output=True, timeout=30)
