@@ -503,7 +503,11 @@ class _WatchStream:
             # Returning would half-close the stream: keep it open until cancel.
             self._stopped.wait()
 
-        self._call = etcdrpc.WatchStub(channel).Watch(requests(), metadata=metadata)
+        # hasleader: a member cut off from its cluster's majority keeps answering pings but
+        # sees no more changes; with this, it cancels the watch ("no leader") and the daemon
+        # resyncs from another endpoint instead of waiting on a silent watch forever.
+        self._call = etcdrpc.WatchStub(channel).Watch(
+            requests(), metadata=tuple(metadata or ()) + (("hasleader", "true"),))
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"etcd-watch {prefix} @{from_revision}")
         self._thread.start()

@@ -283,6 +283,66 @@ def test_etcd_cluster_member_killed(fault_world, lab, figures):
                           "all_applied_after_last_ack_seconds": all_applied, "sessions_dropped": len(drops)})
 
 
+def _cut_off(member, others, add: bool) -> None:
+    """Route the member's raft traffic nowhere, both ways, inside the lab's own namespaces: it
+    still answers the daemon, but no longer hears its cluster (a network partition)."""
+    verb = "add" if add else "del"
+    for a, b in [(member, o) for o in others] + [(o, member) for o in others]:
+        a.host.run(["ip", "route", verb, "prohibit", f"{b.host.ipv4}/32"], check=add)
+
+
+def test_etcd_member_cut_off_from_its_cluster(fault_world, lab, figures):
+    """The member the daemon talks to loses its cluster but still answers the daemon: its watch
+    goes silent while gRPC's pings keep succeeding. etcd cancels a `hasleader` watch on a member
+    without a leader, so the daemon resyncs from the majority; a change put there is applied,
+    and no session drops meanwhile."""
+    w = fault_world(etcd_members=3)
+    rr = w.rr
+    before = w.sessions()
+    (talks_to,) = wait_for(lambda: (lambda p: p if len(p) == 1 else None)(_daemon_peer(rr)), 30,
+                           what="one etcd connection of the daemon")
+    victim = next(m for m in w.members if m.host.ipv4 == talks_to)
+    majority = [m for m in w.members if m is not victim]
+    driver = EtcdDriver(majority[0].host.ns, majority[0].endpoint, w.calico.prefix,
+                        lab.tmp / "partition-writer.log", call_timeout=WRITER_TIMEOUT)
+    try:
+        driver.dump()  # connected to the majority before the cut
+        t_cut = time.monotonic()
+        _cut_off(victim, majority, add=True)
+        try:
+            writer = _Writer(driver, [Op("put", "host/c/ip_addr_v4", C_IP.encode())], pause=0)
+            writer.start()
+            t_seen = _wait_protocol(rr.bird, proto_name("Client", C_IP), EVENTUALLY)
+            writer.join(EVENTUALLY)
+            if writer.error:
+                raise writer.error
+            moved_to = wait_for(lambda: (lambda p: p if p and talks_to not in p else None)(_daemon_peer(rr)),
+                                30, what="the daemon's connection to the majority")
+            in_sync = wait_for(rr.in_sync_with_render, EVENTUALLY, interval=0.5,
+                               what="configs equal to `calico-rr render`")
+            resync_logged = "resyncing" in rr.log() or "watch lost" in rr.log()
+        finally:
+            _cut_off(victim, majority, add=False)
+    finally:
+        driver.close()
+    drops = dropped_sessions(before, w.sessions())
+    applied_seconds = t_seen - t_cut
+    acked_seconds = writer.acked[0][2] - t_cut
+
+    assert in_sync
+    assert resync_logged, rr.log()[-3000:]
+    assert not drops, drops
+    figures.add("faults", "etcd_member_cut_off", fault="etcd member cut off from its cluster",
+                done=f"3-member etcd cluster; the member the daemon talks to ({talks_to}) cut off from "
+                     "the other two (its raft traffic routed nowhere), still reachable by the daemon; "
+                     "a node put through the majority",
+                figure=f"change applied {applied_seconds:.2f} s after the cut (etcd acknowledged it "
+                       f"{acked_seconds:.2f} s after the cut); moved to {', '.join(sorted(moved_to))}; "
+                       f"final configs = `calico-rr render`; {len(drops)} sessions dropped",
+                measured={"applied_seconds_after_cut": applied_seconds, "acked_seconds": acked_seconds,
+                          "sessions_dropped": len(drops)})
+
+
 # Single puts, one watch response each: a daemon that does not read its watch (stopped) lets its
 # HTTP/2 window (64 KiB) and etcd's per-watch buffer (128 responses) overflow, so etcd moves the
 # watch behind ("unsynced"); once compacted, catching it up means a compacted-revision error.
