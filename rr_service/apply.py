@@ -42,27 +42,38 @@ class ConfigApplier:
         # None at start: we cannot know whether BIRD runs the file it finds on disk (someone
         # may have edited it, or a reload failed before we started), so the first apply()
         # always sends `configure`.
-        self.accepted_text: str | None = None
-        # How BIRD looked right after it accepted accepted_text: still_accepted() compares.
+        # Kept as bytes only (1.5 MB at 10,000 sessions; a str copy beside it doubled that).
+        self._accepted_bytes: bytes | None = None
+        # How BIRD looked right after it accepted them: still_accepted() compares.
         self._bird_stamp: tuple | None = None
-        self._accepted_bytes = b""
+        # The file's (inode, size, mtime) once it was seen to hold the accepted bytes: the
+        # periodic check stats the file and reads it only when that changed.
+        self._file_stamp: tuple | None = None
         # What goes back on disk if BIRD refuses the file in place: the text it last accepted,
         # or the file our write replaced while BIRD was down. None: nothing known, so a
         # refused file that was there before stays (never removed: BIRD may need it to start).
         self._fallback: bytes | None = None
 
+    @property
+    def accepted_text(self) -> str | None:
+        """The config BIRD last accepted from us; None until it accepted one (or restarted)."""
+        return None if self._accepted_bytes is None else self._accepted_bytes.decode()
+
     def still_accepted(self) -> bool:
         """False when BIRD may no longer run what it accepted from us: the file was changed
         behind our back, or BIRD was restarted since (on whatever file it found then). The next
-        apply() then configures BIRD again. Cheap: a read and a stat."""
-        if self.accepted_text is None:
+        apply() then configures BIRD again. Cheap: two stats, a read only if the file moved."""
+        if self._accepted_bytes is None:
             return True  # nothing accepted yet: the daemon's own retry covers it
-        if _read(self.target.config_path) != self._accepted_bytes:
-            return False
+        file_stamp = _file_stamp(self.target.config_path)
+        if file_stamp is None or file_stamp != self._file_stamp:
+            if _read(self.target.config_path) != self._accepted_bytes:
+                return False
+            self._file_stamp = file_stamp
         stamp = self._stamp()
         if stamp is None or stamp == self._bird_stamp:
             return True
-        self.accepted_text = None  # BIRD may run anything now: configure it again
+        self._accepted_bytes = None  # BIRD may run anything now: configure it again
         return False
 
     def _stamp(self) -> tuple | None:
@@ -79,14 +90,14 @@ class ConfigApplier:
         path = self.target.config_path
         wanted = text.encode()
         on_disk = _read(path)
-        if text == self.accepted_text and on_disk == wanted:
+        if wanted == self._accepted_bytes and on_disk == wanted:
             return ApplyStatus.UNCHANGED
 
         if on_disk == wanted:
-            return self._configure_in_place(text)
-        return self._configure_candidate(text, wanted, on_disk)
+            return self._configure_in_place(wanted)
+        return self._configure_candidate(wanted, on_disk)
 
-    def _configure_candidate(self, text: str, wanted: bytes, on_disk: bytes | None) -> ApplyStatus:
+    def _configure_candidate(self, wanted: bytes, on_disk: bytes | None) -> ApplyStatus:
         """BIRD running: it loads the candidate itself, which also checks it. One parse, not
         two (`bird -p` costs as much as the parse inside `configure`), and a file BIRD refused
         never reaches the target path. BIRD does not remember the candidate's name: a later
@@ -106,14 +117,14 @@ class ConfigApplier:
                 if self._fallback is None:
                     self._fallback = on_disk
                 return ApplyStatus.WRITTEN_BIRD_DOWN
-            self._accepted(text)
+            self._accepted(wanted)
             self._rename(tmp)
             tmp = None
             return ApplyStatus.APPLIED
         finally:
             _discard(tmp)
 
-    def _configure_in_place(self, text: str) -> ApplyStatus:
+    def _configure_in_place(self, wanted: bytes) -> ApplyStatus:
         """The file already holds the text (we wrote it while BIRD was down, or it was there
         when we started): reload it. If BIRD now refuses it, put back what BIRD last accepted
         or what our write replaced; knowing neither, leave the file: it was there before this
@@ -135,14 +146,13 @@ class ConfigApplier:
             raise ConfigRejected(msg) from e
         except BirdSocketError:
             return ApplyStatus.WRITTEN_BIRD_DOWN
-        self._accepted(text)
+        self._accepted(wanted)
         return ApplyStatus.APPLIED
 
-    def _accepted(self, text: str) -> None:
-        """BIRD said yes to text: remember it, and the BIRD that said it (still_accepted)."""
-        self.accepted_text = text
-        # Encoded once: still_accepted() compares it with the file every few seconds.
-        self._accepted_bytes = text.encode()
+    def _accepted(self, data: bytes) -> None:
+        """BIRD said yes to data: remember it, and the BIRD that said it (still_accepted)."""
+        self._accepted_bytes = data
+        self._file_stamp = None
         self._fallback = self._accepted_bytes
         self._bird_stamp = self._stamp()
 
@@ -217,6 +227,14 @@ def _discard(tmp: str | None) -> None:
 def _untemp(message: str, tmp: str, path: str) -> str:
     """BIRD names the file it parsed: say which file that stands for."""
     return message.replace(tmp, f"{path} (candidate)")
+
+
+def _file_stamp(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _read(path: str) -> bytes | None:

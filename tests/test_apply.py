@@ -372,3 +372,29 @@ def test_disk_full_leaves_old_file_and_no_temp(offline):
         assert conf in str(ei.value)
         assert read(conf) == BASE.encode()
         assert temps(mnt) == []
+
+
+@pytest.mark.integration
+def test_still_accepted_notices_the_file_changed_behind_its_back(bird):
+    """The periodic check stats the file and reads it only when it moved: a rewrite with other
+    content (or the same content: no false alarm) must still be told apart."""
+    ns, applier = bird
+    path = applier.target.config_path
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    assert applier.still_accepted() and applier.still_accepted()
+    write(path, WITH_PEER)  # rewritten, same bytes: BIRD still runs them
+    assert applier.still_accepted()
+    write(path, BASE)  # edited by hand: BIRD no longer runs what the file says
+    assert not applier.still_accepted()
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    assert applier.still_accepted()
+
+
+@pytest.mark.integration
+def test_still_accepted_notices_bird_restarted(bird):
+    ns, applier = bird
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    ns.stop()
+    ns.start(applier.target.config_path)  # a new control socket: BIRD may run anything now
+    assert not applier.still_accepted()
+    assert applier.accepted_text is None
