@@ -185,14 +185,15 @@ BEHIND_WHY = (
                 "been started before it was written). confd skips a file in sync."),
     ("first start", "both do the same work before the first `configure` (one snapshot, a full "
                     "parse, plan and render); calico-rr also decides `[etcd] schema = auto` (it "
-                    "reads the v3 prefix first, then the v1 prefix on a second etcd connection) "
+                    "reads the v3 prefix first, then the v1 prefix over the same connection) "
                     "and runs the drop guard: some tens of ms."),
     ("burst", "calico-rr gathers a burst until the changes pause for `burst_settle_seconds` "
               "(0.1 s) and then reloads once; the baseline reloads on every event (see the "
               "reload counts), so its last reload can come sooner after the last put."),
-    ("CPU while idle", "calico-rr wakes every second (watchdog) and every 5 s compares each "
-                       "config file with what BIRD accepted, to notice a BIRD restarted on an "
-                       "old file; the baseline checks nothing."),
+    ("CPU while idle", "calico-rr wakes every second (watchdog, signals) and every 5 s stats "
+                       "each config file and BIRD's control socket, to notice a file changed "
+                       "behind its back or a BIRD restarted on an old file; its etcd connection "
+                       "sends keepalive pings (a hung etcd is noticed); the baseline checks nothing."),
     ("BIRD's own CPU", "BIRD's CPU depends on its sessions' timers, not on who configured it."),
 )
 

@@ -164,9 +164,8 @@ def read_with_schema(settings: Settings, heartbeat: Optional[Callable[[], None]]
         raw, revision = store.snapshot()
         if holds_v3_nodes(raw):
             return schema(settings, "v3"), store, raw, revision
-        store.close()
         chosen = schema(settings, "v1")
-        store = datastore(settings, chosen.prefix, heartbeat)
+        store.retarget(chosen.prefix)
         raw, revision = store.snapshot()
         return chosen, store, raw, revision
     except BaseException:

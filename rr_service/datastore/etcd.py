@@ -272,6 +272,13 @@ class EtcdDatastore:
         self._client: etcd3.Etcd3Client | None = None
         self._watch: _WatchStream | None = None
 
+    def retarget(self, prefix: str) -> None:
+        """Read (and later watch) another prefix over the same connection: deciding
+        `schema = "auto"` costs no second connect (nor TLS handshake, nor authentication)."""
+        if self._watch is not None:
+            raise RuntimeError("retarget() before start_watch(), not while a watch runs")
+        self._prefix = prefix.rstrip("/") + "/"
+
     # -- reading ---------------------------------------------------------------
 
     def snapshot(self) -> tuple[dict[str, bytes], int]:
