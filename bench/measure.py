@@ -395,11 +395,11 @@ def run_impl(env: Env, kind: str, n: int, spy: Optional[str] = None) -> dict:
         result["rss_ready_mb"] = status["VmRSS"] / 1024
         result["hwm_ready_mb"] = status["VmHWM"] / 1024
         # CPU while idle
-        c0, b0, w0 = h.cpu_seconds(proc.pid), h.cpu_seconds(env.bird4.proc.pid), now()
+        c0, b0, w0 = h.cpu_seconds_exact(proc.pid), h.cpu_seconds_exact(env.bird4.proc.pid), now()
         time.sleep(args.idle)
-        result["idle_cpu_pct"] = 100 * (h.cpu_seconds(proc.pid) - c0) / (now() - w0)
+        result["idle_cpu_pct"] = 100 * (h.cpu_seconds_exact(proc.pid) - c0) / (now() - w0)
         # BIRD's own background work meanwhile: N sessions retrying their (failing) connects
-        result["bird_idle_cpu_pct"] = 100 * (h.cpu_seconds(env.bird4.proc.pid) - b0) / (now() - w0)
+        result["bird_idle_cpu_pct"] = 100 * (h.cpu_seconds_exact(env.bird4.proc.pid) - b0) / (now() - w0)
         result["idle_seconds"] = args.idle
         reloads.poll()
         result["reloads_at_start"] = reloads.count

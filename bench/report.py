@@ -388,8 +388,9 @@ def render_docs(results: dict, doc: Path = DOC, png: Path = PLOT) -> None:
         "session shows in BIRD (the config holding it holds all); then the same nodes are deleted "
         "the same way.",
         f"- **cold start**: from spawning the process to `READY=1` on the bench's own `NOTIFY_SOCKET`, "
-        f"with N nodes in etcd and a fresh BIRD; RSS from `/proc/PID/status`; idle CPU = utime + stime "
-        f"over {st['idle_s']:g} s without changes.",
+        f"with N nodes in etcd and a fresh BIRD; RSS from `/proc/PID/status`; idle CPU = the CPU time "
+        f"of every thread (`/proc/PID/task/*/schedstat`, in ns: utime + stime count in 10 ms ticks, "
+        f"as coarse as the figure itself) over {st['idle_s']:g} s without changes.",
         "- **render**: the pure pipeline in the bench process, median of 5 (3 with `--quick`). **floor**: etcd's put → "
         "watch event through the project's own etcd adapter, and BIRD's own `configure \"FILE\"` "
         "sent straight over the socket, switching between the N-client config and one with one "
