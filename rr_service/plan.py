@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import operator
+from bisect import bisect_left, insort
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
-from .model import IPAddress, Node, Snapshot, shown_key
+from .model import IPAddress, Node, Parsed, Snapshot, shown_key
+from .slots import Slots
 
 MESH = "mesh"
 CLIENT = "client"
@@ -99,11 +102,46 @@ def protocol_name(role: str, address: IPAddress) -> str:
 def plan(snapshot: Snapshot, me: Identity, memo: Optional[dict] = None) -> Plan:
     """The sessions this reflector runs. `memo` (a dict the caller keeps between calls) lets
     a node that is the same object as last time skip its work; the result is the same."""
-    warnings: list[str] = []
     memo = {} if memo is None else memo
-    v4 = _plan_family(snapshot, me, 4, warnings, memo)
-    v6 = _plan_family(snapshot, me, 6, warnings, memo)
-    return Plan(router_id=me.ipv4, v4=v4, v6=v6, warnings=tuple(warnings), error=_plan_error(snapshot, me))
+    for family in (4, 6):
+        memo[family] = _FamilyState(snapshot, me, family, memo.get(family))
+    return _assemble(snapshot, me, memo)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What one Planner.update did: the new Plan and, per family, the client sessions that
+    differ, by address as an int (the new Session, None: no session there any more); None
+    for a family planned over, where anything may differ."""
+
+    plan: Plan
+    clients: dict
+
+
+class Planner:
+    """plan() kept up to date change by change, for the daemon: a changed node costs a few
+    bisects, not a walk over every node. A change of what every session rests on (reflectors,
+    global peers, global_as) plans over from the snapshot, as plan() does. Same Plan as
+    plan() on the same snapshot (tests/test_pipeline.py)."""
+
+    def __init__(self, me: Identity):
+        self.me = me
+        self._states: dict = {}
+
+    def update(self, parsed: Parsed) -> Planned:
+        if parsed.globals_changed or not self._states:
+            for family in (4, 6):
+                self._states[family] = _FamilyState(parsed.snapshot, self.me, family, self._states.get(family))
+            clients: dict = {4: None, 6: None}
+        else:
+            clients = {family: state.update(parsed.nodes) for family, state in self._states.items()}
+        return Planned(_assemble(parsed.snapshot, self.me, self._states), clients)
+
+
+def _assemble(snapshot: Snapshot, me: Identity, states: dict) -> Plan:
+    v4, v6 = states[4], states[6]
+    return Plan(router_id=me.ipv4, v4=v4.family_plan(), v6=v6.family_plan(),
+                warnings=(*v4.warnings.values, *v6.warnings.values), error=_plan_error(snapshot, me))
 
 
 def _plan_error(snapshot: Snapshot, me: Identity) -> Optional[str]:
@@ -132,64 +170,132 @@ def _some_names(sessions: list, limit: int) -> str:
     return ", ".join(names)
 
 
-def _plan_family(snapshot: Snapshot, me: Identity, family: int, warnings: list, memo: dict) -> FamilyPlan:
-    mine = me.address(family)
-    if mine is None:
-        return FamilyPlan(family, None, False, None, ())
+_node_name = operator.attrgetter("description")  # of a client candidate: its node's name
 
-    own_entry = next((r for r in snapshot.reflectors(family) if r.ip == mine), None)
-    cluster_id = own_entry.cluster_id if own_entry else None
-    mesh: dict[int, Session] = {}
-    if own_entry is not None:
-        for reflector in snapshot.reflectors(family):
-            if reflector.ip == mine:
+
+class _FamilyState:
+    """One family's plan, kept in the shape a changed node updates in place.
+
+    `claimants`: the candidate session of every node with an address, by address as an int,
+    in node name order (the first one's settings win, the names are listed in that order).
+    `clients` and `warnings`: what each address gives, in address order. The mesh sessions
+    depend on global data only: they change with a new state, never in place.
+    """
+
+    def __init__(self, snapshot: Snapshot, me: Identity, family: int, previous: Optional["_FamilyState"] = None):
+        self.family = family
+        self.mine = mine = me.address(family)
+        self.own_entry = None
+        self.cluster_id: Optional[str] = None
+        self.mesh: dict[int, Session] = {}
+        self.mesh_sessions: list[Session] = []
+        self.candidates: dict[str, tuple] = {}  # node name -> (node, address int, session) or (node, None, None)
+        self.claimants: dict[int, list[Session]] = {}
+        self.clients = Slots()
+        self.warnings = Slots()
+        if mine is None:
+            self.context: Optional[tuple] = None
+            return
+        self.mine_key = int(mine)
+        self.own_entry = next((r for r in snapshot.reflectors(family) if r.ip == mine), None)
+        self.cluster_id = self.own_entry.cluster_id if self.own_entry else None
+        if self.own_entry is not None:
+            for reflector in snapshot.reflectors(family):
+                if reflector.ip == mine:
+                    continue
+                self.mesh[int(reflector.ip)] = Session(
+                    name=protocol_name(MESH, reflector.ip),
+                    role=MESH,
+                    neighbor=reflector.ip,
+                    local_as=snapshot.global_as,
+                    neighbor_as=snapshot.global_as,
+                    rr_client=False,
+                    cluster_id=None,
+                    description="reflector",
+                )
+            self.mesh_sessions = [self.mesh[key] for key in sorted(self.mesh)]
+        global_peer = next((p for p in snapshot.global_peers(family) if p.ip == mine), None)
+        self.context = (mine, global_peer, snapshot.global_as, self.cluster_id)
+        # A candidate depends on its node and the context only: reuse what did not change.
+        reuse = previous.candidates if previous is not None and previous.context == self.context else {}
+        candidates, claimants = self.candidates, self.claimants
+        for node in snapshot.nodes:
+            cached = reuse.get(node.name)
+            if cached is None or cached[0] is not node:
+                cached = (node, *self._candidate(node))
+            candidates[node.name] = cached
+            if cached[1] is not None:
+                claimants.setdefault(cached[1], []).append(cached[2])
+        # Addresses as ints: sorting and hashing ipaddress objects is Python-level and dominated
+        # the planner at 10,000 nodes.
+        mine_key, mesh, clients = self.mine_key, self.mesh, self.clients
+        for key in sorted(claimants):
+            found = claimants[key]
+            if len(found) == 1 and key != mine_key and key not in mesh:
+                clients.append(key, found[0])  # _settle's usual answer, without 10,000 calls
                 continue
-            mesh[int(reflector.ip)] = Session(
-                name=protocol_name(MESH, reflector.ip),
-                role=MESH,
-                neighbor=reflector.ip,
-                local_as=snapshot.global_as,
-                neighbor_as=snapshot.global_as,
-                rr_client=False,
-                cluster_id=None,
-                description="reflector",
-            )
+            session, warning = self._settle(key)
+            if session is not None:
+                clients.append(key, session)
+            if warning is not None:
+                self.warnings.append(key, warning)
 
-    global_peer = next((p for p in snapshot.global_peers(family) if p.ip == mine), None)
-    context = (family, mine, global_peer, snapshot.global_as, cluster_id)
-    previous = memo.get(family, {})
-    current: dict[int, tuple] = {}
-    # Addresses as ints: sorting and hashing ipaddress objects is Python-level and dominated
-    # the planner at 10,000 nodes.
-    clients: dict[int, list[Session]] = {}
-    for node in snapshot.nodes:
-        cached = previous.get(id(node))
-        if cached is not None and cached[0] is node and cached[1] == context:
-            candidate = cached[2]
-        else:
-            candidate = _client_candidate(node, family, mine, global_peer, snapshot.global_as, cluster_id)
-        current[id(node)] = (node, context, candidate)
-        if candidate is not None:
-            clients.setdefault(candidate[0], []).append(candidate[1])
-    memo[family] = current
+    def _candidate(self, node: Node) -> tuple:
+        """(address as an int, Session) of the node's client session, or (None, None)."""
+        return _client_candidate(node, self.family, self.mine, *self.context[1:]) or (None, None)
 
-    mine_key = int(mine)
-    sessions = [mesh[key] for key in sorted(mesh)]
-    for key in sorted(clients):
-        claimants = clients[key]
-        if key == mine_key:
+    def _settle(self, key: int) -> tuple[Optional[Session], Optional[str]]:
+        """The session (if any) and the warning (if any) that the nodes claiming `key` give."""
+        claimants = self.claimants.get(key)
+        if not claimants:
+            return None, None
+        if key == self.mine_key:
             names = _some_names(claimants, WARNING_NAMES)
-            warnings.append(f"node {names} has this reflector's own address {mine}; no session to self")
-            continue
-        if key in mesh:
-            continue  # a reflector that is also listed as a node: the mesh session covers it
+            return None, f"node {names} has this reflector's own address {self.mine}; no session to self"
+        if key in self.mesh:
+            return None, None  # a reflector that is also listed as a node: the mesh session covers it
         session = claimants[0]
-        if len(claimants) > 1:
-            warnings.append(f"{len(claimants)} nodes share the address {session.neighbor} ({_some_names(claimants, WARNING_NAMES)}); "
-                            f"one session, settings of {session.description}")
-            session = dataclasses.replace(session, description=_some_names(claimants, DESCRIPTION_NAMES))
-        sessions.append(session)
-    return FamilyPlan(family, mine, own_entry is not None, cluster_id, tuple(sessions))
+        if len(claimants) == 1:
+            return session, None
+        warning = (f"{len(claimants)} nodes share the address {session.neighbor} ({_some_names(claimants, WARNING_NAMES)}); "
+                   f"one session, settings of {session.description}")
+        return dataclasses.replace(session, description=_some_names(claimants, DESCRIPTION_NAMES)), warning
+
+    def update(self, nodes: Mapping[str, Optional[Node]]) -> dict:
+        """Take in the changed nodes (name -> Node, None: gone); returns the client sessions
+        that differ, by address (the new Session, None: none there any more)."""
+        if self.mine is None:
+            return {}
+        touched: set = set()
+        for name, node in nodes.items():
+            old = self.candidates.pop(name, None)
+            new = (node, *self._candidate(node)) if node is not None else (None, None, None)
+            if node is not None and old is not None and old[1] == new[1] and old[2] == new[2]:
+                self.candidates[name] = (node, old[1], old[2])  # the same session: keep its object
+                continue
+            if old is not None and old[1] is not None:
+                claimants = self.claimants[old[1]]
+                del claimants[bisect_left(claimants, name, key=_node_name)]
+                if not claimants:
+                    del self.claimants[old[1]]
+                touched.add(old[1])
+            if node is None:
+                continue
+            self.candidates[name] = new
+            if new[1] is not None:
+                insort(self.claimants.setdefault(new[1], []), new[2], key=_node_name)
+                touched.add(new[1])
+        changed = {}
+        for key in touched:
+            session, warning = self._settle(key)
+            self.warnings.put(key, warning)
+            if self.clients.put(key, session) is not session:
+                changed[key] = session
+        return changed
+
+    def family_plan(self) -> FamilyPlan:
+        return FamilyPlan(self.family, self.mine, self.own_entry is not None, self.cluster_id,
+                          (*self.mesh_sessions, *self.clients.values))
 
 
 def _client_candidate(node: Node, family: int, mine: IPAddress, global_peer, global_as: int, cluster_id) -> Optional[tuple[int, Session]]:
