@@ -8,16 +8,19 @@ reach a BIRD config as anything but the address, number or symbol it stands for.
 from __future__ import annotations
 
 import ipaddress
+import operator
+from itertools import chain
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import jinja2
 
 from .model import AS_MAX
-from .plan import FamilyPlan, Plan, Session
+from .plan import MESH, FamilyPlan, Plan, Planned, Session
+from .slots import Slots
 
 INSTALLED_TEMPLATES = "/usr/share/calico-routereflector/templates"
 SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -75,11 +78,13 @@ class Renderer:
         """The text of every config file of this flavour, by target name (`bird`, `bird6`)."""
         self._next_blocks = {}
         try:
-            return {target: self._render_target(plan, target) for target in self.targets}
+            return {target: self._render_target(plan, target, self._session_blocks, _needs_any_source)
+                    for target in self.targets}
         finally:
             self._blocks, self._next_blocks = self._next_blocks, {}
 
-    def _render_target(self, plan: Plan, target: str) -> str:
+    def _render_target(self, plan: Plan, target: str, session_blocks: Callable[[FamilyPlan], str],
+                       needs_any_source: Callable[[FamilyPlan], bool]) -> str:
         name, families = TEMPLATES[self.flavour][target]
         for family in families:
             _check_plan_header(plan, plan.family(family))
@@ -92,8 +97,8 @@ class Renderer:
                 plan=plan.family(families[0]),
                 v4=plan.v4,
                 v6=plan.v6,
-                session_blocks=self._session_blocks,
-                needs_any_source=_needs_any_source,
+                session_blocks=session_blocks,
+                needs_any_source=needs_any_source,
             )
         except jinja2.TemplateError as exc:
             raise RenderError(f"template {name} in {self.template_dir}: {exc}") from exc
@@ -116,6 +121,76 @@ class Renderer:
         _check_session(session, family)
         name = SESSION_TEMPLATES[self.flavour]
         return self._env.get_template(name).render(session=session, family=family)
+
+
+class IncrementalRenderer:
+    """Renderer.render kept up to date change by change, for the daemon: the rendered block of
+    every session is kept in session order, a change renders only the blocks of the sessions
+    the planner reports changed, and a config is its header plus one str.join. Same text as
+    Renderer.render of the same plan (tests/test_pipeline.py)."""
+
+    def __init__(self, renderer: Renderer):
+        self.renderer = renderer
+        self._families: dict[int, _FamilyBlocks] = {}
+
+    def render(self, planned: Planned) -> dict[str, str]:
+        plan = planned.plan
+        try:
+            for family in (4, 6):
+                changed = planned.clients.get(family)
+                kept = self._families.get(family)
+                if kept is None or changed is None:
+                    self._families[family] = _FamilyBlocks(self.renderer, plan.family(family), kept)
+                else:
+                    kept.update(self.renderer, changed)
+            return {target: self.renderer._render_target(plan, target, self._session_blocks, self._needs_any_source)
+                    for target in self.renderer.targets}
+        except BaseException:
+            self._families.clear()  # half updated: the next render starts from its plan
+            raise
+
+    def _session_blocks(self, family_plan: FamilyPlan) -> str:
+        return self._families[family_plan.family].text()
+
+    def _needs_any_source(self, family_plan: FamilyPlan) -> bool:
+        return self._families[family_plan.family].any_source > 0
+
+
+_BLOCK = operator.itemgetter(1)
+
+
+class _FamilyBlocks:
+    """One family's rendered sessions: the mesh's, then (session, block) per client address
+    in address order, as the planner orders them."""
+
+    def __init__(self, renderer: Renderer, family_plan: FamilyPlan, previous: Optional["_FamilyBlocks"]):
+        self.family = family = family_plan.family
+        self.mesh: list[tuple[Session, str]] = []
+        self.clients = Slots()
+        self.any_source = 0  # sessions without a source address (Calico v3 only, so far)
+        # Planned over (a global change, a resync): most sessions are equal to the last ones.
+        old_mesh = dict(previous.mesh) if previous is not None else {}
+        old_clients = dict(zip(previous.clients.keys, previous.clients.values)) if previous is not None else {}
+        for session in family_plan.sessions:
+            if session.role == MESH:
+                block = old_mesh.get(session)
+                self.mesh.append((session, block if block is not None else renderer._render_session(session, family)))
+            else:
+                key = int(session.neighbor)
+                old = old_clients.get(key)
+                if old is None or not (old[0] is session or old[0] == session):
+                    old = (session, renderer._render_session(session, family))
+                self.clients.append(key, old)
+            self.any_source += session.no_source_address
+
+    def update(self, renderer: Renderer, changed: dict) -> None:
+        for key, session in changed.items():
+            entry = None if session is None else (session, renderer._render_session(session, self.family))
+            old = self.clients.put(key, entry)
+            self.any_source += (session is not None and session.no_source_address) - (old is not None and old[0].no_source_address)
+
+    def text(self) -> str:
+        return "".join(chain(map(_BLOCK, self.mesh), map(_BLOCK, self.clients.values)))
 
 
 def _needs_any_source(family_plan: FamilyPlan) -> bool:

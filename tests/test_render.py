@@ -1,5 +1,6 @@
 """BIRD 1.6 config text: what the templates produce, and that BIRD's own parser accepts it."""
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -9,8 +10,8 @@ import subprocess
 import pytest
 
 from rr_service.model import parse_snapshot
-from rr_service.plan import Identity, plan
-from rr_service.render import Renderer
+from rr_service.plan import Identity, Planned, plan
+from rr_service.render import IncrementalRenderer, Renderer, RenderError
 from tests import prereq
 
 V4 = ipaddress.IPv4Address
@@ -172,6 +173,38 @@ def test_hostile_values_never_reach_the_config(hostile):
     # the good peers are all still there
     for name in ("Mesh_192_0_2_11", "Client_192_0_2_21", "Client_192_0_2_22"):
         assert f"protocol bgp {name} " in configs.v4
+
+
+@pytest.mark.parametrize("flavour", ["bird1", "bird2"])
+def test_incremental_renderer_follows_the_changes_it_is_told(flavour):
+    """IncrementalRenderer renders what Renderer.render does, given the changed client
+    sessions: also sessions without a source address (their template comes and goes with
+    them) and after a render that failed midway."""
+    base = plan(parse_snapshot(DATA), ME)
+    [a] = [s for s in base.v4.sessions if s.description == "a"]
+    key = int(a.neighbor)
+
+    def with_v4_client(session, *others):
+        replace = {a: session, **{s: new for s in base.v4.sessions for new in others if s.neighbor == new.neighbor}}
+        sessions = tuple(replace.get(s, s) for s in base.v4.sessions if replace.get(s, s))
+        return dataclasses.replace(base, v4=dataclasses.replace(base.v4, sessions=sessions))
+
+    incremental = IncrementalRenderer(Renderer(flavour=flavour))
+    assert incremental.render(Planned(base, {4: None, 6: None})) == Renderer(flavour=flavour).render(base)
+    no_source = dataclasses.replace(a, no_source_address=True)
+    for session, expect_template in ((no_source, True), (a, False), (no_source, True), (None, False)):
+        the_plan = with_v4_client(session)
+        configs = incremental.render(Planned(the_plan, {4: {key: session}, 6: {}}))
+        assert configs == Renderer(flavour=flavour).render(the_plan)
+        assert ("bgp_template_any_source" in configs["bird"]) == expect_template
+    # One change of two fails: the other is in the plan the next change builds on.
+    bad = dataclasses.replace(a, description="a; protocol")
+    [b] = [s for s in base.v4.sessions if s.description == "b"]
+    b_changed = dataclasses.replace(b, local_as=65001)
+    with pytest.raises(RenderError):
+        incremental.render(Planned(with_v4_client(bad, b_changed), {4: {key: bad, int(b.neighbor): b_changed}, 6: {}}))
+    the_plan = with_v4_client(a, b_changed)
+    assert incremental.render(Planned(the_plan, {4: {key: a}, 6: {}})) == Renderer(flavour=flavour).render(the_plan)
 
 
 BIRD = shutil.which("bird") or "/usr/sbin/bird"
