@@ -1,8 +1,10 @@
 """The daemon's incremental pipeline gives exactly what the pure pipeline gives.
 
-A seeded random walk of puts and deletes over a small key space (so keys are overwritten,
+Seeded random walks of puts and deletes over a small key space (so keys are overwritten,
 deleted and re-added often), compared after every step with components.compute on the
-same keys, for both BIRD flavours.
+same keys, for both BIRD flavours: one over every kind of key, one over node keys only (so
+the state is carried change by change, never planned over). Then the edge cases of that
+state one by one, and that a change of one node renders one session.
 """
 
 import ipaddress
@@ -14,9 +16,37 @@ import pytest
 from rr_service import components
 from rr_service.pipeline import Pipeline
 from rr_service.plan import Identity
-from rr_service.render import Renderer
+from rr_service.render import Renderer, RenderError
 
 ME = Identity(ipaddress.IPv4Address("192.0.2.10"), ipaddress.IPv6Address("2001:db8::a"))
+ME_V4_ONLY = Identity(ipaddress.IPv4Address("192.0.2.10"))
+SCHEMA = components.Schema(name="v1", prefix="/calico/bgp/v1", to_plan=components._legacy_plan)
+
+
+class Walk:
+    """A Pipeline and the keys it was given, checked against the pure pipeline."""
+
+    def __init__(self, flavour, me=ME, raw=None):
+        self.me, self.raw = me, dict(raw or {})
+        self.pipeline = Pipeline(SCHEMA, me, Renderer(flavour=flavour))
+        self.pipeline.reset(self.raw)
+        self.reference = Renderer(flavour=flavour)
+
+    def put(self, key, value):
+        value = value.encode() if isinstance(value, str) else value
+        self.pipeline.change(key, value)
+        if value is None:
+            self.raw.pop(key, None)
+        else:
+            self.raw[key] = value
+
+    def check(self, where=""):
+        got = self.pipeline.compute()
+        want = components.compute(self.raw, self.me, self.reference, SCHEMA)
+        assert got.configs == want.configs, where
+        assert got.plan == want.plan, where
+        assert got.rejected == want.rejected, where
+        return got
 
 
 def random_change(rng):
@@ -43,23 +73,164 @@ def random_change(rng):
 @pytest.mark.parametrize("seed", range(5))
 def test_incremental_equals_pure(flavour, seed):
     rng = random.Random(seed)
-    schema = components.Schema(name="v1", prefix="/calico/bgp/v1", to_plan=components._legacy_plan)
-    pipeline = Pipeline(schema, ME, Renderer(flavour=flavour))
-    pipeline.reset({})
-    reference = Renderer(flavour=flavour)
-    raw: dict = {}
+    walk = Walk(flavour, ME_V4_ONLY if seed == 4 else ME)
     for step in range(300):
         for _ in range(rng.choice([1, 1, 1, 3, 10])):  # sometimes several changes fold into one
-            key, value = random_change(rng)
-            pipeline.change(key, value)
-            if value is None:
-                raw.pop(key, None)
-            else:
-                raw[key] = value
+            walk.put(*random_change(rng))
         if rng.random() < 0.02:
-            pipeline.reset(raw)
-        got = pipeline.compute()
-        want = components.compute(raw, ME, reference, schema)
-        assert got.configs == want.configs, f"seed {seed} step {step}"
-        assert got.plan == want.plan
-        assert got.rejected == want.rejected
+            walk.pipeline.reset(walk.raw)
+        walk.check(f"seed {seed} step {step}")
+
+
+GLOBALS = {
+    "global/as_num": b"64512",
+    "rr_v4/192.0.2.10": json.dumps({"ip": "192.0.2.10", "cluster_id": "1.2.3.4"}).encode(),
+    "rr_v4/192.0.2.5": json.dumps({"ip": "192.0.2.5"}).encode(),  # a reflector some nodes claim too
+    "rr_v6/2001:db8::a": json.dumps({"ip": "2001:db8::a", "cluster_id": "1.2.3.4"}).encode(),
+    "global/peer_v6/2001:db8::a": json.dumps({"ip": "2001:db8::a"}).encode(),
+}
+
+
+def random_node_change(rng):
+    """A change to one of 40 nodes over 12 addresses: our own (.10), a reflector's (.5),
+    shared ones, addresses moving, nodes coming and going, their own peer entry and AS."""
+    n = rng.randint(0, 39)
+    choices = [
+        (f"host/n{n:02d}/ip_addr_v4", lambda: rng.choice([f"192.0.2.{rng.randint(1, 12)}", "", "192.0.2.999"])),
+        (f"host/n{n:02d}/ip_addr_v6", lambda: rng.choice([f"2001:db8::{rng.randint(1, 12):x}", ""])),
+        (f"host/n{n:02d}/as_num", lambda: rng.choice(["64512", "65002", "x"])),
+        (f"host/n{n:02d}/peer_v4/192.0.2.10", lambda: json.dumps({"ip": "192.0.2.10", "as_num": rng.choice([None, 65002])})),
+        (f"host/n{n:02d}/peer_v4/192.0.2.77", lambda: json.dumps({"ip": "192.0.2.77"})),  # not us
+        (f"host/n{n:02d}/workload", lambda: "ignored"),
+    ]
+    key, make = rng.choice(choices)
+    return key, (None if rng.random() < 0.3 else make().encode())
+
+
+@pytest.mark.parametrize("flavour", ["bird1", "bird2"])
+@pytest.mark.parametrize("seed", range(3))
+def test_node_changes_carried_in_place_equal_pure(flavour, seed):
+    rng = random.Random(seed)
+    walk = Walk(flavour, raw=GLOBALS)
+    walk.check("snapshot")
+    for step in range(400):
+        for _ in range(rng.choice([1, 1, 2, 6])):
+            walk.put(*random_node_change(rng))
+        walk.check(f"seed {seed} step {step}")
+
+
+def client_names(computed, family=4):
+    return [(s.name, s.description) for s in computed.plan.family(family).sessions if s.role == "client"]
+
+
+@pytest.mark.parametrize("flavour", ["bird1", "bird2"])
+def test_edge_cases_of_the_kept_state(flavour):
+    walk = Walk(flavour, raw={**GLOBALS, "global/peer_v4/192.0.2.10": b'{"ip": "192.0.2.10"}'})
+    walk.check("snapshot")
+    shared, own = "2 nodes share the address 192.0.2.22 (a, b)", "node a has this reflector's own address"
+    steps = [
+        ("a node", [("host/a/ip_addr_v4", "192.0.2.21")], [("Client_192_0_2_21", "a")], []),
+        ("a node changes its address", [("host/a/ip_addr_v4", "192.0.2.22")], [("Client_192_0_2_22", "a")], []),
+        ("a second node on that address", [("host/b/ip_addr_v4", "192.0.2.22")], [("Client_192_0_2_22", "a, b")], [shared]),
+        ("the first of the two leaves", [("host/a/ip_addr_v4", None)], [("Client_192_0_2_22", "b")], []),
+        ("it comes back", [("host/a/ip_addr_v4", "192.0.2.22")], [("Client_192_0_2_22", "a, b")], [shared]),
+        ("the second leaves", [("host/b/ip_addr_v4", None)], [("Client_192_0_2_22", "a")], []),
+        ("a node takes this reflector's own address", [("host/a/ip_addr_v4", "192.0.2.10")], [], [own]),
+        ("a node takes another reflector's address", [("host/a/ip_addr_v4", "192.0.2.5")], [], []),
+        ("and leaves it", [("host/a/ip_addr_v4", "192.0.2.23")], [("Client_192_0_2_23", "a")], []),
+        ("its own AS: an eBGP peer", [("host/a/as_num", "65002")], [("Client_192_0_2_23", "a")], []),
+        ("a change that changes no session", [("host/a/ip_addr_v6", "2001:db8::23")], [("Client_192_0_2_23", "a")], []),
+        ("a bad key of the node", [("host/a/as_num", "x")], [("Client_192_0_2_23", "a")], []),
+        ("the node's keys all go", [("host/a/ip_addr_v4", None), ("host/a/ip_addr_v6", None),
+                                    ("host/a/as_num", None)], [], []),
+    ]
+    for what, changes, clients, warnings in steps:
+        for key, value in changes:
+            walk.put(key, value)
+        computed = walk.check(what)
+        assert client_names(computed) == clients, what
+        assert [w[:len(want)] for w, want in zip(computed.plan.warnings, warnings)] == warnings, what
+        assert len(computed.plan.warnings) == len(warnings), what
+
+
+@pytest.mark.parametrize("flavour", ["bird1", "bird2"])
+def test_changes_every_session_rests_on(flavour):
+    raw = {**GLOBALS, "global/peer_v4/192.0.2.10": b'{"ip": "192.0.2.10"}'}
+    raw.update({f"host/n{i}/ip_addr_v4": f"192.0.2.{20 + i}".encode() for i in range(5)})
+    walk = Walk(flavour, raw=raw)
+    walk.check("snapshot")
+    for what, key, value in [
+        ("global AS", "global/as_num", "65000"),
+        ("a bad global AS", "global/as_num", "x"),
+        ("global AS gone: the default", "global/as_num", None),
+        ("our cluster id", "rr_v4/192.0.2.10", '{"ip": "192.0.2.10", "cluster_id": "5.6.7.8"}'),
+        ("our entry gone: standalone", "rr_v4/192.0.2.10", None),
+        ("our entry back", "rr_v4/192.0.2.10", '{"ip": "192.0.2.10"}'),
+        ("another reflector", "rr_v4/192.0.2.30", '{"ip": "192.0.2.30"}'),
+        ("the global peer entry naming us gains an AS", "global/peer_v4/192.0.2.10", '{"ip": "192.0.2.10", "as_num": 65001}'),
+        ("the same value written again", "global/peer_v4/192.0.2.10", '{"ip": "192.0.2.10", "as_num": 65001}'),
+        ("the global peer entry naming us goes", "global/peer_v4/192.0.2.10", None),
+        ("a node's own peer entry while no global one", "host/n1/peer_v4/192.0.2.10", '{"ip": "192.0.2.10"}'),
+    ]:
+        walk.put(key, value)
+        walk.check(what)
+
+
+@pytest.mark.parametrize("flavour", ["bird1", "bird2"])
+def test_a_change_renders_only_its_own_sessions(flavour, monkeypatch):
+    """At 2,000 nodes, one node added, changed or removed renders at most its own session
+    blocks: the daemon's cost of a change does not grow with the cluster."""
+    raw = {**GLOBALS, "global/peer_v4/192.0.2.10": b'{"ip": "192.0.2.10"}'}
+    raw.update({f"host/n{i:04d}/ip_addr_v4": str(ipaddress.IPv4Address(0xC6120000 + i)).encode() for i in range(2000)})
+    walk = Walk(flavour, raw=raw)
+    assert len(walk.check("snapshot").plan.v4.sessions) == 2001  # 2,000 clients and the mesh
+    rendered = []
+    original = Renderer._render_session
+
+    def counted(self, session, family):
+        rendered.append(session.name)
+        return original(self, session, family)
+
+    monkeypatch.setattr(Renderer, "_render_session", counted)
+    for key, value, want in [
+        ("host/new/ip_addr_v4", "198.51.100.1", ["Client_198_51_100_1"]),
+        ("host/new/as_num", "65002", ["Client_198_51_100_1"]),
+        ("host/new/ip_addr_v6", "2001:db8::99", ["Client_2001_db8__99"]),  # global_peer_v6: IPv6 too
+        ("host/new/workload", "x", []),  # not a BGP key: nothing to render
+        ("host/n0007/ip_addr_v4", "198.51.100.2", ["Client_198_51_100_2"]),  # moved: old one just goes
+        ("host/new/ip_addr_v4", None, []),
+    ]:
+        rendered.clear()
+        walk.put(key, value)
+        walk.pipeline.compute()
+        assert rendered == want, key
+    monkeypatch.undo()
+    walk.check("after the changes")
+    for i in range(300):  # a burst: more nodes than SnapshotParser moves one by one
+        walk.put(f"host/n{i:04d}/ip_addr_v4", None)
+        walk.put(f"host/burst{i:03d}/ip_addr_v4", f"198.51.101.{i % 250}")
+    walk.check("a burst of 600 changes")
+    walk.put("host/burst000/ip_addr_v4", None)
+    walk.check("one more change after the burst")
+
+
+def test_after_a_failed_render_the_next_change_renders_everything(monkeypatch):
+    raw = {**GLOBALS, "global/peer_v4/192.0.2.10": b'{"ip": "192.0.2.10"}', "host/a/ip_addr_v4": b"192.0.2.21"}
+    walk = Walk("bird1", raw=raw)
+    walk.check("snapshot")
+    original = Renderer._render_session
+
+    def failing(self, session, family):
+        if session.description == "b":
+            raise RenderError("a template broke")
+        return original(self, session, family)
+
+    monkeypatch.setattr(Renderer, "_render_session", failing)
+    walk.put("host/a/as_num", "65002")
+    walk.put("host/b/ip_addr_v4", "192.0.2.22")
+    with pytest.raises(RenderError):
+        walk.pipeline.compute()
+    monkeypatch.undo()
+    walk.put("host/c/ip_addr_v4", "192.0.2.23")
+    assert [name for name, _ in client_names(walk.check("the next change"))] == [
+        "Client_192_0_2_21", "Client_192_0_2_22", "Client_192_0_2_23"]

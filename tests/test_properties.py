@@ -38,7 +38,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from rr_service import components  # noqa: E402
 from rr_service.model import AS_MAX, DEFAULT_AS, SnapshotParser, parse_snapshot  # noqa: E402
+from rr_service.pipeline import Pipeline  # noqa: E402
 from rr_service.plan import CLIENT, MESH, Identity, plan  # noqa: E402
 from rr_service.render import Renderer  # noqa: E402
 from tests import prereq  # noqa: E402
@@ -49,6 +51,7 @@ from tests.hostile.grammar import (BIRD1, SYMBOL_RE, BirdChecker, assert_only_al
 V4, V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
 FLAVOURS = ("bird1", "bird2")
 RENDERERS = {flavour: Renderer(flavour=flavour) for flavour in FLAVOURS}
+LEGACY = components.Schema(name="v1", prefix="/calico/bgp/v1", to_plan=components._legacy_plan)
 
 settings.register_profile(
     "rr-properties",
@@ -449,7 +452,8 @@ def test_sessions_follow_the_rules(data):
 def test_same_output_in_any_key_order_and_change_by_change(data, split, seed):
     """Names and text are stable: the data in another key order renders the same; the
     daemon's path (SnapshotParser.update, change by change, with junk put and deleted on the
-    way) gives the full parse's result; and a rejected key contributes nothing."""
+    way; and the daemon's Pipeline, changes folded in groups) gives the full parse's result;
+    and a rejected key contributes nothing."""
     counted("mixed data: key order, incremental parse, rejected keys inert")
     raw, _expect, _valid, me = data
     full = parse_snapshot(raw)
@@ -479,6 +483,26 @@ def test_same_output_in_any_key_order_and_change_by_change(data, split, seed):
     assert step == full and step.rejected == full.rejected
     step_plan = plan(step, me, memo)
     assert {flavour: renderers[flavour].render(step_plan) for flavour in FLAVOURS} == configs
+
+    # The daemon's own objects (Pipeline: SnapshotParser.apply, Planner, IncrementalRenderer):
+    # the same start, junk put and deleted, the rest folded in groups of 1 to 4 keys. One
+    # flavour per case, in turn: what is incremental there does not depend on it.
+    rng, flavour = random.Random(seed), FLAVOURS[seed % 2]
+    pipeline = Pipeline(LEGACY, me, renderers[flavour])
+    pipeline.reset(dict(items[:cut]))
+    batches = [junk, dict.fromkeys(junk)]
+    rest = items[cut:]
+    while rest:
+        size = rng.randint(1, 4)
+        batches.append(dict(rest[:size]))
+        rest = rest[size:]
+    computed = pipeline.compute()
+    for batch in batches:
+        for key, value in batch.items():
+            pipeline.change(key, value)
+        computed = pipeline.compute()
+    assert computed.configs == configs[flavour]
+    assert computed.plan == plan(full, me) and computed.rejected == full.rejected
 
 
 # ------------------------------------------------------------------------- BIRD's own parser
