@@ -248,7 +248,6 @@ def measure_breakdown(env: Env, n: int) -> dict:
     """The daemon's own objects, in this process, driven change by change against the real
     BIRD: the same code as `calico-rr run` minus the etcd watch (measured in the floor)."""
     import rr_service.apply as apply_mod
-    import rr_service.pipeline as pipeline_mod
     from rr_service import components
     from rr_service.daemon import Daemon
     from rr_service.notify import Notifier
@@ -271,7 +270,7 @@ def measure_breakdown(env: Env, n: int) -> dict:
             on_gc.started = time.perf_counter()
         else:
             gc_log.append((info["generation"], time.perf_counter() - on_gc.started))
-    original_plan, original_read = pipeline_mod.plan, apply_mod._read
+    original_read = apply_mod._read
     try:
         settings = load_settings(str(env.config_path))
         d = Daemon(settings, reload_settings=lambda: settings, notifier=Notifier(environ={}))
@@ -279,11 +278,11 @@ def measure_breakdown(env: Env, n: int) -> dict:
         d.pipeline = Pipeline(d.schema, d.me, d.renderer)
         raw = h.relative_raw(n)
         d.pipeline.reset(raw)
-        pipeline_mod.plan = timers.wrap("plan", original_plan)
         apply_mod._read = timers.wrap("read", original_read)
         p = d.pipeline
-        p._parser.update = timers.wrap("parse", p._parser.update)
-        p.renderer.render = timers.wrap("render", p.renderer.render)
+        p._parser.apply = timers.wrap("parse", p._parser.apply)
+        p._planner.update = timers.wrap("plan", p._planner.update)
+        p._blocks.render = timers.wrap("render", p._blocks.render)
         d._guard_allows = timers.wrap("guard", d._guard_allows)
         d._publish_status = timers.wrap("status", d._publish_status)
         for applier in d.appliers.values():
@@ -324,7 +323,7 @@ def measure_breakdown(env: Env, n: int) -> dict:
     finally:
         if on_gc in gc.callbacks:
             gc.callbacks.remove(on_gc)
-        pipeline_mod.plan, apply_mod._read = original_plan, original_read
+        apply_mod._read = original_read
         logger.removeHandler(handler)
         handler.close()
     changes = len(totals)

@@ -228,7 +228,11 @@ class Daemon:
         if self.state.etcd_problem:
             log.info("etcd is reachable again (%s)", self.store.describe())
         self.state.revision = revision
-        self.pipeline = Pipeline(self.schema, self.me, self.renderer)
+        current = getattr(self, "pipeline", None)
+        if current is None or current.schema.name != self.schema.name or current.renderer is not self.renderer:
+            # New schema or settings (SIGHUP builds a new renderer): nothing kept applies.
+            self.pipeline = Pipeline(self.schema, self.me, self.renderer)
+        # Otherwise a resync keeps the rendered session blocks: only what changed is redone.
         self.pipeline.reset(raw)
         gc.unfreeze()  # the previous data set's objects: let the collector see them again
         self._freeze_after_apply = True
