@@ -28,7 +28,7 @@ from .notify import Notifier
 from .pipeline import Pipeline
 from .plan import CLIENT, MESH, Plan
 from .render import Renderer, RenderError
-from .safety import DropGuard, session_names
+from .safety import DropGuard
 from .state_dir import StateDir
 from .settings import Settings, SettingsError
 
@@ -117,6 +117,7 @@ class Daemon:
         self._accepted_at: dict[str, str] = {}
         self._next_bird_check = 0.0
         self._freeze_after_apply = False
+        self.pipeline: Optional[Pipeline] = None  # made at the first snapshot
         self._configure(settings, components.flavour(settings))
 
     # ------------------------------------------------------------------ set-up
@@ -228,7 +229,7 @@ class Daemon:
         if self.state.etcd_problem:
             log.info("etcd is reachable again (%s)", self.store.describe())
         self.state.revision = revision
-        current = getattr(self, "pipeline", None)
+        current = self.pipeline
         if current is None or current.schema.name != self.schema.name or current.renderer is not self.renderer:
             # New schema or settings (SIGHUP builds a new renderer): nothing kept applies.
             self.pipeline = Pipeline(self.schema, self.me, self.renderer)
@@ -382,7 +383,7 @@ class Daemon:
 
     def _guard_allows(self, names: dict[str, frozenset[str]]) -> bool:
         running = frozenset().union(*(self._running_names[name] if name in self._running_names
-                                      else session_names([self._file_text(name)]) for name in self.appliers))
+                                      else applier.names_on_disk() for name, applier in self.appliers.items()))
         new = frozenset().union(*names.values())
         verdict = self.guard.check(running, new, time.monotonic(), self.state_dir.take_accept())
         if not verdict.apply:
@@ -397,15 +398,6 @@ class Daemon:
             self.state.held = None
             self.state_dir.clear_held()
         return True
-
-    def _file_text(self, name: str) -> str:
-        """The config on disk: what a BIRD we have not configured yet runs, or reads at start."""
-        applier = self.appliers[name]
-        try:
-            with open(applier.target.config_path, encoding="utf-8", errors="replace") as handle:
-                return handle.read()
-        except OSError:
-            return ""
 
     def _apply_target(self, name: str, applier: ConfigApplier, text: str) -> tuple[str, bool]:
         """(the STATUS= part, whether this render is now in place for this BIRD)."""

@@ -7,7 +7,6 @@ a render until it has stood for a while (etcd keeps saying so) or an operator ac
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -17,14 +16,7 @@ _PROTOCOL_RE = re.compile(r"^protocol bgp ([A-Za-z_][A-Za-z0-9_]*)", re.MULTILIN
 
 def session_names(texts: Iterable[str]) -> frozenset[str]:
     """The BGP protocol names in BIRD config texts (ours: one `protocol bgp NAME` per line)."""
-    return frozenset(name for text in texts for name in _names_in(text))
-
-
-@functools.lru_cache(maxsize=8)
-def _names_in(text: str) -> tuple[str, ...]:
-    # The running config is the text BIRD accepted last time: the same string object every
-    # change until the next apply, so its (1.5 MB at 10,000 sessions) scan is done once.
-    return tuple(_PROTOCOL_RE.findall(text))
+    return frozenset(name for text in texts for name in _PROTOCOL_RE.findall(text))
 
 
 @dataclass(frozen=True)

@@ -398,3 +398,16 @@ def test_still_accepted_notices_bird_restarted(bird):
     ns.start(applier.target.config_path)  # a new control socket: BIRD may run anything now
     assert not applier.still_accepted()
     assert applier.accepted_text is None
+
+
+def test_names_on_disk_follow_the_file(offline):
+    """What the drop guard counts as running before BIRD accepted anything from us: the
+    sessions of the file on disk, read again when the file changes, none when it is gone."""
+    folder, applier = offline
+    path = applier.target.config_path
+    assert applier.names_on_disk() == frozenset()
+    write(path, WITH_PEER)
+    assert applier.names_on_disk() == {"peer_new"}
+    assert applier.names_on_disk() == {"peer_new"}
+    os.unlink(path)
+    assert applier.names_on_disk() == frozenset()
