@@ -117,8 +117,9 @@ def test_bird_restarted_with_old_config(fault_world, figures):
     rr = w.rr
     old_text = rr.bird_conf.read_text()
     w.calico.add_node("c", C_IP)
-    wait_for(lambda: _has(rr.bird, CLIENT_C), EVENTUALLY, what=f"{CLIENT_C} in BIRD")
-    current = rr.bird_conf.read_bytes()
+    # BIRD loads the candidate before the daemon renames it into place: wait for both.
+    current = wait_for(lambda: _has(rr.bird, CLIENT_C) and C_IP.encode() in (read_bytes(rr.bird_conf) or b"")
+                       and read_bytes(rr.bird_conf), EVENTUALLY, what=f"{CLIENT_C} in BIRD and in its file")
     before6 = {k: v for k, v in w.sessions().items() if k[1] == 6}
 
     rr.bird.stop()
