@@ -277,6 +277,27 @@ def test_hung_etcd_is_noticed_by_keepalive(own_etcd):
         ds.close()
 
 
+QUIET_SECONDS = 60  # with pings every 5 s, etcd closed a quiet watch after 30-35 s
+
+
+@pytest.mark.integration  # a minute of nothing happening: not for test-unit
+def test_a_quiet_watch_survives_etcds_ping_policy(own_etcd):
+    """etcd (default --grpc-keepalive-min-time 5 s) closes a connection that pings more often
+    than that. Our keepalive pings must not trip it: on a quiet cluster the watch stays up (no
+    "etcd unreachable" and resync every half minute), and still delivers the next change."""
+    ds = open_store(own_etcd)
+    try:
+        _, revision = ds.snapshot()
+        ds.start_watch(revision + 1)
+        deadline = time.monotonic() + QUIET_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            assert ds.next_changes(min(left, 5.0)) == []
+        own_etcd.ctl("put", f"{PREFIX}/after", "1")
+        assert collect(ds, 1) == [Change("after", b"1", revision + 1)]
+    finally:
+        ds.close()
+
+
 def test_a_dead_first_endpoint_is_skipped(etcd, prefix):
     dead = f"http://127.0.0.1:{free_port()}"
     ds = open_store(etcd, prefix, endpoints=(dead, etcd.url))

@@ -63,8 +63,11 @@ SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 GRPC_OPTIONS = (
     # A hung etcd (SIGSTOP, dead host, lost route) is only noticed by pings:
-    # a watch sees it within keepalive time + timeout (~7 s).
-    ("grpc.keepalive_time_ms", 5000),
+    # a watch sees it within keepalive time + timeout (~8 s). Not 5 s: etcd's
+    # --grpc-keepalive-min-time is 5 s, a ping that arrives a hair early is a
+    # strike, and after three it closes the connection (GOAWAY too_many_pings):
+    # a quiet watch was lost every ~30 s.
+    ("grpc.keepalive_time_ms", 6000),
     ("grpc.keepalive_timeout_ms", 2000),
     # Not without calls: etcd allows pings on a connection without streams
     # only every 2 h, answers the third with GOAWAY "too_many_pings" (and gRPC
