@@ -277,7 +277,7 @@ def test_hung_etcd_is_noticed_by_keepalive(own_etcd):
         ds.close()
 
 
-QUIET_SECONDS = 60  # with pings every 5 s, etcd closed a quiet watch after 30-35 s
+QUIET_SECONDS = 45  # with pings every 5 s, etcd closed a quiet watch after 30-35 s
 
 
 @pytest.mark.integration  # a minute of nothing happening: not for test-unit
