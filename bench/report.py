@@ -180,9 +180,10 @@ BEHIND_WHY = (
                  "session blocks between changes (that is what makes a change cheaper than the "
                  "baseline's full recompute); the baseline rebuilds them on every event."),
     ("RSS", "as above: the data set, memo and session blocks calico-rr keeps."),
-    ("restart", "at start calico-rr reloads BIRD once even when the file on disk is already what "
-                "it would write: it cannot know that BIRD has read that file (BIRD may have "
-                "been started before it was written). confd skips a file in sync."),
+    ("restart", "calico-rr reloads BIRD once at a start its previous run did not hand over to "
+                "(no clean stop, BIRD restarted, the file changed), even when the file on disk "
+                "is already what it would write: it cannot know that BIRD has read that file. "
+                "confd skips a file in sync."),
     ("first start", "both do the same work before the first `configure` (one snapshot, a full "
                     "parse, plan and render); calico-rr also decides `[etcd] schema = auto` (it "
                     "reads the v3 prefix first, then the v1 prefix over the same connection) "

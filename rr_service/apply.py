@@ -8,6 +8,7 @@ never happened is retried on the next apply() instead of being mistaken for "in 
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -27,6 +28,7 @@ class ApplyStatus(enum.Enum):
     UNCHANGED = "unchanged"  # BIRD already runs exactly this text
     APPLIED = "applied"  # written and BIRD accepted it
     WRITTEN_BIRD_DOWN = "written-bird-down"  # on disk, BIRD unreachable or busy; retry later
+    TAKEN_OVER = "taken-over"  # BIRD runs exactly this text, accepted from our previous run
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class ConfigApplier:
         self.client = BirdClient(target.socket_path, socket_timeout)
         # None at start: we cannot know whether BIRD runs the file it finds on disk (someone
         # may have edited it, or a reload failed before we started), so the first apply()
-        # always sends `configure`.
+        # sends `configure` -- unless our own previous run handed it over (take_over()).
         # Kept as bytes only (1.5 MB at 10,000 sessions; a str copy beside it doubled that).
         self._accepted_bytes: bytes | None = None
         # How BIRD looked right after it accepted them: still_accepted() compares.
@@ -55,6 +57,24 @@ class ConfigApplier:
         # refused file that was there before stays (never removed: BIRD may need it to start).
         self._fallback: bytes | None = None
         self._disk_names: tuple | None = None  # (file stamp, names): see names_on_disk()
+        self._handed_over: dict | None = None  # see take_over(); only until the first apply()
+
+    def hand_over(self) -> dict | None:
+        """At a clean stop: what the next run needs to know that this BIRD runs the file in
+        place (see take_over), or None when that is not known for sure now."""
+        if self._accepted_bytes is None or not self.still_accepted():
+            return None
+        return {"config": self.target.config_path, "sha256": hashlib.sha256(self._accepted_bytes).hexdigest(),
+                "bird_socket": list(self._bird_stamp)}
+
+    def take_over(self, record: object) -> None:
+        """Before the first apply(): the previous run's hand_over() record. If the file on disk
+        is still the one it names and BIRD is still the process that accepted it (same control
+        socket), that BIRD runs the file: the first apply() of the same text then reloads
+        nothing. The same evidence still_accepted() goes by while we run; anything else (BIRD
+        restarted, the file changed, a record of another file) and the first apply()
+        configures BIRD as without a record."""
+        self._handed_over = record if isinstance(record, dict) else None
 
     def names_on_disk(self) -> frozenset[str]:
         """The BGP protocol names in the file on disk: what a BIRD we have not configured yet
@@ -105,12 +125,23 @@ class ConfigApplier:
         path = self.target.config_path
         wanted = text.encode()
         on_disk = _read(path)
+        handed_over, self._handed_over = self._handed_over, None
+        if self._accepted_bytes is None and on_disk == wanted and self._runs_handed_over(handed_over, wanted):
+            self._accepted(wanted)
+            return ApplyStatus.TAKEN_OVER
         if wanted == self._accepted_bytes and on_disk == wanted:
             return ApplyStatus.UNCHANGED
 
         if on_disk == wanted:
             return self._configure_in_place(wanted)
         return self._configure_candidate(wanted, on_disk)
+
+    def _runs_handed_over(self, record: dict | None, data: bytes) -> bool:
+        if not record or record.get("config") != self.target.config_path:
+            return False
+        stamp = self._stamp()
+        return (stamp is not None and record.get("bird_socket") == list(stamp)
+                and record.get("sha256") == hashlib.sha256(data).hexdigest())
 
     def _configure_candidate(self, wanted: bytes, on_disk: bytes | None) -> ApplyStatus:
         """BIRD running: it loads the candidate itself, which also checks it. One parse, not

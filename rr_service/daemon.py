@@ -159,6 +159,10 @@ class Daemon:
             self.renderer.flavour,
             ", ".join(a.target.config_path for a in self.appliers.values()),
         )
+        self.state_dir.clear_stale()
+        handed_over = self.state_dir.take_handover()
+        for name, applier in self.appliers.items():
+            applier.take_over(handed_over.get(name))
         try:
             while not self._stop.is_set():
                 self.notifier.watchdog()
@@ -187,8 +191,20 @@ class Daemon:
             self.notifier.stopping()
             self.notifier.status("stopping")
             self.store.close()
+            self._hand_over()
             log.info("stopped")
         return 0
+
+    def _hand_over(self) -> None:
+        """Tell the next start what each BIRD runs, so that a restart of calico-rr alone
+        (an upgrade, `systemctl restart`) does not reload a BIRD already running its config."""
+        records = {}
+        for name, applier in self.appliers.items():
+            record = applier.hand_over()
+            if record is not None:
+                records[name] = record
+        if records:
+            self.state_dir.save_handover(records)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -375,16 +391,14 @@ class Daemon:
     def _names_by_target(self, the_plan: Plan) -> dict[str, frozenset[str]]:
         """The protocol names each BIRD gets from the plan (the renderer names each protocol
         after its session), not from scanning the rendered text."""
-        names: dict[str, set] = {name: set() for name in self.appliers}
-        for family, target in self._family_targets.items():
-            if target in names:
-                names[target].update(s.name for s in the_plan.family(family).sessions)
-        return {name: frozenset(found) for name, found in names.items()}
+        return {name: frozenset(session.name for family, target in self._family_targets.items() if target == name
+                                for session in the_plan.family(family).sessions)
+                for name in self.appliers}
 
     def _guard_allows(self, names: dict[str, frozenset[str]]) -> bool:
-        running = frozenset().union(*(self._running_names[name] if name in self._running_names
-                                      else applier.names_on_disk() for name, applier in self.appliers.items()))
-        new = frozenset().union(*names.values())
+        running = _union(self._running_names[name] if name in self._running_names
+                         else applier.names_on_disk() for name, applier in self.appliers.items())
+        new = _union(names.values())
         verdict = self.guard.check(running, new, time.monotonic(), self.state_dir.take_accept())
         if not verdict.apply:
             if self.state.held is None:
@@ -419,6 +433,9 @@ class Daemon:
             log.info("%s accepted %s", name, path)
             self._accepted_at[name] = time.strftime("%H:%M:%S")
             return f"{name} applied {self._accepted_at[name]}", True
+        if status is ApplyStatus.TAKEN_OVER:
+            log.info("%s runs %s as the previous calico-rr left it (same file, same BIRD process): no reload", name, path)
+            return f"{name} applied before this start", True
         if status is ApplyStatus.WRITTEN_BIRD_DOWN:
             if f"{name} not running" not in self.state.bird_summary:
                 log.warning("%s is not running (no answer on %s); %s is in place for its start", name, applier.target.socket_path, path)
@@ -444,6 +461,13 @@ class Daemon:
 
     def _publish_status(self) -> None:
         self.notifier.status(self.status_line())
+
+
+def _union(sets) -> frozenset[str]:
+    """The union of frozensets, without copying the only non-empty one (bird6's is mostly
+    empty, and a copy of 10,000 names is half a megabyte on every change)."""
+    present = [names for names in sets if names]
+    return present[0] if len(present) == 1 else frozenset().union(*present)
 
 
 def _plan_summary(the_plan: Plan) -> tuple[str, ...]:

@@ -94,13 +94,13 @@ class InvalidSetting(InvalidValue):
                 pass
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Reflector:
     ip: IPAddress
     cluster_id: Optional[str] = None
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class PeerEntry:
     """A BGP peer a node uses: `global/peer_vN/<ip>` or `host/<name>/peer_vN/<ip>`."""
 
@@ -108,7 +108,7 @@ class PeerEntry:
     as_num: Optional[int] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
     name: str
     ipv4: Optional[ipaddress.IPv4Address] = None
@@ -299,7 +299,7 @@ def parse_plain_as(raw: bytes) -> Optional[int]:
 
 # ---------------------------------------------------------------------------- snapshot
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """What one etcd key contributes to the data set, parsed once per value."""
 
@@ -397,7 +397,9 @@ class SnapshotParser:
         self._rejected: dict[str, Rejected] = {}
         self._bad_settings: dict[str, BadSetting] = {}
         self._rejected_tuples: Optional[tuple] = None  # (rejected, bad_settings), sorted by key
-        self._node_keys: dict[str, set] = {}
+        # A node's keys as a tuple: it has one to a few, and a 1-tuple costs 48 bytes where a
+        # set costs 216 (1.7 MB at 10,000 nodes, kept for the daemon's whole life).
+        self._node_keys: dict[str, tuple] = {}
         self._nodes: dict[str, Node] = {}
         self._node_names: list[str] = []  # sorted; _node_list[i] is the Node of _node_names[i]
         self._node_list: list[Node] = []
@@ -432,7 +434,9 @@ class SnapshotParser:
                 continue
             self._entries[key] = entry
             if entry.node:
-                self._node_keys.setdefault(entry.node, set()).add(key)
+                keys = self._node_keys.get(entry.node, ())
+                if key not in keys:
+                    self._node_keys[entry.node] = (*keys, key)
                 touched_nodes.add(entry.node)
             else:
                 self._global_keys.add(key)
@@ -459,7 +463,8 @@ class SnapshotParser:
         if old is None:
             return
         if old.node:
-            self._node_keys[old.node].discard(key)
+            keys = self._node_keys[old.node]
+            self._node_keys[old.node] = tuple(k for k in keys if k != key)
             touched_nodes.add(old.node)
         else:
             self._global_keys.discard(key)

@@ -37,7 +37,7 @@ class Identity:
         return self.ipv4 if family == 4 else self.ipv6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Session:
     name: str  # a BIRD symbol, stable for as long as the role and address stay the same
     role: str  # MESH or CLIENT

@@ -411,3 +411,90 @@ def test_names_on_disk_follow_the_file(offline):
     assert applier.names_on_disk() == {"peer_new"}
     os.unlink(path)
     assert applier.names_on_disk() == frozenset()
+
+
+# -- handover from the previous run (a restart of calico-rr alone) --------------------------
+
+
+def configure_calls(applier):
+    """Every `configure` the applier sends from now on. (A spy on the real client: BIRD's own
+    `show status` shows its last reconfiguration in whole seconds only.)"""
+    calls = []
+    real = applier.client.configure
+
+    def configure(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    applier.client.configure = configure
+    return calls
+
+
+def next_run(applier, record):
+    """A new applier for the same BIRD, as the next start of the daemon makes it."""
+    following = ConfigApplier(applier.target, 5.0)
+    following.take_over(record)
+    return following
+
+
+@pytest.mark.integration
+def test_a_handed_over_config_is_not_reloaded(bird):
+    ns, applier = bird
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    following = next_run(applier, applier.hand_over())
+    calls = configure_calls(following)
+    assert following.apply(WITH_PEER) is ApplyStatus.TAKEN_OVER
+    assert calls == []
+    assert following.accepted_text == WITH_PEER and following.still_accepted()
+    assert following.apply(WITH_PEER) is ApplyStatus.UNCHANGED
+    assert following.apply(BASE) is ApplyStatus.APPLIED  # and on as usual
+    assert protocol_names(ns) == {"device1", "st1"}
+
+
+@pytest.mark.integration
+def test_no_handover_is_trusted_once_bird_restarted(bird):
+    ns, applier = bird
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    record = applier.hand_over()
+    ns.stop()
+    ns.start(applier.target.config_path)
+    following = next_run(applier, record)
+    calls = configure_calls(following)
+    assert following.apply(WITH_PEER) is ApplyStatus.APPLIED
+    assert len(calls) == 1
+    assert applier.hand_over() is None  # BIRD restarted since it accepted: nothing to tell
+
+
+@pytest.mark.integration
+def test_no_handover_is_trusted_for_a_file_changed_since(bird):
+    ns, applier = bird
+    path = applier.target.config_path
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    record = applier.hand_over()
+    write(path, BASE)  # edited between the two runs; BIRD still runs WITH_PEER
+    following = next_run(applier, record)
+    assert following.apply(BASE) is ApplyStatus.APPLIED
+    assert protocol_names(ns) == {"device1", "st1"}
+
+
+@pytest.mark.integration
+def test_a_handover_counts_for_its_first_apply_only(bird):
+    ns, applier = bird
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    following = next_run(applier, applier.hand_over())
+    assert following.apply(BASE) is ApplyStatus.APPLIED  # another text: configured as usual
+    calls = configure_calls(following)
+    write(applier.target.config_path, WITH_PEER)  # back to the handed-over text, by hand
+    assert following.apply(WITH_PEER) is ApplyStatus.APPLIED
+    assert len(calls) == 1
+
+
+@pytest.mark.integration
+def test_handover_records_of_another_file_or_garbage_are_ignored(bird):
+    ns, applier = bird
+    assert applier.apply(WITH_PEER) is ApplyStatus.APPLIED
+    good = applier.hand_over()
+    for record in ({**good, "config": "/etc/bird/other.conf"}, {**good, "bird_socket": "x"},
+                   {**good, "sha256": None}, "garbage", None, {}):
+        following = next_run(applier, record)
+        assert following.apply(WITH_PEER) is ApplyStatus.APPLIED, record

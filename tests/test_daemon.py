@@ -197,6 +197,42 @@ def test_ready_when_etcd_is_unreachable_at_start(notify):
         assert conf.read_text() == BASE
 
 
+def restarted_daemon(notify, path, caplog):
+    """Stop nothing but the daemon and start it again on the same settings; the STATUS= and
+    log lines of the second run up to its READY=1."""
+    with notify._lock:
+        notify.messages.clear()
+    caplog.clear()
+    with daemon_running(path):
+        ready = wait_line(notify, lambda m: m == "READY=1", "READY=1 of the second run")
+        return last_status_before(notify, ready), [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("bird_restarted", [False, True], ids=["bird-kept-running", "bird-restarted-meanwhile"])
+def test_a_restart_of_the_daemon_alone_does_not_reload_bird(etcd, prefix, notify, caplog, bird_restarted):
+    node_data(etcd, prefix)
+    birdproc.skip_unless_possible()
+    with birdproc.running_bird(BASE) as ns, caplog.at_level(logging.INFO, logger="calico-rr"):
+        conf = os.path.join(ns.workdir, "bird.conf")
+        path = settings_file(ns.workdir, endpoints=[etcd.url], prefix=prefix, config=conf, socket_path=ns.socket_path)
+        with daemon_running(path):
+            wait_line(notify, lambda m: m == "READY=1", "READY=1")
+        assert os.path.exists(os.path.join(ns.workdir, "state", "handover.json"))
+        if bird_restarted:
+            ns.stop()
+            ns.start(conf)
+        status, logged = restarted_daemon(notify, path, caplog)
+        taken_over = "bird runs %s as the previous calico-rr left it (same file, same BIRD process): no reload" % conf
+        if bird_restarted:
+            assert taken_over not in logged and "bird accepted %s" % conf in logged
+            assert "bird applied before this start" not in status
+        else:
+            assert taken_over in logged and "bird accepted %s" % conf not in logged
+            assert "bird applied before this start" in status
+        assert "Client_192_0_2_21" in {p.name for p in ns.client().show_protocols()}
+
+
 @pytest.mark.integration
 def test_ready_while_the_drop_guard_holds(etcd, prefix, notify):
     running = BASE + "".join(f"protocol bgp Client_192_0_2_{i} {{ local as 64512; neighbor 192.0.2.{i} as 64512; }}\n"

@@ -29,7 +29,7 @@ class Walk:
     def __init__(self, flavour, me=ME, raw=None):
         self.me, self.raw = me, dict(raw or {})
         self.pipeline = Pipeline(SCHEMA, me, Renderer(flavour=flavour))
-        self.pipeline.reset(self.raw)
+        self.pipeline.reset(dict(self.raw))
         self.reference = Renderer(flavour=flavour)
 
     def put(self, key, value):
@@ -78,7 +78,7 @@ def test_incremental_equals_pure(flavour, seed):
         for _ in range(rng.choice([1, 1, 1, 3, 10])):  # sometimes several changes fold into one
             walk.put(*random_change(rng))
         if rng.random() < 0.02:
-            walk.pipeline.reset(walk.raw)
+            walk.pipeline.reset(dict(walk.raw))
         walk.check(f"seed {seed} step {step}")
 
 

@@ -386,7 +386,8 @@ def test_watchdog_restarts_hung_daemon(configured):
 
 def test_upgrade_restarts_running_daemon_and_keeps_config(configured, deb):
     """A reinstall runs the maintainer scripts as an upgrade does: a running service is
-    try-restarted (new MainPID), the operator's config and its root:bird 0640 stay."""
+    try-restarted (new MainPID) without reloading BIRD, the operator's config and its
+    root:bird 0640 stay."""
     c = configured
     c.sh(f"systemctl restart {UNIT}", timeout=120)
     old = wait_active(c)
@@ -395,6 +396,14 @@ def test_upgrade_restarts_running_daemon_and_keeps_config(configured, deb):
     assert p.returncode == 0, p.stdout + p.stderr
     new = wait_active(c, timeout=60, other_than_pid=old)
     assert new != old
+    # The restart of the upgrade reloads no BIRD: the old daemon handed over what BIRD runs
+    # (RuntimeDirectoryPreserve=restart keeps /run/calico-routereflector for the new one).
+    taken_over = "bird runs /etc/bird/bird.conf as the previous calico-rr left it"
+    try:
+        wait_for(lambda: any(taken_over in entry for entry in journal_lines(c, new)), 30,
+                 f"'{taken_over}' logged by PID {new}")
+    except TimeoutError as e:
+        raise AssertionError(str(e) + diag(c)) from None
     assert c.sh("cat /etc/calico-routereflector/config.toml").stdout == CONFIG
     assert c.sh("stat -c '%U:%G %a' /etc/calico-routereflector/config.toml").stdout.strip() \
         == "root:bird 640"
