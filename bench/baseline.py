@@ -3,7 +3,7 @@
 every etcd event, with the product's own templates.
 
 On every wake-up of the watch (events that queued meanwhile fold into it, as confd's
-etcd v3 watch does): re-read the whole prefix, parse + plan + render everything from
+etcd v3 watch does): re-read the whole prefix in one Range (confd's Get), parse + plan + render everything from
 scratch, compare with the file on disk, write it (temp file + rename, no fsync: confd's
 way), and `configure` over BIRD's control socket. No `bird -p` check, no drop guard, no
 fsync, no memory of what BIRD accepted. READY=1 goes to NOTIFY_SOCKET after the first pass
@@ -67,7 +67,7 @@ def main() -> int:
     store = components.datastore(settings, schema.prefix)
 
     def one_pass() -> None:
-        raw, _revision = store.snapshot()  # the whole prefix, every time
+        raw, _revision = store.snapshot(page_keys=None)  # the whole prefix in one Range, every time
         computed = components.compute(raw, me, renderer, schema)
         for name, target in targets.items():
             text = computed.configs[name]
@@ -84,7 +84,7 @@ def main() -> int:
             except BirdSocketError as exc:
                 log.error("baseline: %s reload failed: %s", name, exc)
 
-    raw, revision = store.snapshot()
+    raw, revision = store.snapshot(page_keys=None)
     store.start_watch(revision + 1)
     one_pass()
     notify("READY=1")
@@ -93,7 +93,7 @@ def main() -> int:
             changes = store.next_changes(1.0)
         except DatastoreError as exc:
             log.warning("baseline: watch: %s; re-reading", exc)
-            raw, revision = store.snapshot()
+            raw, revision = store.snapshot(page_keys=None)
             store.start_watch(revision + 1)
             changes = [True]
         if changes:

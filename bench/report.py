@@ -414,8 +414,9 @@ def render_docs(results: dict, doc: Path = DOC, png: Path = PLOT) -> None:
         "`[safety] max_drop_share = 1.0` (the burst removal must not be held back); so it gathers "
         "bursts with the default `[bird] burst_settle_seconds = 0.1` / `burst_max_delay_seconds = 0.5`. The "
         "**confd-like baseline** (`bench/baseline.py`) is what confd does on every watch event, "
-        "with the same templates: re-read the whole prefix, parse + plan + render everything, "
-        "write the file (rename, no fsync), `configure`; no check, no drop guard.",
+        "with the same templates: re-read the whole prefix (in one Range, as confd's `Get` "
+        "with a prefix does; calico-rr reads a snapshot in pages of 1,000 keys), parse + plan + "
+        "render everything, write the file (rename, no fsync), `configure`; no check, no drop guard.",
         f"- **change → applied**: {st['changes']} single changes per N, one at a time (half add a "
         "client, half remove it again): from just before the etcd put/delete to the first "
         "`show protocols <name>` on BIRD's control socket that shows the change, polled every "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import operator
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -173,11 +173,41 @@ def _some_names(sessions: list, limit: int) -> str:
 _node_name = operator.attrgetter("description")  # of a client candidate: its node's name
 
 
+def _claimed(claimants: dict, key: int) -> tuple:
+    """The candidate sessions claiming `key`, in node name order."""
+    held = claimants.get(key)
+    if held is None:
+        return ()
+    return held if isinstance(held, tuple) else (held,)
+
+
+def _claim(claimants: dict, key: int, session: Session) -> None:
+    # One claimant, the usual case, is kept bare: a list per address cost ~1.1 MB at 10,000
+    # nodes, a share of the daemon's whole kept state.
+    held = _claimed(claimants, key)
+    if not held:
+        claimants[key] = session
+        return
+    i = bisect_right(held, session.description, key=_node_name)
+    claimants[key] = (*held[:i], session, *held[i:])
+
+
+def _unclaim(claimants: dict, key: int, name: str) -> None:
+    held = _claimed(claimants, key)
+    i = bisect_left(held, name, key=_node_name)
+    rest = held[:i] + held[i + 1:]
+    if not rest:
+        del claimants[key]
+    else:
+        claimants[key] = rest if len(rest) > 1 else rest[0]
+
+
 class _FamilyState:
     """One family's plan, kept in the shape a changed node updates in place.
 
-    `claimants`: the candidate session of every node with an address, by address as an int,
-    in node name order (the first one's settings win, the names are listed in that order).
+    `claimants`: the candidate session of every node with an address, by address as an int:
+    a Session, or a tuple of them in node name order when several nodes share the address
+    (the first one's settings win, the names are listed in that order).
     `clients` and `warnings`: what each address gives, in address order. The mesh sessions
     depend on global data only: they change with a new state, never in place.
     """
@@ -190,7 +220,7 @@ class _FamilyState:
         self.mesh: dict[int, Session] = {}
         self.mesh_sessions: list[Session] = []
         self.candidates: dict[str, tuple] = {}  # node name -> (node, address int, session) or (node, None, None)
-        self.claimants: dict[int, list[Session]] = {}
+        self.claimants: dict[int, Session | tuple[Session, ...]] = {}
         self.clients = Slots()
         self.warnings = Slots()
         if mine is None:
@@ -225,14 +255,14 @@ class _FamilyState:
                 cached = (node, *self._candidate(node))
             candidates[node.name] = cached
             if cached[1] is not None:
-                claimants.setdefault(cached[1], []).append(cached[2])
+                _claim(claimants, cached[1], cached[2])
         # Addresses as ints: sorting and hashing ipaddress objects is Python-level and dominated
         # the planner at 10,000 nodes.
         mine_key, mesh, clients = self.mine_key, self.mesh, self.clients
         for key in sorted(claimants):
             found = claimants[key]
-            if len(found) == 1 and key != mine_key and key not in mesh:
-                clients.append(key, found[0])  # _settle's usual answer, without 10,000 calls
+            if not isinstance(found, tuple) and key != mine_key and key not in mesh:
+                clients.append(key, found)  # _settle's usual answer, without 10,000 calls
                 continue
             session, warning = self._settle(key)
             if session is not None:
@@ -246,7 +276,7 @@ class _FamilyState:
 
     def _settle(self, key: int) -> tuple[Optional[Session], Optional[str]]:
         """The session (if any) and the warning (if any) that the nodes claiming `key` give."""
-        claimants = self.claimants.get(key)
+        claimants = _claimed(self.claimants, key)
         if not claimants:
             return None, None
         if key == self.mine_key:
@@ -274,16 +304,13 @@ class _FamilyState:
                 self.candidates[name] = (node, old[1], old[2])  # the same session: keep its object
                 continue
             if old is not None and old[1] is not None:
-                claimants = self.claimants[old[1]]
-                del claimants[bisect_left(claimants, name, key=_node_name)]
-                if not claimants:
-                    del self.claimants[old[1]]
+                _unclaim(self.claimants, old[1], name)
                 touched.add(old[1])
             if node is None:
                 continue
             self.candidates[name] = new
             if new[1] is not None:
-                insort(self.claimants.setdefault(new[1], []), new[2], key=_node_name)
+                _claim(self.claimants, new[1], new[2])
                 touched.add(new[1])
         changed = {}
         for key in touched:

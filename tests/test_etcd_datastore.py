@@ -146,6 +146,60 @@ def test_two_prefixes_are_independent(etcd, prefix):
         v3.close()
 
 
+class _BetweenPages:
+    """Wraps a client's KV stub to run `action` once, right after the first page of a Range."""
+
+    def __init__(self, stub, action):
+        self.stub, self.action, self.pages = stub, action, 0
+
+    def Range(self, *args, **kwargs):
+        response = self.stub.Range(*args, **kwargs)
+        self.pages += 1
+        if self.pages == 1:
+            self.action()
+        return response
+
+
+def _interleave(store, action):
+    client = store._ensure_client()
+    client.kvstub = _BetweenPages(client.kvstub, action)
+    return client.kvstub
+
+
+def test_snapshot_in_pages_is_the_view_of_one_revision(store, etcd, prefix):
+    for i in range(10):
+        etcd.ctl("put", f"{prefix}/host/n{i}/ip_addr_v4", f"192.0.2.{i + 1}")
+    whole, revision = store.snapshot(page_keys=None)
+    assert len(whole) == 10
+
+    def meanwhile():  # after the first page: a key the later pages would show, one they would miss
+        etcd.ctl("put", f"{prefix}/host/n99/ip_addr_v4", "192.0.2.99")
+        etcd.ctl("del", f"{prefix}/host/n9/ip_addr_v4")
+
+    stub = _interleave(store, meanwhile)
+    paged, paged_revision = store.snapshot(page_keys=3)
+
+    assert stub.pages == 4
+    assert (paged, paged_revision) == (whole, revision)
+    later, _ = store.snapshot(page_keys=3)
+    assert "host/n99/ip_addr_v4" in later and "host/n9/ip_addr_v4" not in later
+
+
+def test_snapshot_reads_again_when_etcd_compacts_midway(store, etcd, prefix):
+    for i in range(6):
+        etcd.ctl("put", f"{prefix}/host/n{i}/ip_addr_v4", f"192.0.2.{i + 1}")
+
+    def meanwhile():  # the first page's revision is history now
+        etcd.ctl("put", f"{prefix}/host/n99/ip_addr_v4", "192.0.2.99")
+        etcd.ctl("compact", str(etcd.revision()))
+
+    _interleave(store, meanwhile)
+    data, revision = store.snapshot(page_keys=4)
+
+    assert len(data) == 7 and data["host/n99/ip_addr_v4"] == b"192.0.2.99"
+    assert revision == etcd.revision()
+
+
 # -- watch ------------------------------------------------------------------------
 
 

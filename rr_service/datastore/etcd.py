@@ -85,6 +85,12 @@ GRPC_OPTIONS = (
     ("grpc.use_local_subchannel_pool", 1),
 )
 
+# Keys per Range of a snapshot: a reply for the whole prefix, held beside the dict it fills,
+# raised the peak memory of a start by ~1.8 MB at 10,000 keys; 1,000 keeps that to a tenth
+# for one extra round trip per 1,000 keys.
+SNAPSHOT_PAGE_KEYS = 1000
+SNAPSHOT_ATTEMPTS = 3
+
 T = TypeVar("T")
 
 
@@ -284,15 +290,14 @@ class EtcdDatastore:
 
     # -- reading ---------------------------------------------------------------
 
-    def snapshot(self) -> tuple[dict[str, bytes], int]:
+    def snapshot(self, page_keys: int | None = SNAPSHOT_PAGE_KEYS) -> tuple[dict[str, bytes], int]:
         """All keys under the prefix and the etcd revision they were read at.
 
-        To see every later change, call ``start_watch(revision + 1)``.
+        To see every later change, call ``start_watch(revision + 1)``. Read in pages of
+        `page_keys` keys (None: in one Range), each page at the first one's revision, so the
+        result is the same consistent view one Range gives.
         """
-        response = self._call(lambda c: c.get_prefix_response(self._prefix))
-        cut = len(self._prefix)
-        data = {_decode(kv.key)[cut:]: kv.value for kv in response.kvs}
-        return data, response.header.revision
+        return self._call(lambda c: _read_prefix(c, self._prefix, page_keys))
 
     def get(self, key: str) -> bytes | None:
         absolute = self._absolute(key)
@@ -480,6 +485,36 @@ class EtcdDatastore:
 
 def _nothing() -> None:
     pass
+
+
+def _read_prefix(client: etcd3.Etcd3Client, prefix: str, page_keys: int | None) -> tuple[dict[str, bytes], int]:
+    cut = len(prefix)
+    first, end = prefix.encode(), increment_last_byte(prefix.encode())
+    for _attempt in range(SNAPSHOT_ATTEMPTS):
+        data: dict[str, bytes] = {}
+        start, revision = first, None
+        try:
+            while True:
+                # Built here: python-etcd3 0.12's get_range_response drops `limit` and `revision`.
+                request = etcdrpc.RangeRequest(key=start, range_end=end, limit=page_keys or 0,
+                                               revision=revision or 0,
+                                               sort_order=etcdrpc.RangeRequest.ASCEND,
+                                               sort_target=etcdrpc.RangeRequest.KEY)
+                response = client.kvstub.Range(request, client.timeout, credentials=client.call_credentials,
+                                               metadata=client.metadata)
+                revision = revision or response.header.revision
+                for kv in response.kvs:
+                    data[_decode(kv.key)[cut:]] = kv.value
+                if not response.more:
+                    return data, revision
+                start = response.kvs[-1].key + b"\0"
+                del response  # one page held at a time: that is the point of paging
+        except grpc.RpcError as exc:
+            # Compacted past the first page's revision while reading: read again, newer.
+            if exc.code() != grpc.StatusCode.OUT_OF_RANGE or revision is None:
+                raise
+            _log.info("etcd compacted past revision %d while reading %s; reading again", revision, prefix)
+    raise DatastoreError(f"etcd compacted {prefix} faster than it could be read, {SNAPSHOT_ATTEMPTS} times")
 
 
 def _decode(key: bytes) -> str:
