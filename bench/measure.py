@@ -454,6 +454,7 @@ def run_impl(env: Env, kind: str, n: int, spy: Optional[str] = None) -> dict:
         notify.close()
     # 3b. a restart: BIRD already runs the N-node config the previous run left in place (a
     # package upgrade, `systemctl restart`, or a reboot where BIRD starts from the file)
+    reloads_before = reloads.poll()
     proc, notify, t0 = start_impl(env, kind, logpath)
     try:
         poller = h.BirdPoller(str(env.bird4.socket))
@@ -464,6 +465,7 @@ def run_impl(env: Env, kind: str, n: int, spy: Optional[str] = None) -> dict:
     finally:
         result["restart_exit_code"] = h.stop_process(proc)
         notify.close()
+    result["restart_reloads"] = reloads.poll() - reloads_before  # the log is complete once it exited
     log.info("N=%d %s: ready %.2f s (restart %.2f s), change p50 %.1f ms p99 %.1f ms, burst %d reloads %.2f s",
              n, kind, result["ready_s"], result["restart_ready_s"], result["change"]["p50"], result["change"]["p99"],
              result["burst"]["reloads"], result["burst"]["converged_after_last_put_s"])

@@ -71,6 +71,7 @@ def rows_for(size: dict) -> list[dict]:
         ("first start (BIRD runs no sessions yet): `run` → READY=1", "s", "ready", ("ready_s",), 2),
         ("first start: `run` → last session shown by BIRD", "s", None, ("configured_s",), 2),
         ("restart (BIRD already runs the N sessions): `run` → READY=1", "s", "ready", ("restart_ready_s",), 2),
+        ("restart: BIRD reloads", "", None, ("restart_reloads",), 0),
         ("peak RSS up to READY=1 + 1 s (VmHWM)", "MB", "rss", ("hwm_ready_mb",), 1),
         ("RSS 1 s after READY=1", "MB", None, ("rss_ready_mb",), 1),
         (f"peak RSS over the whole run (incl. burst: N + burst nodes)", "MB", None, ("hwm_mb",), 1),
@@ -180,10 +181,14 @@ BEHIND_WHY = (
                  "session blocks between changes (that is what makes a change cheaper than the "
                  "baseline's full recompute); the baseline rebuilds them on every event."),
     ("RSS", "as above: the data set, memo and session blocks calico-rr keeps."),
-    ("restart", "calico-rr reloads BIRD once at a start its previous run did not hand over to "
-                "(no clean stop, BIRD restarted, the file changed), even when the file on disk "
-                "is already what it would write: it cannot know that BIRD has read that file. "
-                "confd skips a file in sync."),
+    ("restart: BIRD reloads", "calico-rr reloads BIRD once at a start its previous run did not "
+                              "hand over to (no clean stop, BIRD restarted, the file changed), even "
+                              "when the file on disk is already what it would write: it cannot know "
+                              "that BIRD has read that file. confd skips a file in sync."),
+    ("restart", "both do the same work before READY=1 (one snapshot, a full parse, plan and "
+                "render, then no reload when the row below says 0: calico-rr trusts the handover "
+                "of its previous run's clean stop, the baseline finds the file in sync); calico-rr "
+                "also decides `[etcd] schema = auto` (two reads) and runs the drop guard."),
     ("first start", "both do the same work before the first `configure` (one snapshot, a full "
                     "parse, plan and render); calico-rr also decides `[etcd] schema = auto` (it "
                     "reads the v3 prefix first, then the v1 prefix over the same connection) "
