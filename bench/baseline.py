@@ -3,9 +3,9 @@
 every etcd event, with the product's own templates.
 
 On every wake-up of the watch (events that queued meanwhile fold into it, as confd's
-etcd v3 watch does): re-read the whole prefix in one Range (confd's Get), parse + plan + render everything from
-scratch, compare with the file on disk, write it (temp file + rename, no fsync: confd's
-way), and `configure` over BIRD's control socket. No `bird -p` check, no drop guard, no
+etcd v3 watch does): re-read the whole prefix in one Range (confd's Get), parse + plan +
+render everything from scratch, compare with the file on disk, write it (temp file +
+rename, no fsync: confd's way), and `configure` over BIRD's control socket. No `bird -p` check, no drop guard, no
 fsync, no memory of what BIRD accepted. READY=1 goes to NOTIFY_SOCKET after the first pass
 (confd has no sd_notify; the bench needs the moment).
 

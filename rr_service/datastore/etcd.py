@@ -489,7 +489,8 @@ def _nothing() -> None:
 
 def _read_prefix(client: etcd3.Etcd3Client, prefix: str, page_keys: int | None) -> tuple[dict[str, bytes], int]:
     cut = len(prefix)
-    first, end = prefix.encode(), increment_last_byte(prefix.encode())
+    first = prefix.encode()
+    end = increment_last_byte(first)
     for _attempt in range(SNAPSHOT_ATTEMPTS):
         data: dict[str, bytes] = {}
         start, revision = first, None
