@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from . import __version__, components
 from .bird_socket import BirdClient, BirdSocketError
 from .datastore.base import DatastoreError
-from .model import InvalidValue, parse_cluster_id, rejection_message
+from .model import InvalidValue, parse_as_number, parse_cluster_id, rejection_message
 from .settings import DEFAULT_CONFIG_PATH, LogSettings, Settings, SettingsError, load_settings
 from .state_dir import StateDir
 
@@ -27,9 +27,11 @@ Turn this host's BIRD into a BGP route reflector for a Calico cluster whose data
 etcd, in either of Calico's two layouts ([etcd] schema; auto picks v3 once a v3 Node exists):
 
   v3  Calico 3.x and later: the Node, BGPPeer and BGPConfiguration resources under
-      /calico/resources/v3/projectcalico.org. The reflector is a Calico Node ([reflector]
-      node_name) and gets the sessions calico/node would configure for it: its clients by
-      peerSelector, its peers, the mesh when it has no routeReflectorClusterID.
+      /calico/resources/v3/projectcalico.org. Outside the cluster, the reflector serves every
+      Node that a BGPPeer with its address as peerIP applies to, and meshes with the other
+      reflectors declared by `calico-rr register`. As a Calico Node ([reflector] node_name) it
+      gets the sessions calico/node would configure for it: its clients by peerSelector, its
+      peers, the mesh when it has no routeReflectorClusterID.
   v1  the legacy /calico/bgp/v1 keys: the reflector meshes with every other reflector listed
       there and serves, as route-reflector server, every node that names it as its peer.
 """
@@ -85,22 +87,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register = commands.add_parser(
         "register",
-        help="add this reflector to etcd: its rr_v4/rr_v6 entries (v1) or its Node resource (v3)",
+        help="declare this reflector in etcd: its rr_v4/rr_v6 entries (v1), its BGPPeers or its Node (v3)",
         description="v1: write /rr_v4/<ip> (and /rr_v6/<ip6> when an IPv6 address is set) so that "
         "the other reflectors mesh with this one; replaces the curl commands of the container image. "
-        "v3: create or update this reflector's Calico Node resource ([reflector] node_name): its "
-        "addresses, routeReflectorClusterID and the --label labels, keeping every other field.",
+        "v3: create or update this reflector's BGPPeer per family (calico-rr-<node_name>-ipv4, -ipv6): "
+        "peerIP = our address, so every Node it applies to peers with us, labelled "
+        "calico-rr/reflector so that the other reflectors mesh with us. With --node, instead our own "
+        "Calico Node resource ([reflector] node_name): its addresses, routeReflectorClusterID and the "
+        "--label labels. Either way every other field of the stored resource is kept.",
     )
-    register.add_argument("--cluster-id", default=None, metavar="ID", help="route-reflector cluster id, a dotted quad such as 1.0.0.1 (v3: omitted keeps the stored one)")
+    register.add_argument("--cluster-id", default=None, metavar="ID",
+                          help="route-reflector cluster id, a dotted quad such as 1.0.0.1 "
+                          "(v3: omitted keeps the stored one, \"\" removes it)")
     register.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
-                          help="v3 only: a label to set on the Node, e.g. route-reflector=true (repeatable)")
+                          help="v3 only: a label to set on the BGPPeer (or with --node the Node, e.g. "
+                          "route-reflector=true) (repeatable)")
+    register.add_argument("--node", action="store_true",
+                          help="v3 only: register this reflector as a Calico Node resource instead of BGPPeers "
+                          "(a reflector that is part of the cluster)")
+    register.add_argument("--as-number", default=None, metavar="AS",
+                          help="v3 BGPPeer: the AS the nodes peer with us in (default: the stored one, else the "
+                          "cluster's AS from BGPConfiguration default)")
+    register.add_argument("--node-selector", default=None, metavar="SELECTOR",
+                          help="v3 BGPPeer: only the Nodes this Calico selector matches peer with us, e.g. "
+                          "\"rack == 'a'\" (default: the stored one, else every Node; \"\" for every Node)")
     commands.add_parser(
         "unregister",
-        help="v1: remove this reflector's rr_v4 / rr_v6 entries from etcd (v3: refused)",
+        help="remove this reflector's rr_v4/rr_v6 entries (v1) or its BGPPeers (v3) from etcd",
         description="v1: delete this reflector's rr_v4 / rr_v6 entries; the other reflectors drop "
-        "their mesh sessions to it. With Calico v3 data it changes nothing and exits 2: the "
-        "reflector is a Calico Node, remove it with `calicoctl delete node NAME`, which also "
-        "releases its IPAM data.",
+        "their mesh sessions to it. v3: delete the BGPPeers `register` wrote; the nodes and the other "
+        "reflectors drop their sessions to it. A Node resource of ours is left alone: remove it with "
+        "`calicoctl delete node NAME`, which also releases its IPAM data.",
     )
     commands.add_parser(
         "accept",
@@ -182,6 +199,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("%s", rejection_message(rejected))
     for warning in computed.plan.warnings:
         log.warning("%s", warning)
+    _log_modes(computed.plan)
     if computed.plan.error:
         print(f"calico-rr: {computed.plan.error}; `run` would not apply these configs "
               "(BIRD keeps the ones it runs)", file=sys.stderr)
@@ -198,6 +216,13 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _log_modes(the_plan) -> None:
+    """What makes us a reflector, per family (`external reflector: 3 BGPPeers name ...`)."""
+    for family_plan in (the_plan.v4, the_plan.v6):
+        if family_plan.mode:
+            log.info("IPv%d: %s", family_plan.family, family_plan.mode)
+
+
 def _own_entries(settings: Settings) -> list[tuple[str, str]]:
     entries = [("rr_v4", settings.reflector.ip)]
     if settings.reflector.ip6:
@@ -205,17 +230,26 @@ def _own_entries(settings: Settings) -> list[tuple[str, str]]:
     return entries
 
 
+V3_ONLY_OPTIONS = (("label", "--label"), ("node", "--node"), ("as_number", "--as-number"),
+                   ("node_selector", "--node-selector"))
+
+
 def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        cluster_id = parse_cluster_id(args.cluster_id or "") or ""
-    except InvalidValue as exc:
-        print(f"calico-rr: --cluster-id: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    for option, value, check in (("--cluster-id", args.cluster_id, parse_cluster_id),
+                                 ("--as-number", args.as_number, parse_as_number)):
+        try:
+            if value:
+                check(value)
+        except InvalidValue as exc:
+            print(f"calico-rr: {option}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    cluster_id = parse_cluster_id(args.cluster_id or "") or ""
     if components.decide_schema(settings) == "v3":
         return _register_v3(args, settings)
-    if args.label:
-        print("calico-rr: --label needs the Calico v3 data ([etcd] schema)", file=sys.stderr)
-        return EXIT_USAGE
+    for attribute, option in V3_ONLY_OPTIONS:
+        if getattr(args, attribute) not in (None, False, []):
+            print(f"calico-rr: {option} needs the Calico v3 data ([etcd] schema)", file=sys.stderr)
+            return EXIT_USAGE
     store = components.datastore(settings)
     try:
         for family_key, ip in _own_entries(settings):
@@ -229,44 +263,113 @@ def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
 
 def _register_v3(args: argparse.Namespace, settings: Settings) -> int:
     from .v3 import register as v3_register
-    from .v3.local_addresses import prefix_length
 
-    name = components.node_name(settings)
     try:
         labels = dict(v3_register.parse_label_option(text) for text in args.label)
     except InvalidValue as exc:
         print(f"calico-rr: --label: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.node and (args.as_number is not None or args.node_selector is not None):
+        print("calico-rr: --as-number and --node-selector are for the BGPPeers, not --node", file=sys.stderr)
+        return EXIT_USAGE
     store = components.datastore(settings, components.v3_resources.PREFIX)
-    key = f"nodes/{name}"
-
-    def change(existing: Optional[bytes]) -> bytes:
-        ipv4, ipv6 = v3_register.node_addresses(existing, (settings.reflector.ip, settings.reflector.ip6), prefix_length)
-        return v3_register.updated_node(existing, name, ipv4, ipv6, args.cluster_id, labels)
-
     try:
-        # Written only if nobody wrote the Node since we read it, else read again (calico/node
-        # and calicoctl update it too): their change is kept, never overwritten.
-        existing, value = store.update(key, change)
+        # Written only if nobody wrote the resource since we read it, else read again
+        # (calico/node and calicoctl update them too): their change is kept, never overwritten.
+        writes = _v3_node_write(args, settings, labels) if args.node else _v3_peer_writes(args, settings, store, labels)
+        for key, change in writes:
+            existing, value = store.update(key, change)
+            print(f"{'updated' if existing is not None else 'created'} "
+                  f"{components.v3_resources.PREFIX}/{key} = {value.decode()}")
     except InvalidValue as exc:
         print(f"calico-rr: {exc}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         store.close()
-    print(f"{'updated' if existing is not None else 'created'} {components.v3_resources.PREFIX}/{key} = {value.decode()}")
     return EXIT_OK
+
+
+def _v3_node_write(args: argparse.Namespace, settings: Settings, labels: dict) -> list:
+    from .v3 import register as v3_register
+    from .v3.local_addresses import prefix_length
+
+    name = components.node_name(settings)
+
+    def change(existing: Optional[bytes]) -> bytes:
+        ipv4, ipv6 = v3_register.node_addresses(existing, (settings.reflector.ip, settings.reflector.ip6), prefix_length)
+        return v3_register.updated_node(existing, name, ipv4, ipv6, args.cluster_id, labels)
+
+    return [(f"nodes/{name}", change)]
+
+
+def _v3_peer_writes(args: argparse.Namespace, settings: Settings, store, labels: dict) -> list:
+    from .v3 import register as v3_register
+    from .v3.external import reflector_peer_name
+
+    name = components.node_name(settings)
+    as_num = parse_as_number(args.as_number) if args.as_number is not None else None
+    default_as = as_num if as_num is not None else _global_as(store)
+    writes = []
+    for family, address in ((4, settings.reflector.ip), (6, settings.reflector.ip6)):
+        if not address:
+            continue
+        peer_name = reflector_peer_name(name, family)
+
+        def change(existing: Optional[bytes], address: str = address, peer_name: str = peer_name) -> bytes:
+            return v3_register.updated_reflector_peer(existing, peer_name, name, address, as_num, default_as,
+                                                      args.cluster_id, args.node_selector, labels)
+
+        writes.append((f"bgppeers/{peer_name}", change))
+    return writes
+
+
+def _global_as(store) -> int:
+    """The cluster's AS (BGPConfiguration default), as the nodes use it for us."""
+    from .v3 import resources
+
+    raw = store.get("bgpconfigurations/default")
+    if raw is None:
+        return resources.DEFAULT_AS
+    try:
+        config = resources.parse_bgp_configuration("default", raw)
+    except InvalidValue as exc:
+        raise InvalidValue(f"BGPConfiguration default is invalid ({exc}); give --as-number") from None
+    return config.as_num if config.as_num is not None else resources.DEFAULT_AS
 
 
 def cmd_unregister(args: argparse.Namespace, settings: Settings) -> int:
     if components.decide_schema(settings) == "v3":
-        print(f"calico-rr: with Calico v3 data the reflector is the Node {components.node_name(settings)}; "
-              "remove it with `calicoctl delete node NAME` (this also releases its IPAM data)", file=sys.stderr)
-        return EXIT_USAGE
+        return _unregister_v3(settings)
     store = components.datastore(settings)
     try:
         for family_key, ip in _own_entries(settings):
             removed = store.delete(f"{family_key}/{ip}")
             print(f"{'removed' if removed else 'not present:'} {settings.etcd.prefix}/{family_key}/{ip}")
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def _unregister_v3(settings: Settings) -> int:
+    from .v3.external import reflector_peer_name
+
+    name = components.node_name(settings)
+    prefix = components.v3_resources.PREFIX
+    store = components.datastore(settings, prefix)
+    try:
+        removed = 0
+        for family in (4, 6):
+            key = f"bgppeers/{reflector_peer_name(name, family)}"
+            gone = store.delete(key)
+            removed += gone
+            print(f"{'removed' if gone else 'not present:'} {prefix}/{key}")
+        if removed:
+            print("the nodes and the other reflectors drop their sessions to this reflector; a calico-rr still "
+                  "running here holds back dropping its own ([safety] max_drop_share): stop it, or run "
+                  "`calico-rr accept`")
+        if store.get(f"nodes/{name}") is not None:
+            print(f"our Node resource {prefix}/nodes/{name} stays: remove it with `calicoctl delete node {name}` "
+                  "(this also releases its IPAM data)")
     finally:
         store.close()
     return EXIT_OK

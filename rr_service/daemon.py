@@ -364,6 +364,9 @@ class Daemon:
         if not self._guard_allows(names):
             self.state.last_apply = HELD
             return
+        if self.state.plan is None or _modes(self.state.plan) != _modes(computed.plan):
+            for family, mode in _modes(computed.plan):
+                log.info("IPv%d: %s", family, mode)
         self.state.plan = computed.plan
         self.state.plan_summary = _plan_summary(computed.plan)
         outcomes = []
@@ -468,6 +471,11 @@ def _union(sets) -> frozenset[str]:
     empty, and a copy of 10,000 names is half a megabyte on every change)."""
     present = [names for names in sets if names]
     return present[0] if len(present) == 1 else frozenset().union(*present)
+
+
+def _modes(the_plan: Plan) -> tuple:
+    """What makes us a reflector, per family (Calico v3): logged when it changes."""
+    return tuple((f.family, f.mode) for f in (the_plan.v4, the_plan.v6) if f.mode)
 
 
 def _plan_summary(the_plan: Plan) -> tuple[str, ...]:

@@ -24,6 +24,8 @@ CLIENT = "client"
 # rest, so neither grows with the cluster (nor reaches the renderer's 4096-character check).
 DESCRIPTION_NAMES = 3
 WARNING_NAMES = 10
+_NODE_PEER_ORIGIN = {4: "host/<name>/peer_v4", 6: "host/<name>/peer_v6"}
+_GLOBAL_PEER_ORIGIN = {4: "global/peer_v4", 6: "global/peer_v6"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Session:
     source_address: Optional[IPAddress] = None  # None: the template's (this reflector's)
     no_source_address: bool = False  # Calico `sourceAddress: None`: no source address at all
     graceful_restart_time: Optional[int] = None  # seconds, from BGPPeer maxRestartTime
+    # Which rule gave this session (`calico-rr status` shows it): never rendered into BIRD's
+    # config, so it may name a key or a resource.
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class FamilyPlan:
     # Why local_address is None although the family is configured somewhere (Calico v3: our
     # Node and the settings disagree on the address); `calico-rr status` shows it.
     unconfigured_reason: Optional[str] = None
+    # What makes us a reflector of this family, in words (Calico v3: our Node, BGPPeers that
+    # name our address); None: the legacy wording (mesh member / standalone).
+    mode: Optional[str] = None
 
     def count(self, role: str) -> int:
         return sum(1 for session in self.sessions if session.role == role)
@@ -242,6 +250,7 @@ class _FamilyState:
                     rr_client=False,
                     cluster_id=None,
                     description="reflector",
+                    origin=f"rr_v{family} entry",
                 )
             self.mesh_sessions = [self.mesh[key] for key in sorted(self.mesh)]
         global_peer = next((p for p in snapshot.global_peers(family) if p.ip == mine), None)
@@ -348,4 +357,6 @@ def _client_candidate(node: Node, family: int, mine: IPAddress, global_peer, glo
         rr_client=internal,
         cluster_id=cluster_id if internal else None,
         description=node.name,
+        # Shared constant strings: one per node would cost ~0.6 MB at 10,000 nodes.
+        origin=_NODE_PEER_ORIGIN[family] if own_peer is not None else _GLOBAL_PEER_ORIGIN[family],
     )

@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 from .plan import Plan
 
-HEADER = ("FAMILY", "ROLE", "PROTOCOL", "NEIGHBOR", "AS", "IN ETCD", "BIRD STATE", "SINCE", "INFO")
+HEADER = ("FAMILY", "ROLE", "PROTOCOL", "NEIGHBOR", "AS", "IN ETCD", "BIRD STATE", "SINCE", "INFO", "RULE")
 
 
 def status_table(
@@ -44,20 +44,20 @@ def status_table(
                 state, since, info = proto.state, proto.since, proto.info
             else:
                 state, since, info = ("?" if target in bird_errors else "missing"), "", ""
-            rows.append((label, session.role, session.name, str(session.neighbor), str(session.neighbor_as), "yes", state, since, info))
-        role = _registration(plan.schema, family_plan.registered)
+            rows.append((label, session.role, session.name, str(session.neighbor), str(session.neighbor_as), "yes",
+                         state, since, info, session.origin))
+        role = family_plan.mode or f"{family_plan.local_address} {_registration(family_plan.registered)}"
         cluster = f", cluster id {family_plan.cluster_id}" if family_plan.cluster_id else ""
         port = f", listening on port {plan.listen_port}" if plan.listen_port else ""
-        notes.append(f"{label}: {family_plan.local_address} {role}{cluster}{port}")
+        notes.append(f"{label}: {role}{cluster}{port}")
     for target in sorted(running):
         for name, proto in sorted(running[target].items()):
-            rows.append(("-", "-", name, "", "", "no", proto.state, proto.since, proto.info))
+            rows.append(("-", "-", name, "", "", "no", proto.state, proto.since, proto.info, ""))
     return "\n".join(notes + [""] + _columns([HEADER] + rows))
 
 
-def _registration(schema: str, registered: bool) -> str:
-    if schema == "v3":
-        return "our Node resource found"  # without it the family is unconfigured: see the planner's reason
+def _registration(registered: bool) -> str:
+    """The legacy data's wording; Calico v3 plans say it themselves (FamilyPlan.mode)."""
     return "member of the reflector mesh" if registered else "standalone (no rr entry of its own)"
 
 

@@ -41,7 +41,7 @@ def test_bird1_each_family_from_its_own_socket():
     assert "IPv6: 2001:db8::10 standalone (no rr entry of its own)" in lines
     assert "bird6: control socket not answering: connection refused" in lines
     rows = {line.split()[2]: line.split() for line in lines if line.startswith(("IPv", "-")) and len(line.split()) > 4}
-    assert rows["Client_192_0_2_21"][6:] == ["up", "09:00:00", "Established"]
+    assert rows["Client_192_0_2_21"][6:] == ["up", "09:00:00", "Established", "global/peer_v4"]  # RULE: which key
     assert rows["Client_192_0_2_22"][6] == "missing"  # etcd wants it, BIRD does not run it
     assert rows["Client_2001_db8__21"][6] == "?"  # bird6 did not answer
     # BIRD runs it, etcd no longer wants it
@@ -91,19 +91,21 @@ def v3_table(raw, me=ME, bird=None):
 def test_v3_our_node_found():
     # every node listens on 1790 (the default's listenPort): so do we, and so are they reached
     lines = v3_table({**V3_OTHERS, **v3_node()}, bird={"bird": [proto("Client_192_0_2_21_port_1790")], "bird6": []})
-    assert "IPv4: 192.0.2.10 our Node resource found, cluster id 1.2.3.4, listening on port 1790" in lines
-    assert "IPv6: 2001:db8::10 our Node resource found, cluster id 1.2.3.4, listening on port 1790" in lines
+    assert "IPv4: Calico Node rr at 192.0.2.10, cluster id 1.2.3.4, listening on port 1790" in lines
+    assert "IPv6: Calico Node rr at 2001:db8::10, cluster id 1.2.3.4, listening on port 1790" in lines
     rows = {line.split()[2]: line.split() for line in lines if line.startswith("IPv") and len(line.split()) > 4}
     assert rows["Client_192_0_2_21_port_1790"][:2] == ["IPv4", "client"]
-    assert rows["Client_192_0_2_21_port_1790"][6:] == ["up", "09:00:00", "Established"]
+    assert rows["Client_192_0_2_21_port_1790"][6:9] == ["up", "09:00:00", "Established"]
     assert rows["Peer_192_0_2_1_port_1790"][:2] == ["IPv4", "peer"] and rows["Peer_192_0_2_1_port_1790"][6] == "missing"
     assert rows["Client_2001_db8__21_port_1790"][:2] == ["IPv6", "client"]
 
 
 def test_v3_our_node_missing_says_so_for_each_configured_family():
     lines = v3_table(V3_OTHERS)
-    assert "IPv4: our Node resource missing: no sessions (calico-rr register creates it)" in lines
-    assert "IPv6: our Node resource missing: no sessions (calico-rr register creates it)" in lines
+    assert ("IPv4: no Node of ours and no BGPPeer with peerIP 192.0.2.10: no IPv4 sessions "
+            "(calico-rr register creates this reflector's BGPPeer)") in lines
+    assert ("IPv6: no Node of ours and no BGPPeer with peerIP 2001:db8::10: no IPv6 sessions "
+            "(calico-rr register creates this reflector's BGPPeer)") in lines
     assert not any("no address configured" in line for line in lines)
     # a family the settings leave out is just that, Node or not
     lines = v3_table(V3_OTHERS, me=Identity(ME.ipv4))
@@ -113,9 +115,9 @@ def test_v3_our_node_missing_says_so_for_each_configured_family():
 @pytest.mark.parametrize("node, me, expected", [
     (v3_node(v4="192.0.2.99/24"), ME,
      "IPv4: Node rr says IPv4 192.0.2.99 but this reflector is configured as 192.0.2.10: no IPv4 sessions "
-     "until they agree (fix the setting, or run calico-rr register)"),
+     "until they agree (fix the setting, or run calico-rr register --node)"),
     (v3_node(v6=None), ME,
-     "IPv6: Node rr has no IPv6 address (reflector ip 2001:db8::10): no IPv6 sessions (calico-rr register adds it)"),
+     "IPv6: Node rr has no IPv6 address (reflector ip 2001:db8::10): no IPv6 sessions (calico-rr register --node adds it)"),
     (v3_node(), Identity(ME.ipv4),
      "IPv6: Node rr has IPv6 address 2001:db8::10 but reflector.ip6 is empty: no IPv6 sessions"),
 ])
@@ -124,7 +126,7 @@ def test_v3_address_disagreement_is_named_not_called_unconfigured(node, me, expe
     assert expected in lines
     assert not any("no address configured" in line for line in lines)
     # the other family still serves
-    assert any(line.endswith("our Node resource found, cluster id 1.2.3.4, listening on port 1790") for line in lines)
+    assert any(line.startswith("IPv") and line.endswith(", cluster id 1.2.3.4, listening on port 1790") for line in lines)
 
 
 def test_a_plan_the_daemon_would_not_apply_says_so():

@@ -1,4 +1,4 @@
-"""`calico-rr --help` tells both of Calico's data layouts apart, and what `unregister` does with v3."""
+"""`calico-rr --help` tells both of Calico's data layouts apart, and what `register`/`unregister` do with v3."""
 
 import pytest
 
@@ -19,8 +19,15 @@ def test_top_level_help_names_both_schemas(capsys):
     assert "the sessions calico/node would configure for it" in text
 
 
-def test_unregister_help_says_v3_is_refused(capsys):
+def test_unregister_help_says_what_v3_removes(capsys):
     text = help_text(capsys, "unregister")
-    assert "With Calico v3 data it changes nothing and exits 2" in text
-    assert "calicoctl delete node NAME" in text
-    assert "(v3: refused)" in help_text(capsys)  # the command list
+    assert "v3: delete the BGPPeers `register` wrote" in text
+    assert "A Node resource of ours is left alone" in text and "calicoctl delete node NAME" in text
+    assert "or its BGPPeers (v3)" in help_text(capsys)  # the command list
+
+
+def test_register_help_names_both_v3_ways(capsys):
+    text = help_text(capsys, "register")
+    assert "BGPPeer per family (calico-rr-<node_name>-ipv4, -ipv6)" in text
+    assert "--node" in text and "--as-number" in text and "--node-selector" in text
+    assert "Outside the cluster, the reflector serves every Node that a BGPPeer" in help_text(capsys)

@@ -113,7 +113,7 @@ def stored(etcd, name="rr"):
 def test_register_creates_then_updates_our_node_keeping_other_fields(clean, tmp_path):
     clean.ctl("put", f"{PREFIX}/nodes/other", v3_node("other", "10.0.1.1/24"))  # makes auto pick v3
     path = str(settings(tmp_path, clean.url, ip6="fd00::1"))
-    assert cli.main(["--config", path, "register", "--cluster-id", "1.0.0.1", "--label", "route-reflector=true"]) == 0
+    assert cli.main(["--config", path, "register", "--node", "--cluster-id", "1.0.0.1", "--label", "route-reflector=true"]) == 0
     node = stored(clean)
     assert node["kind"] == "Node" and node["apiVersion"] == "projectcalico.org/v3"
     assert node["metadata"]["name"] == "rr" and node["metadata"]["uid"] and node["metadata"]["creationTimestamp"]
@@ -129,7 +129,7 @@ def test_register_creates_then_updates_our_node_keeping_other_fields(clean, tmp_
     node["spec"]["orchRefs"] = [{"nodeName": "rr", "orchestrator": "k8s"}]
     clean.ctl("put", f"{PREFIX}/nodes/rr", json.dumps(node))
     uid = node["metadata"]["uid"]
-    assert cli.main(["--config", path, "register", "--label", "rr-group=b"]) == 0
+    assert cli.main(["--config", path, "register", "--node", "--label", "rr-group=b"]) == 0
     again = stored(clean)
     assert again["metadata"]["uid"] == uid and again["metadata"]["annotations"] == {"x": "y"}
     assert again["metadata"]["labels"] == {"route-reflector": "true", "zone": "a", "rr-group": "b"}
@@ -148,7 +148,7 @@ def test_register_creates_then_updates_our_node_keeping_other_fields(clean, tmp_
 def test_register_refuses_to_overwrite_garbage(clean, tmp_path, capsys):
     clean.ctl("put", f"{PREFIX}/nodes/rr", "not json")
     path = str(settings(tmp_path, clean.url))
-    assert cli.main(["--config", path, "register", "--label", "rr=true"]) == 1
+    assert cli.main(["--config", path, "register", "--node", "--label", "rr=true"]) == 1
     assert "not valid JSON" in capsys.readouterr().err
     assert clean.ctl("get", "--print-value-only", f"{PREFIX}/nodes/rr").stdout.strip() == "not json"
 
@@ -160,9 +160,12 @@ def test_register_rejects_bad_labels(clean, tmp_path, label):
     assert cli.main(["--config", path, "register", "--label", label]) == 2
 
 
-def test_label_needs_v3(clean, tmp_path):
+@pytest.mark.parametrize("option", [["--label", "rr=true"], ["--node"], ["--as-number", "65000"],
+                                    ["--node-selector", "all()"]])
+def test_v3_options_need_v3(clean, tmp_path, capsys, option):
     path = str(settings(tmp_path, clean.url))
-    assert cli.main(["--config", path, "register", "--label", "rr=true"]) == 2
+    assert cli.main(["--config", path, "register", *option]) == 2
+    assert f"{option[0]} needs the Calico v3 data" in capsys.readouterr().err
 
 
 # ------------------------------------------------------- register: optimistic update
@@ -236,7 +239,7 @@ def test_register_keeps_a_concurrent_writers_change(clean, tmp_path, monkeypatch
 
     monkeypatch.setattr(v3_register, "updated_node", racing)
     path = str(settings(tmp_path, clean.url))
-    assert cli.main(["--config", path, "register", "--label", "route-reflector=true"]) == 0
+    assert cli.main(["--config", path, "register", "--node", "--label", "route-reflector=true"]) == 0
     assert len(calls) == 2  # the first write lost the race and was not made
     node = stored(clean)
     assert node["metadata"]["annotations"] == {"projectcalico.org/IPv4Address": "10.0.0.1/24"}  # theirs
@@ -276,7 +279,8 @@ def test_render_status_and_unregister_on_v3_data(clean, capsys):
             bird.start(str(Path(folder) / "bird.conf"))
             assert cli.main(["--config", path, "status"]) == 0
             out = capsys.readouterr().out
-            assert "IPv4: 10.0.0.1 our Node resource found, cluster id 1.0.0.1, listening on port 1790" in out
+            assert "IPv4: Calico Node rr at 10.0.0.1, cluster id 1.0.0.1, listening on port 1790" in out
+            assert row_rule(out, "Client_10_0_1_1_port_1790") == "bgppeer clients (reverse)"
             assert "IPv6: no address configured for this reflector" in out  # no ip6 in the settings
             row = next(line.split() for line in out.splitlines() if "Client_10_0_1_1_port_1790" in line)
             assert row[:6] == ["IPv4", "client", "Client_10_0_1_1_port_1790", "10.0.1.1", "64512", "yes"]
@@ -285,13 +289,101 @@ def test_render_status_and_unregister_on_v3_data(clean, capsys):
             clean.ctl("del", f"{PREFIX}/nodes/rr")
             assert cli.main(["--config", path, "status"]) == 0
             out = capsys.readouterr().out
-            assert "IPv4: our Node resource missing: no sessions (calico-rr register creates it)" in out
+            assert ("IPv4: no Node of ours and no BGPPeer with peerIP 10.0.0.1: no IPv4 sessions "
+                    "(calico-rr register creates this reflector's BGPPeer)") in out
             assert "no address configured" not in out.split("IPv6")[0]
             row = next(line.split() for line in out.splitlines() if "Client_10_0_1_1_port_1790" in line)
             assert row[:4] == ["-", "-", "Client_10_0_1_1_port_1790", "no"]  # BIRD still runs it
 
-        # unregister never touches v3 data
-        assert cli.main(["--config", path, "unregister"]) == 2
-        assert "calicoctl delete node NAME" in capsys.readouterr().err
+        # unregister removes only BGPPeers of ours: there are none, and a Node stays
+        clean.ctl("put", f"{PREFIX}/nodes/rr", json.dumps(rr))
+        assert cli.main(["--config", path, "unregister"]) == 0
+        out = capsys.readouterr().out
+        assert f"not present: {PREFIX}/bgppeers/calico-rr-rr-ipv4" in out
+        assert "calicoctl delete node rr" in out
         assert set(clean.ctl("get", "--prefix", "--keys-only", PREFIX).stdout.split()) == {
-            f"{PREFIX}/nodes/a", f"{PREFIX}/bgppeers/clients", f"{PREFIX}/bgpconfigurations/default"}
+            f"{PREFIX}/nodes/a", f"{PREFIX}/nodes/rr", f"{PREFIX}/bgppeers/clients", f"{PREFIX}/bgpconfigurations/default"}
+
+
+def row_rule(out: str, protocol: str) -> str:
+    """The RULE column of a status row (the last, and it may hold spaces)."""
+    header = next(line for line in out.splitlines() if line.startswith("FAMILY"))
+    row = next(line for line in out.splitlines() if f" {protocol} " in line)
+    return row[header.index("RULE"):].strip()
+
+
+# ------------------------------------------------------- register: a reflector outside the cluster
+
+def stored_peer(etcd, name):
+    text = etcd.ctl("get", "--print-value-only", f"{PREFIX}/bgppeers/{name}").stdout
+    return json.loads(text) if text.strip() else None
+
+
+def test_register_writes_our_bgppeers_then_keeps_other_fields(clean, tmp_path, capsys):
+    """The external reflector's register: one BGPPeer per family, peerIP our address, AS the
+    cluster's, labelled; a second run keeps what others added and the options not given."""
+    clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))  # a v3 cluster: auto picks v3
+    clean.ctl("put", f"{PREFIX}/bgpconfigurations/default", json.dumps({
+        "kind": "BGPConfiguration", "apiVersion": "projectcalico.org/v3", "metadata": {"name": "default"},
+        "spec": {"asNumber": 64500}}))
+    path = str(settings(tmp_path, clean.url, ip6="fd00::1"))
+    assert cli.main(["--config", path, "register", "--cluster-id", "244.0.0.1", "--node-selector", "rack == 'a'"]) == 0
+    assert "created /calico/resources/v3/projectcalico.org/bgppeers/calico-rr-rr-ipv4" in capsys.readouterr().out
+    v4, v6 = stored_peer(clean, "calico-rr-rr-ipv4"), stored_peer(clean, "calico-rr-rr-ipv6")
+    assert v4["kind"] == "BGPPeer" and v4["apiVersion"] == "projectcalico.org/v3" and v4["metadata"]["uid"]
+    assert v4["spec"] == {"peerIP": "10.0.0.1", "asNumber": 64500, "nodeSelector": "rack == 'a'"}
+    assert v6["spec"]["peerIP"] == "fd00::1"
+    assert v4["metadata"]["labels"] == {"calico-rr/reflector": "rr", "calico-rr/cluster-id": "244.0.0.1"}
+
+    # an operator gives it a port and a password field; register again with a new AS only
+    v4["spec"]["peerIP"] = "10.0.0.1:1790"
+    v4["metadata"]["annotations"] = {"owner": "netops"}
+    clean.ctl("put", f"{PREFIX}/bgppeers/calico-rr-rr-ipv4", json.dumps(v4))
+    assert cli.main(["--config", path, "register", "--as-number", "64501"]) == 0
+    again = stored_peer(clean, "calico-rr-rr-ipv4")
+    assert again["metadata"]["uid"] == v4["metadata"]["uid"] and again["metadata"]["annotations"] == {"owner": "netops"}
+    assert again["spec"] == {"peerIP": "10.0.0.1:1790", "asNumber": 64501, "nodeSelector": "rack == 'a'"}
+    assert again["metadata"]["labels"]["calico-rr/cluster-id"] == "244.0.0.1"  # not given: kept
+    # "" removes the scope and the cluster id
+    assert cli.main(["--config", path, "register", "--cluster-id", "", "--node-selector", ""]) == 0
+    last = stored_peer(clean, "calico-rr-rr-ipv4")
+    assert "nodeSelector" not in last["spec"] and "calico-rr/cluster-id" not in last["metadata"]["labels"]
+
+    # the daemon's path: we are an external reflector that node a peers with
+    s = load_settings(path, environ={})
+    schema, store, raw, _ = components.read_with_schema(s)
+    store.close()
+    plan, rejected = schema.to_plan(raw, components.identity(s))
+    assert rejected == ()
+    # node a is in the cluster's AS 64500, we told the nodes to dial us in 64501: eBGP
+    assert [(x.name, x.local_as, x.neighbor_as) for x in plan.v4.sessions] == [("Peer_10_0_1_1", 64501, 64500)]
+    assert plan.listen_port == 1790  # the port the operator put into our peerIP
+    assert plan.v4.mode.startswith("external reflector: 1 BGPPeer names 10.0.0.1")
+
+    assert cli.main(["--config", path, "unregister"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed {PREFIX}/bgppeers/calico-rr-rr-ipv4" in out and f"removed {PREFIX}/bgppeers/calico-rr-rr-ipv6" in out
+    assert stored_peer(clean, "calico-rr-rr-ipv4") is None and stored_peer(clean, "calico-rr-rr-ipv6") is None
+    assert "calicoctl delete node" not in out  # we have no Node
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--as-number", "x"], "--as-number: AS number 'x' is not a number"),
+    (["--node-selector", "has(x"], "--node-selector 'has(x' does not parse"),
+    (["--node", "--as-number", "65000"], "are for the BGPPeers, not --node"),
+])
+def test_register_refuses_bad_options_and_writes_nothing(clean, tmp_path, capsys, args, words):
+    clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
+    path = str(settings(tmp_path, clean.url))
+    assert cli.main(["--config", path, "register", *args]) in (1, 2)
+    assert words in capsys.readouterr().err
+    assert stored_peer(clean, "calico-rr-rr-ipv4") is None
+
+
+def test_register_refuses_an_invalid_default_bgpconfiguration_without_as_number(clean, tmp_path, capsys):
+    clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
+    clean.ctl("put", f"{PREFIX}/bgpconfigurations/default", '{"spec": {"asNumber": "65000;"}}')
+    path = str(settings(tmp_path, clean.url))
+    assert cli.main(["--config", path, "register"]) == 1
+    assert "BGPConfiguration default is invalid" in capsys.readouterr().err
+    assert cli.main(["--config", path, "register", "--as-number", "65000"]) == 0

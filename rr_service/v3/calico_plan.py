@@ -1,6 +1,9 @@
-"""The BGP sessions Calico's calico/node would render for our node, as a Plan. Pure.
+"""The BGP sessions of this reflector under Calico v3 data, as a Plan. Pure.
 
-Rules (Calico's, checked against its confd fixtures; see docs/calico-v3.md):
+Two rule sets combine, one session per neighbour address and port:
+
+Calico's own rules for our Node, as calico/node renders them (checked against its confd
+fixtures; see docs/calico-v3.md):
 - Node-to-node mesh (`nodeToNodeMeshEnabled`, default on) only when our Node has no
   `routeReflectorClusterID`: a reflector ignores the mesh setting, as calico/node does.
 - A BGPPeer applies to us when `node` is our name, `nodeSelector` matches our labels, or it
@@ -13,34 +16,26 @@ Rules (Calico's, checked against its confd fixtures; see docs/calico-v3.md):
   listens on our own listen port, where the other nodes connect to us.
 - `rr client` + `rr cluster id <ours>` when iBGP, we have a cluster id and the peer's cluster
   id differs (peers given by `peerIP` have none). Never a session to our own address.
-- One session per neighbour address and port: a BGPPeer wins over the mesh, and among
-  BGPPeers the first by name wins (a warning names the others).
+
+The rules for a reflector outside the cluster (external.py): BGPPeers whose peerIP is our
+address, and the mesh of declared reflectors. They apply with or without a Node of ours.
+
+Which candidate wins a neighbour: the reflector mesh, then Calico's rules (BGPPeers by name,
+then the node-to-node mesh), then reverse peerIP peerings; a warning names the others when
+their settings differ, and `calico-rr status` shows the winner's rule.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 from ..model import IPAddress, shown_key
 from ..plan import CLIENT, MESH, FamilyPlan, Identity, Plan, Session
+from . import external
+from .external import CALICO, NODE_MESH, REFLECTOR_MESH, REVERSE_PEER_IP, Target
 from .resources import BGPPeer, CalicoData, CalicoNode
 
 PEER = "peer"  # a non-client session from a BGPPeer: another reflector, a router, a node
-
-
-@dataclass(frozen=True)
-class _Target:
-    """One session candidate before rr-client rules: where, which AS, and where from."""
-
-    address: IPAddress
-    port: Optional[int]
-    as_num: int
-    cluster_id: Optional[str]
-    source: str  # "mesh" or "bgppeer <name>", for names and warnings
-    description: str
-    peer: Optional[BGPPeer] = None  # None: mesh
-    passive: bool = False
 
 
 def session_name(kind: str, address: IPAddress, port: Optional[int]) -> str:
@@ -52,40 +47,75 @@ def session_name(kind: str, address: IPAddress, port: Optional[int]) -> str:
 def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
     warnings: list[str] = []
     ours = data.node(node_name)
-    if ours is None:
+    naming = {family: external.naming_peers(data, me.address(family)) for family in (4, 6)}
+    if ours is None and not any(naming.values()):
+        addresses = " or ".join(str(a) for a in (me.ipv4, me.ipv6) if a is not None)
         warnings.append(
-            f"no Calico Node resource named {node_name!r} (nodes/{node_name}): no BGP sessions "
-            f"are configured until it exists (calico-rr register creates it)"
+            f"no Calico Node resource named {node_name!r} (nodes/{node_name}) and no BGPPeer with peerIP "
+            f"{addresses}: no BGP sessions are configured until one exists (calico-rr register creates "
+            f"this reflector's BGPPeer)"
         )
     for peer in data.peers:
         if peer.unsupported:
             warnings.append(f"bgppeer {peer.name}: {', '.join(peer.unsupported)} not supported by the reflector; ignored")
-    families = {family: _plan_family(data, ours, me, family, warnings) for family in (4, 6)}
-    # As calico/node: node.<name> listenPort, else the default's, whether or not our Node exists.
+    families = {family: _plan_family(data, ours, me, family, naming[family], warnings) for family in (4, 6)}
+    listen_port = _listen_port(data, node_name, ours, naming, warnings)
     return Plan(router_id=me.ipv4, v4=families[4], v6=families[6], warnings=tuple(warnings), schema="v3",
-                listen_port=data.listen_port_of(node_name), error=_plan_error(data, node_name))
+                listen_port=listen_port, error=_plan_error(data, node_name))
 
 
 def _plan_error(data: CalicoData, node_name: str) -> Optional[str]:
     """Why the plan must not be applied: a rejected resource every session of ours rests on.
     Planned without it, a bad `default` BGPConfiguration would move every session to AS 64512
-    and switch the node-to-node mesh on, a bad Node of ours would drop every session. A bad
-    BGPPeer or another node costs only its own sessions (skipped, with a warning)."""
+    and switch the node-to-node mesh on, a bad Node of ours would drop every session, a bad
+    BGPPeer of our own (`calico-rr register`'s) would drop our mesh and cluster id. A bad
+    BGPPeer of somebody else or another node costs only its own sessions (skipped, with a
+    warning)."""
     decisive = {
         "bgpconfigurations/default": "the cluster's AS number, node-to-node mesh and listen port",
         f"bgpconfigurations/node.{node_name}": "this reflector's listen port",
         f"nodes/{node_name}": "this reflector's addresses, AS and cluster id",
     }
+    for family in (4, 6):
+        decisive[f"bgppeers/{external.reflector_peer_name(node_name, family)}"] = (
+            f"this reflector's IPv{family} AS, reflector mesh and cluster id")
     reasons = [f"etcd key {shown_key(bad.key)} is invalid ({bad.reason}) and decides {decisive[bad.key]}"
                for bad in data.rejected if bad.key in decisive]
     return "; ".join(reasons) or None
 
 
-def _local_address(ours: Optional[CalicoNode], me: Identity, family: int) -> tuple[Optional[IPAddress], Optional[str]]:
-    """Our address for this family, or None and why: the setting and our Node must agree."""
+def _listen_port(data: CalicoData, node_name: str, ours: Optional[CalicoNode], naming: dict,
+                 warnings: list) -> Optional[int]:
+    """Where BIRD listens. With our Node, Calico's rule for every node (node.<name>
+    listenPort, else the default's); without, the port the BGPPeers naming us give (the one in
+    peerIP, else the default listenPort: where the nodes dial). One BIRD listens on one port:
+    a BGPPeer asking for another one is named in a warning."""
+    asked: dict[Optional[int], str] = {}
+    for peer in sorted((p for peers in naming.values() for p in peers), key=lambda p: p.name):
+        asked.setdefault(peer.peer_port if peer.peer_port is not None else data.default.listen_port, peer.name)
+    if ours is not None or not asked:
+        chosen = data.listen_port_of(node_name)
+        why = f"our Node {node_name}'s listenPort" if ours is not None else "the default listenPort"
+    else:
+        chosen = next(iter(asked))
+        why = f"as bgppeer {asked[chosen]} asks"
+    for port, name in asked.items():
+        if port != chosen:
+            warnings.append(f"bgppeer {name}: the nodes dial this reflector on port {port or 179}, but BIRD "
+                            f"listens on port {chosen or 179} ({why}); its sessions cannot come up")
+    return chosen
+
+
+def _local_address(ours: Optional[CalicoNode], me: Identity, family: int,
+                   naming: list) -> tuple[Optional[IPAddress], Optional[str]]:
+    """Our address for this family, or None and why. With our Node, the setting and the Node
+    must agree; without, the setting, once a BGPPeer names it."""
     configured = me.address(family)
     if ours is None:
-        return None, None if configured is None else "our Node resource missing: no sessions (calico-rr register creates it)"
+        if configured is None or naming:
+            return configured, None
+        return None, (f"no Node of ours and no BGPPeer with peerIP {configured}: no IPv{family} sessions "
+                      f"(calico-rr register creates this reflector's BGPPeer)")
     on_node = ours.address(family)
     if configured is None:
         if on_node is not None and family == 6:
@@ -93,44 +123,84 @@ def _local_address(ours: Optional[CalicoNode], me: Identity, family: int) -> tup
         return None, None
     if on_node is None:
         return None, (f"Node {ours.name} has no IPv{family} address (reflector ip {configured}): no IPv{family} "
-                      f"sessions (calico-rr register adds it)")
+                      f"sessions (calico-rr register --node adds it)")
     if on_node != configured:
         return None, (f"Node {ours.name} says IPv{family} {on_node} but this reflector is configured as {configured}: "
-                      f"no IPv{family} sessions until they agree (fix the setting, or run calico-rr register)")
+                      f"no IPv{family} sessions until they agree (fix the setting, or run calico-rr register --node)")
     return configured, None
 
 
-def _plan_family(data: CalicoData, ours: Optional[CalicoNode], me: Identity, family: int, warnings: list) -> FamilyPlan:
-    mine, reason = _local_address(ours, me, family)
-    if reason is not None and ours is not None:  # a missing Node is warned about once, by plan_v3
+def _plan_family(data: CalicoData, ours: Optional[CalicoNode], me: Identity, family: int, naming: list,
+                 warnings: list) -> FamilyPlan:
+    mine, reason = _local_address(ours, me, family, naming)
+    # A missing Node with nothing naming us is warned about once, by plan_v3.
+    if reason is not None and (ours is not None or any(p.peer_ip is not None for p in naming)):
         warnings.append(reason)
-    if ours is None or mine is None:
-        return FamilyPlan(family, mine, ours is not None, ours.cluster_id if ours else None, (), reason)
-    targets = _bgp_peer_targets(data, ours, family) + _mesh_targets(data, ours, mine, family)
-    our_as = data.as_of(ours)
-    chosen: dict[tuple, _Target] = {}
+    own = external.own_reflector_peer(naming)
+    cluster_id = _cluster_id(ours, own, family, warnings)
+    if mine is None:
+        return FamilyPlan(family, None, ours is not None, cluster_id, (), reason)
+    our_as = data.as_of(ours) if ours is not None else (own.as_num if own is not None else data.global_as)
+    targets: list[Target] = []
+    if own is not None or (ours is not None and ours.cluster_id is not None):
+        targets += external.reflector_mesh_targets(data, mine, family)
+    if ours is not None:
+        targets += _bgp_peer_targets(data, ours, family) + _mesh_targets(data, ours, mine, family)
+    targets += external.reverse_peer_ip_targets(data, naming, ours, family)
+    chosen: dict[tuple, Target] = {}
     for target in targets:
         if target.address == mine:
             continue  # "Skipping ourselves"
         key = (target.address, target.port)
         if key in chosen:
             first = chosen[key]
-            if _conflict(first, target):
+            if _conflict(first, target, our_as):
                 warnings.append(
                     f"IPv{family} {_spelled(key)}: {target.source} ignored, {first.source} already peers there"
                 )
             continue
         chosen[key] = target
-    sessions = [_session(t, our_as, ours.cluster_id, mine) for t in chosen.values()]
+    sessions = [_session(t, our_as, cluster_id) for t in chosen.values()]
+    for session in sessions:
+        if session.role == MESH and session.origin.startswith("reflector mesh") and session.local_as != session.neighbor_as:
+            warnings.append(f"IPv{family} {session.neighbor}: {session.description} is in AS {session.neighbor_as}, "
+                            f"this reflector in AS {session.local_as}: an eBGP session, not a reflector mesh member")
     ordered = tuple(sorted(sessions, key=lambda s: (s.role != MESH, s.role != PEER, s.neighbor, s.port or 0)))
-    return FamilyPlan(family, mine, True, ours.cluster_id, ordered)
+    return FamilyPlan(family, mine, True, cluster_id, ordered, mode=_mode(ours, naming, own, mine))
 
 
-def _conflict(first: _Target, later: _Target) -> bool:
+def _cluster_id(ours: Optional[CalicoNode], own: Optional[BGPPeer], family: int, warnings: list) -> Optional[str]:
+    """Our cluster id: our Node's routeReflectorClusterID, else our reflector BGPPeer's label."""
+    if ours is None:
+        return own.reflector_cluster_id if own is not None else None
+    if own is not None and own.reflector_cluster_id not in (None, ours.cluster_id):
+        warnings.append(f"IPv{family}: bgppeer {own.name} says cluster id {own.reflector_cluster_id}, our Node "
+                        f"{ours.name} {ours.cluster_id or 'none'}: the Node's applies")
+    return ours.cluster_id
+
+
+def _mode(ours: Optional[CalicoNode], naming: list, own: Optional[BGPPeer], mine: IPAddress) -> str:
+    """What makes us a reflector of this family, e.g. `external reflector: 3 BGPPeers name
+    192.0.2.10, declared by bgppeer calico-rr-rr1-ipv4` (render's log, status)."""
+    if ours is not None:
+        text = f"Calico Node {ours.name} at {mine}"
+        if naming:
+            text += f", and {external.describe_external(naming, 'it')}"
+    else:
+        text = f"external reflector: {external.describe_external(naming, mine)}"
+    if own is not None:
+        text += f", declared by bgppeer {own.name}"
+    return text
+
+
+def _conflict(first: Target, later: Target, our_as: int) -> bool:
     """Two BGPPeers asking for one neighbour with different settings: worth a warning."""
     if first.peer is None or later.peer is None or first.peer.name == later.peer.name:
         return False
-    options = lambda t: (t.as_num, t.peer.keep_next_hop, t.peer.no_source_address, t.peer.max_restart_time)  # noqa: E731
+
+    def options(t: Target) -> tuple:
+        local = t.local_as if t.local_as is not None else our_as
+        return (t.as_num, local, t.peer.keep_next_hop, t.peer.no_source_address, t.peer.max_restart_time)
     return options(first) != options(later)
 
 
@@ -141,15 +211,16 @@ def _spelled(key: tuple) -> str:
     return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
 
-def _bgp_peer_targets(data: CalicoData, ours: CalicoNode, family: int) -> list[_Target]:
-    targets: list[_Target] = []
+def _bgp_peer_targets(data: CalicoData, ours: CalicoNode, family: int) -> list[Target]:
+    targets: list[Target] = []
     for peer in sorted(data.peers, key=lambda p: p.name):
         source = f"bgppeer {peer.name}"
         if peer.applies_to(ours):
             if peer.peer_ip is not None:
                 if peer.peer_ip.version == family:
                     port = peer.peer_port if peer.peer_port is not None else data.default.listen_port
-                    targets.append(_Target(peer.peer_ip, port, peer.as_num, None, source, f"bgppeer {peer.name}", peer))
+                    targets.append(Target(peer.peer_ip, port, peer.as_num, None, source, f"bgppeer {peer.name}",
+                                          CALICO, peer))
             else:
                 for node in data.nodes:
                     if peer.peer_selector.matches(node.labels):
@@ -161,15 +232,15 @@ def _bgp_peer_targets(data: CalicoData, ours: CalicoNode, family: int) -> list[_
     return targets
 
 
-def _node_target(data: CalicoData, node: CalicoNode, family: int, source: str, peer: BGPPeer) -> list[_Target]:
+def _node_target(data: CalicoData, node: CalicoNode, family: int, source: str, peer: BGPPeer) -> list[Target]:
     address = node.address(family)
     if address is None:
         return []
-    return [_Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id, source,
-                    f"node {node.name}", peer)]
+    return [Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id, source,
+                   f"node {node.name}", CALICO, peer)]
 
 
-def _mesh_targets(data: CalicoData, ours: CalicoNode, mine: IPAddress, family: int) -> list[_Target]:
+def _mesh_targets(data: CalicoData, ours: CalicoNode, mine: IPAddress, family: int) -> list[Target]:
     if ours.cluster_id is not None or not data.mesh_enabled:
         return []
     targets = []
@@ -178,30 +249,34 @@ def _mesh_targets(data: CalicoData, ours: CalicoNode, mine: IPAddress, family: i
         if address is None or node.name == ours.name:
             continue
         # Calico makes the mesh one-way: the side whose address sorts lower (as text) connects.
-        targets.append(_Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id,
-                               "mesh", f"node {node.name}", None, passive=str(address) > str(mine)))
+        targets.append(Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id,
+                              "node-to-node mesh", f"node {node.name}", NODE_MESH, passive=str(address) > str(mine)))
     return targets
 
 
-def _session(target: _Target, our_as: int, our_cluster_id: Optional[str], mine: IPAddress) -> Session:
-    client = (
-        target.peer is not None
-        and target.as_num == our_as
-        and our_cluster_id is not None
-        and target.cluster_id != our_cluster_id
-    )
-    if target.peer is None:
-        kind, role = "Mesh", MESH
-    elif client:
-        kind, role = "Client", CLIENT
+def _role(target: Target, local_as: int, our_cluster_id: Optional[str]) -> tuple[str, bool]:
+    """(kind of protocol name, rr client?) of a candidate."""
+    if target.rule in (NODE_MESH, REFLECTOR_MESH):
+        return "Mesh", False
+    internal = target.as_num == local_as
+    if target.rule == REVERSE_PEER_IP:
+        # A node dialling us as its reflector is our client whether or not we have a cluster
+        # id (the original image's rule), unless it is a reflector of our own cluster.
+        client = internal and not (target.cluster_id is not None and target.cluster_id == our_cluster_id)
     else:
-        kind, role = "Peer", PEER
+        client = internal and our_cluster_id is not None and target.cluster_id != our_cluster_id
+    return ("Client" if client else "Peer"), client
+
+
+def _session(target: Target, our_as: int, our_cluster_id: Optional[str]) -> Session:
+    local_as = target.local_as if target.local_as is not None else our_as
+    kind, client = _role(target, local_as, our_cluster_id)
     peer = target.peer
     return Session(
         name=session_name(kind, target.address, target.port),
-        role=role,
+        role={"Mesh": MESH, "Client": CLIENT, "Peer": PEER}[kind],
         neighbor=target.address,
-        local_as=our_as,
+        local_as=local_as,
         neighbor_as=target.as_num,
         rr_client=client,
         cluster_id=our_cluster_id if client else None,
@@ -211,4 +286,5 @@ def _session(target: _Target, our_as: int, our_cluster_id: Optional[str], mine: 
         passive=target.passive,
         no_source_address=bool(peer and peer.no_source_address),
         graceful_restart_time=peer.max_restart_time if peer else None,
+        origin=target.source,
     )

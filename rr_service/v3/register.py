@@ -1,11 +1,14 @@
-"""`calico-rr register` for Calico v3: our Node resource, as calicoctl stores it. Pure.
+"""`calico-rr register` for Calico v3, as calicoctl stores resources. Pure.
 
-Read-modify-write: the fields this reflector owns (`spec.bgp.ipv4Address`, `ipv6Address`,
-`routeReflectorClusterID` when given, the chosen labels) are set; everything else in the
-stored object (other labels, annotations, `spec.orchRefs`, `metadata.uid`, ...) stays as it
-was. A new Node gets what calicoctl's create gives it: kind, apiVersion, name, uid,
-creationTimestamp. `updated_node` is the pure step; the datastore's `update` runs it inside
-an optimistic transaction (compare the key's mod_revision, retry on a conflict).
+Two ways to declare this reflector: a BGPPeer per family with our address as peerIP and the
+labels reflectors find each other by (`updated_reflector_peer`, the default: a reflector
+outside the cluster), or our own Calico Node (`updated_node`, `register --node`).
+
+Read-modify-write: the fields this reflector owns are set; everything else in the stored
+object (other labels, annotations, `spec.orchRefs`, `metadata.uid`, ...) stays as it was. A
+new resource gets what calicoctl's create gives it: kind, apiVersion, name, uid,
+creationTimestamp. These are the pure steps; the datastore's `update` runs them inside an
+optimistic transaction (compare the key's mod_revision, retry on a conflict).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from datetime import datetime, timezone
 from typing import Callable, Mapping, Optional
 
 from ..model import InvalidValue, parse_cluster_id
-from .resources import API_VERSION, _LABEL_KEY_RE, parse_labels, parse_name
+from .resources import (API_VERSION, CLUSTER_ID_LABEL, REFLECTOR_LABEL, _LABEL_KEY_RE, parse_labels, parse_name,
+                        parse_peer_ip, parse_selector_field)
 
 
 def parse_label_option(text: str) -> tuple[str, str]:
@@ -39,31 +43,9 @@ def updated_node(
     now: Optional[datetime] = None,
 ) -> bytes:
     """The JSON to store at `nodes/<name>`. Raises InvalidValue if the stored one is unusable."""
-    parse_name(name)
-    if existing is None:
-        stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        node: dict = {
-            "kind": "Node",
-            "apiVersion": API_VERSION,
-            "metadata": {"name": name, "uid": str(uuid.uuid4()), "creationTimestamp": stamp},
-            "spec": {},
-        }
-    else:
-        try:
-            node = json.loads(existing.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidValue(f"the stored Node {name} is not valid JSON ({exc}); not overwriting it") from None
-        if not isinstance(node, dict) or node.get("kind", "Node") != "Node":
-            raise InvalidValue(f"the stored value at nodes/{name} is not a Node; not overwriting it")
-    metadata = _section(node, "metadata", name)
-    if metadata.get("name", name) != name:
-        raise InvalidValue(f"the stored Node is named {metadata.get('name')!r}, not {name!r}; not overwriting it")
-    metadata["name"] = name
-    node.setdefault("kind", "Node")
-    node.setdefault("apiVersion", API_VERSION)
+    node = _resource(existing, "Node", name, now)
     if labels:
-        merged = _section(metadata, "labels", name)
-        merged.update(labels)
+        _section(node["metadata"], "labels", name).update(labels)
     bgp = _section(_section(node, "spec", name), "bgp", name)
     bgp["ipv4Address"] = str(ipv4)
     if ipv6 is not None:
@@ -72,7 +54,94 @@ def updated_node(
         bgp["routeReflectorClusterID"] = parse_cluster_id(cluster_id) or ""
         if not bgp["routeReflectorClusterID"]:
             del bgp["routeReflectorClusterID"]
-    return json.dumps(node, separators=(",", ":")).encode()
+    return _dump(node)
+
+
+def updated_reflector_peer(
+    existing: Optional[bytes],
+    name: str,
+    reflector: str,
+    address: str,
+    as_num: Optional[int],
+    default_as: int,
+    cluster_id: Optional[str],
+    node_selector: Optional[str],
+    labels: Mapping[str, str],
+    now: Optional[datetime] = None,
+) -> bytes:
+    """The JSON to store at `bgppeers/<name>`: the BGPPeer that declares this reflector at
+    `address` (every Node it applies to peers with it; the other reflectors mesh with it).
+
+    `as_num`, `cluster_id` and `node_selector` None keep the stored value (cluster id and
+    selector "" remove it); with no AS given or stored, `default_as` (the cluster's). A port
+    the stored peerIP has for this same address is kept. Raises InvalidValue if the stored
+    one is unusable."""
+    peer = _resource(existing, "BGPPeer", name, now)
+    spec = _section(peer, "spec", name)
+    metadata_labels = _section(peer["metadata"], "labels", name)
+    metadata_labels.update(labels)
+    metadata_labels[REFLECTOR_LABEL] = reflector
+    if cluster_id is not None:
+        parsed = parse_cluster_id(cluster_id)
+        if parsed is None:
+            metadata_labels.pop(CLUSTER_ID_LABEL, None)
+        else:
+            metadata_labels[CLUSTER_ID_LABEL] = parsed
+    spec["peerIP"] = _peer_ip_keeping_port(spec.get("peerIP"), address)
+    if as_num is not None or spec.get("asNumber") in (None, "", 0):
+        spec["asNumber"] = as_num if as_num is not None else default_as
+    if node_selector is not None:
+        if node_selector:
+            parse_selector_field(node_selector, "--node-selector")
+            spec["nodeSelector"] = node_selector
+            spec.pop("node", None)  # Calico refuses both
+        else:
+            spec.pop("nodeSelector", None)
+    return _dump(peer)
+
+
+def _peer_ip_keeping_port(stored: object, address: str) -> str:
+    """`address`, with the port of the stored peerIP when that names the same address."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(stored, str) and stored:
+        try:
+            stored_ip, port = parse_peer_ip(stored)
+        except InvalidValue:
+            port = None
+        else:
+            if stored_ip == ip and port is not None:
+                return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    return str(ip)
+
+
+def _resource(existing: Optional[bytes], kind: str, name: str, now: Optional[datetime]) -> dict:
+    """The stored resource, or a new one as calicoctl's create gives it."""
+    parse_name(name)
+    if existing is None:
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "kind": kind,
+            "apiVersion": API_VERSION,
+            "metadata": {"name": name, "uid": str(uuid.uuid4()), "creationTimestamp": stamp},
+            "spec": {},
+        }
+    try:
+        resource = json.loads(existing.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidValue(f"the stored {kind} {name} is not valid JSON ({exc}); not overwriting it") from None
+    if not isinstance(resource, dict) or resource.get("kind", kind) != kind:
+        raise InvalidValue(f"the stored value of {kind} {name} is not a {kind}; not overwriting it")
+    metadata = _section(resource, "metadata", name)
+    if metadata.get("name", name) != name:
+        raise InvalidValue(f"the stored {kind} is named {metadata.get('name')!r}, not {name!r}; not overwriting it")
+    metadata["name"] = name
+    resource.setdefault("kind", kind)
+    resource.setdefault("apiVersion", API_VERSION)
+    return resource
+
+
+def _dump(resource: dict) -> bytes:
+    return json.dumps(resource, separators=(",", ":")).encode()
 
 
 def _section(parent: dict, key: str, name: str) -> dict:
@@ -80,7 +149,7 @@ def _section(parent: dict, key: str, name: str) -> dict:
     if value is None:
         value = parent[key] = {}
     if not isinstance(value, dict):
-        raise InvalidValue(f"the stored Node {name} has a {key} that is not an object; not overwriting it")
+        raise InvalidValue(f"the stored resource {name} has a {key} that is not an object; not overwriting it")
     return value
 
 

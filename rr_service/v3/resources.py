@@ -43,6 +43,11 @@ _LABEL_KEY_RE = re.compile(r"[A-Za-z0-9_./-]{1,317}")
 _LABEL_VALUE_MAX = 1024
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Labels `calico-rr register` puts on the BGPPeer that declares a reflector outside the
+# cluster (no Calico Node of its own): the reflector's name, and its cluster id, which Calico's
+# BGPPeer spec has no field for. Reflectors find each other by the first one.
+REFLECTOR_LABEL = "calico-rr/reflector"
+CLUSTER_ID_LABEL = "calico-rr/cluster-id"
 # BGPPeer fields that change a session in a way this reflector does not render.
 UNSUPPORTED_PEER_FIELDS = ("password", "ttlSecurity", "filters", "localWorkloadSelector",
                            "numAllowedLocalASNumbers")
@@ -80,6 +85,10 @@ class BGPPeer:
     max_restart_time: Optional[int] = None  # spec.maxRestartTime, whole seconds
     reverse: bool = True  # spec.reversePeering != "Manual"
     unsupported: tuple[str, ...] = ()  # fields set that we cannot render
+    # Set when the BGPPeer declares a reflector (label REFLECTOR_LABEL, with a peerIP): its
+    # name, and the cluster id of label CLUSTER_ID_LABEL (None: none).
+    reflector: Optional[str] = None
+    reflector_cluster_id: Optional[str] = None
 
     @property
     def is_global(self) -> bool:
@@ -330,6 +339,7 @@ def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
             raise InvalidValue("peerIP needs an asNumber")
     elif peer_selector is None:
         raise InvalidValue("needs peerIP or peerSelector")
+    reflector, reflector_cluster_id = _reflector_labels(data, peer_ip)
     source = spec.get("sourceAddress", "UseNodeIP")
     if source not in ("UseNodeIP", "None", "", None):
         raise InvalidValue(f"sourceAddress {_show(source)} is not UseNodeIP or None")
@@ -349,7 +359,31 @@ def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
         max_restart_time=parse_duration_seconds(spec.get("maxRestartTime")),
         reverse=reverse != "Manual",
         unsupported=tuple(f for f in UNSUPPORTED_PEER_FIELDS if spec.get(f) not in (None, "", [], {}, 0)),
+        reflector=reflector,
+        reflector_cluster_id=reflector_cluster_id,
     )
+
+
+def _reflector_labels(data: dict, peer_ip: Optional[IPAddress]) -> tuple[Optional[str], Optional[str]]:
+    """(reflector name, cluster id) of a BGPPeer that declares a reflector, else (None, None).
+    Only these two labels are read and checked: a BGPPeer's other labels select nothing in
+    Calico, so an odd one must not cost the BGPPeer its sessions."""
+    labels = _object(data.get("metadata"), "metadata").get("labels")
+    labels = labels if isinstance(labels, dict) else {}
+    if REFLECTOR_LABEL not in labels:
+        if CLUSTER_ID_LABEL in labels:
+            raise InvalidValue(f"label {CLUSTER_ID_LABEL} without label {REFLECTOR_LABEL}")
+        return None, None
+    name = labels[REFLECTOR_LABEL]
+    if not isinstance(name, str) or not HOSTNAME_RE.fullmatch(name):
+        raise InvalidValue(f"label {REFLECTOR_LABEL} {_show(name)} is not a valid reflector name")
+    if peer_ip is None:
+        raise InvalidValue(f"label {REFLECTOR_LABEL} needs a peerIP: the reflector's address")
+    try:
+        cluster_id = parse_cluster_id(labels.get(CLUSTER_ID_LABEL))
+    except InvalidValue as exc:
+        raise InvalidValue(f"label {CLUSTER_ID_LABEL}: {exc}") from None
+    return name, cluster_id
 
 
 def parse_bgp_configuration(key_name: str, raw: bytes) -> BGPConfig:

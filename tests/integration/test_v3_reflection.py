@@ -45,7 +45,7 @@ from typing import Dict
 
 import pytest
 
-from tests.integration.v3data import V3Data
+from tests.integration.v3data import V3Data, v3_reflector
 from tests.integration.conftest import BIRD2, REPO_ROOT
 from tests.lab import (Etcd, Lab, Reflector, calico_node_bird_config, proto_name,
                        rr_service_available, wait_for)
@@ -119,20 +119,6 @@ class V3Cluster:
                        ipv6=f"{spec.ipv6}/64" if ipv6 and spec.ipv6 else None)
 
 
-def _v3_reflector(lab: Lab, name: str, etcd: Etcd, ip4: str, ip6, schema: str, **kwargs) -> Reflector:
-    host = lab.add_host(name, ip4, ip6)
-    state_dir = lab.tmp / f"{name}-rr" / "state"
-    rr = Reflector(lab, host, [etcd.endpoint], ipv6=ip6 is not None,
-                   extra_toml=f'\n[safety]\nstate_dir = "{state_dir}"\n', **kwargs)
-    text = rr.config.read_text()
-    patched = (text.replace("[reflector]\n", f'[reflector]\nnode_name = "{name}"\n', 1)
-                   .replace("[etcd]\n", f'[etcd]\nschema = "{schema}"\n', 1))
-    assert patched.count("node_name =") == 1 and patched.count("schema =") == 1, patched
-    rr.config.write_text(patched)
-    return rr
-
-
-
 @pytest.fixture(scope="module")
 def flavour():
     """The v3 data path does not depend on the BIRD flavour (tests/integration/conftest.py
@@ -161,7 +147,7 @@ def cluster(lab):
         c.put_node(name)
 
     for name, (ip4, ip6, schema) in REFLECTORS.items():
-        c.rrs[name] = _v3_reflector(lab, name, etcd, ip4, ip6, schema)
+        c.rrs[name] = v3_reflector(lab, name, etcd, ip4, ip6, schema)
     for name in ("a", "b"):
         c.start_node(name)
     try:
@@ -342,7 +328,7 @@ def test_peers_reach_us_on_our_listen_port(lab):
     assert text.count(f" port {LISTEN_PORT} as ") == len(MESH_RRS), text
     node_bird = lab.start_bird(lab.add_host("d", d.ipv4), text)
 
-    rrs = {name: _v3_reflector(lab, name, etcd, ip4, None, "v3", flavour=flavour, bird2_binary=str(BIRD2))
+    rrs = {name: v3_reflector(lab, name, etcd, ip4, None, "v3", flavour=flavour, bird2_binary=str(BIRD2))
            for name, (ip4, flavour) in MESH_RRS.items()}
     try:
         for rr in rrs.values():

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Dict, Optional
 
-from tests.lab import Etcd
+from tests.lab import Etcd, Lab, Reflector
 
 V3_PREFIX = "/calico/resources/v3/projectcalico.org"
 API_VERSION = "projectcalico.org/v3"
@@ -79,3 +79,17 @@ class V3Data:
         obj = resource("BGPConfiguration", name, spec)
         self.put(obj)
         return obj
+
+
+def v3_reflector(lab: Lab, name: str, etcd: Etcd, ip4: str, ip6, schema: str, **kwargs) -> Reflector:
+    """A reflector host whose daemon reads the v3 data as `[reflector] node_name = name`."""
+    host = lab.add_host(name, ip4, ip6)
+    state_dir = lab.tmp / f"{name}-rr" / "state"
+    rr = Reflector(lab, host, [etcd.endpoint], ipv6=ip6 is not None,
+                   extra_toml=f'\n[safety]\nstate_dir = "{state_dir}"\n', **kwargs)
+    text = rr.config.read_text()
+    patched = (text.replace("[reflector]\n", f'[reflector]\nnode_name = "{name}"\n', 1)
+                   .replace("[etcd]\n", f'[etcd]\nschema = "{schema}"\n', 1))
+    assert patched.count("node_name =") == 1 and patched.count("schema =") == 1, patched
+    rr.config.write_text(patched)
+    return rr
