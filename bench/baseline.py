@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rr_service import components  # noqa: E402
-from rr_service.bird_socket import BirdClient, BirdSocketError  # noqa: E402
-from rr_service.datastore.base import DatastoreError  # noqa: E402
-from rr_service.settings import load_settings  # noqa: E402
+from rr_service.app import wiring as components  # noqa: E402
+from rr_service.bird.control import BirdClient, BirdSocketError  # noqa: E402
+from rr_service.sources.base import DatastoreError  # noqa: E402
+from rr_service.app.settings import load_settings  # noqa: E402
 
 log = logging.getLogger("baseline")
 

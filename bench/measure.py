@@ -90,11 +90,11 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
 
 
 def measure_render(env: Env, n: int) -> tuple[dict, str, str]:
-    from rr_service import components
-    from rr_service.model import parse_snapshot
-    from rr_service.plan import plan
-    from rr_service.render import Renderer
-    from rr_service.settings import load_settings
+    from rr_service.app import wiring as components
+    from rr_service.calico.v1.snapshot import parse_snapshot
+    from rr_service.calico.v1.rules import plan
+    from rr_service.core.render import Renderer
+    from rr_service.app.settings import load_settings
 
     settings = load_settings(str(env.config_path))
     me = components.identity(settings)
@@ -138,7 +138,7 @@ def measure_render(env: Env, n: int) -> tuple[dict, str, str]:
 # -- 5. the floor -----------------------------------------------------------------------
 
 def measure_floor(env: Env, n: int, text: str, text_plus: str, text_burst: str) -> dict:
-    from rr_service.datastore.etcd import EtcdConfig, EtcdDatastore
+    from rr_service.sources.etcd.client import EtcdConfig, EtcdDatastore
 
     samples = 50 if env.args.quick else 200
     # etcd put -> watch event, through the project's own adapter (the daemon's path)
@@ -247,13 +247,13 @@ PHASES = [
 def measure_breakdown(env: Env, n: int) -> dict:
     """The daemon's own objects, in this process, driven change by change against the real
     BIRD: the same code as `calico-rr run` minus the etcd watch (measured in the floor)."""
-    import rr_service.apply as apply_mod
-    from rr_service import components
-    from rr_service.daemon import Daemon
-    from rr_service.notify import Notifier
-    from rr_service.datastore.base import Change
-    from rr_service.pipeline import Pipeline
-    from rr_service.settings import load_settings
+    import rr_service.bird.apply as apply_mod
+    from rr_service.app import wiring as components
+    from rr_service.app.daemon import Daemon
+    from rr_service.app.notify import Notifier
+    from rr_service.sources.base import Change
+    from rr_service.core.pipeline import Pipeline
+    from rr_service.app.settings import load_settings
 
     env.fresh_birds()
     logger = logging.getLogger("calico-rr")

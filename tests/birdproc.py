@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
-from rr_service.bird_socket import BirdClient
+from rr_service.bird.control import BirdClient
 
 from tests import prereq
 from tests.polling import wait_for as _wait_for

@@ -11,7 +11,7 @@ import pytest
 
 import birdproc
 from tests import prereq
-from rr_service.apply import ApplyStatus, BirdTarget, ConfigApplier, ConfigRejected
+from rr_service.bird.apply import ApplyStatus, BirdTarget, ConfigApplier, ConfigRejected
 
 BASE = """\
 router id 192.0.2.1;

@@ -7,12 +7,13 @@ import subprocess
 
 import pytest
 
-from rr_service import components
-from rr_service.bird_version import flavour_of
-from rr_service.model import parse_snapshot
-from rr_service.plan import Identity, plan
-from rr_service.render import Renderer
-from rr_service.settings import load_settings
+from rr_service.app import wiring as components
+from rr_service.bird.version import flavour_of
+from rr_service.calico.v1.snapshot import parse_snapshot
+from rr_service.core.plan import Identity
+from rr_service.calico.v1.rules import plan
+from rr_service.core.render import Renderer
+from rr_service.app.settings import load_settings
 from tests import prereq
 
 

@@ -14,8 +14,13 @@ from contextlib import contextmanager
 import pytest
 
 import birdproc
-from rr_service.bird_socket import (
-    BirdClient, BirdCommandError, BirdReply, BirdSocketError, ProtocolInfo, parse_protocols,
+from rr_service.bird.control import (
+    BirdClient,
+    BirdCommandError,
+    BirdReply,
+    BirdSocketError,
+    ProtocolInfo,
+    parse_protocols,
 )
 
 CONF = """\

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rr_service.bird_version import bird_version
+from rr_service.bird.version import bird_version
 from tests import prereq
 from tests.etcdproc import throwaway_etcd
 

@@ -1,6 +1,6 @@
 """The burst detector that decides whether the daemon gathers changes before a reload."""
 
-from rr_service.coalesce import BURST_KEYS, BurstDetector
+from rr_service.core.coalesce import BURST_KEYS, BurstDetector
 
 
 class Clock:

@@ -37,11 +37,11 @@ from etcdproc import EtcdProc, etcd_installed
 yaml = pytest.importorskip("yaml", reason="python3-yaml is needed to read the fixtures' input.yaml")
 pytest.importorskip("etcd3", reason="python3-etcd3 is not installed")
 
-from rr_service import components  # noqa: E402
-from rr_service.pipeline import Pipeline  # noqa: E402
-from rr_service.render import Renderer  # noqa: E402
-from rr_service.settings import load_settings  # noqa: E402
-from rr_service.v3.resources import PREFIX  # noqa: E402
+from rr_service.app import wiring as components  # noqa: E402
+from rr_service.core.pipeline import Pipeline  # noqa: E402
+from rr_service.core.render import Renderer  # noqa: E402
+from rr_service.app.settings import load_settings  # noqa: E402
+from rr_service.calico.v3.resources import PREFIX  # noqa: E402
 
 # A real etcd: `make test-unit` (no etcd) leaves these out instead of skipping them.
 pytestmark = [

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 import birdproc
-from rr_service import cli
-from rr_service.daemon import Daemon
-from rr_service.notify import Notifier
-from rr_service.settings import load_settings
+from rr_service.app import cli
+from rr_service.app.daemon import Daemon
+from rr_service.app.notify import Notifier
+from rr_service.app.settings import load_settings
 from tests import prereq
 from tests.etcdproc import free_port, hanging_endpoints, throwaway_etcd
 from tests.lab.notify import NotifySocket

@@ -17,13 +17,13 @@ from tests.etcdproc import EtcdProc, TLSFiles, free_port, hanging_endpoints, nee
 
 prereq.import_or_missing("etcd3", "python3-etcd3 is not installed")
 
-from rr_service.datastore import (  # noqa: E402
+from rr_service.sources.base import ( # noqa: E402
     Change,
     DatastoreConfigError,
     DatastoreUnavailable,
     ResyncNeeded,
 )
-from rr_service.datastore.etcd import EtcdConfig, EtcdDatastore  # noqa: E402
+from rr_service.sources.etcd.client import EtcdConfig, EtcdDatastore  # noqa: E402
 
 PREFIX = "/calico/bgp/v1"
 TIMEOUT = 2.0

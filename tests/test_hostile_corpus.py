@@ -21,11 +21,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from rr_service.daemon import ProblemLog  # noqa: E402
+from rr_service.app.daemon import ProblemLog  # noqa: E402
 from tests import prereq  # noqa: E402
-from rr_service.model import SnapshotParser, parse_snapshot  # noqa: E402
-from rr_service.plan import plan  # noqa: E402
-from rr_service.render import Renderer  # noqa: E402
+from rr_service.calico.v1.snapshot import SnapshotParser, parse_snapshot  # noqa: E402
+from rr_service.calico.v1.rules import plan  # noqa: E402
+from rr_service.core.render import Renderer  # noqa: E402
 from tests.hostile.corpus import ACCEPT, BASE, CASES, GOOD_SESSIONS, IGNORE, ME, REJECT  # noqa: E402
 from tests.hostile.grammar import (BIRD1, BirdChecker, assert_only_allowed_lines,  # noqa: E402
                                    bird1_available, bird2_binary, session_blocks)

@@ -5,18 +5,16 @@ import json
 
 import pytest
 
-from rr_service.model import (
+from rr_service.core.values import (
     DEFAULT_AS,
     InvalidValue,
-    PeerEntry,
-    Reflector,
     Rejected,
-    SnapshotParser,
     parse_as_number,
     parse_cluster_id,
-    parse_snapshot,
     rejection_message,
 )
+from rr_service.calico.v1.keys import PeerEntry, Reflector
+from rr_service.calico.v1.snapshot import SnapshotParser, parse_snapshot
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address

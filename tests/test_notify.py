@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from rr_service.notify import Notifier, watchdog_interval
+from rr_service.app.notify import Notifier, watchdog_interval
 
 
 @pytest.fixture

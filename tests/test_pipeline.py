@@ -13,10 +13,10 @@ import random
 
 import pytest
 
-from rr_service import components
-from rr_service.pipeline import Pipeline
-from rr_service.plan import Identity
-from rr_service.render import Renderer, RenderError
+from rr_service.app import wiring as components
+from rr_service.core.pipeline import Pipeline
+from rr_service.core.plan import Identity
+from rr_service.core.render import Renderer, RenderError
 
 ME = Identity(ipaddress.IPv4Address("192.0.2.10"), ipaddress.IPv6Address("2001:db8::a"))
 ME_V4_ONLY = Identity(ipaddress.IPv4Address("192.0.2.10"))

@@ -3,9 +3,10 @@
 import ipaddress
 import json
 
-from rr_service.model import parse_snapshot
-from rr_service.plan import CLIENT, MESH, Identity, plan, protocol_name
-from rr_service.render import Renderer
+from rr_service.calico.v1.snapshot import parse_snapshot
+from rr_service.core.plan import CLIENT, MESH, Identity, protocol_name
+from rr_service.calico.v1.rules import plan
+from rr_service.core.render import Renderer
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address

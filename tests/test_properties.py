@@ -38,11 +38,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from rr_service import components  # noqa: E402
-from rr_service.model import AS_MAX, DEFAULT_AS, SnapshotParser, parse_snapshot  # noqa: E402
-from rr_service.pipeline import Pipeline  # noqa: E402
-from rr_service.plan import CLIENT, MESH, Identity, plan  # noqa: E402
-from rr_service.render import Renderer  # noqa: E402
+from rr_service.app import wiring as components  # noqa: E402
+from rr_service.core.values import AS_MAX, DEFAULT_AS  # noqa: E402
+from rr_service.calico.v1.snapshot import SnapshotParser, parse_snapshot  # noqa: E402
+from rr_service.core.pipeline import Pipeline  # noqa: E402
+from rr_service.core.plan import CLIENT, MESH, Identity  # noqa: E402
+from rr_service.calico.v1.rules import plan  # noqa: E402
+from rr_service.core.render import Renderer  # noqa: E402
 from tests import prereq  # noqa: E402
 from tests.hostile.corpus import CASES  # noqa: E402
 from tests.hostile.grammar import (BIRD1, SYMBOL_RE, BirdChecker, assert_only_allowed_lines,  # noqa: E402

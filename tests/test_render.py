@@ -9,9 +9,10 @@ import subprocess
 
 import pytest
 
-from rr_service.model import parse_snapshot
-from rr_service.plan import Identity, Planned, plan
-from rr_service.render import IncrementalRenderer, Renderer, RenderError
+from rr_service.calico.v1.snapshot import parse_snapshot
+from rr_service.core.plan import Identity, Planned, session_key
+from rr_service.calico.v1.rules import plan
+from rr_service.core.render import IncrementalRenderer, Renderer, RenderError
 from tests import prereq
 
 V4 = ipaddress.IPv4Address
@@ -177,12 +178,11 @@ def test_hostile_values_never_reach_the_config(hostile):
 
 @pytest.mark.parametrize("flavour", ["bird1", "bird2"])
 def test_incremental_renderer_follows_the_changes_it_is_told(flavour):
-    """IncrementalRenderer renders what Renderer.render does, given the changed client
-    sessions: also sessions without a source address (their template comes and goes with
+    """IncrementalRenderer renders what Renderer.render does, given the changed sessions: also sessions without a source address (their template comes and goes with
     them) and after a render that failed midway."""
     base = plan(parse_snapshot(DATA), ME)
     [a] = [s for s in base.v4.sessions if s.description == "a"]
-    key = int(a.neighbor)
+    key = session_key(a)
 
     def with_v4_client(session, *others):
         replace = {a: session, **{s: new for s in base.v4.sessions for new in others if s.neighbor == new.neighbor}}
@@ -202,7 +202,7 @@ def test_incremental_renderer_follows_the_changes_it_is_told(flavour):
     [b] = [s for s in base.v4.sessions if s.description == "b"]
     b_changed = dataclasses.replace(b, local_as=65001)
     with pytest.raises(RenderError):
-        incremental.render(Planned(with_v4_client(bad, b_changed), {4: {key: bad, int(b.neighbor): b_changed}, 6: {}}))
+        incremental.render(Planned(with_v4_client(bad, b_changed), {4: {key: bad, session_key(b): b_changed}, 6: {}}))
     the_plan = with_v4_client(a, b_changed)
     assert incremental.render(Planned(the_plan, {4: {key: a}, 6: {}})) == Renderer(flavour=flavour).render(the_plan)
 

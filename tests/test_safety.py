@@ -1,6 +1,6 @@
 """The drop guard's decisions, on a clock the test controls."""
 
-from rr_service.safety import DropGuard, session_names
+from rr_service.core.safety import DropGuard, session_names
 
 RUNNING = frozenset(f"Client_192_0_2_{i}" for i in range(10))
 

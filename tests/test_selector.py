@@ -2,7 +2,7 @@
 
 import pytest
 
-from rr_service.v3.selector import (
+from rr_service.calico.v3.selector import (
     MAX_DEPTH,
     MAX_LABEL_CHARS,
     MAX_SELECTOR_CHARS,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rr_service import settings as settings_mod
-from rr_service.settings import (
+from rr_service.app import settings as settings_mod
+from rr_service.app.settings import (
     DEFAULT_CONFIG_PATH,
     MAX_CONFIG_BYTES,
     SCHEMA,

@@ -6,12 +6,13 @@ import re
 
 import pytest
 
-from rr_service.bird_socket import ProtocolInfo
-from rr_service.model import parse_snapshot
-from rr_service.plan import Identity, plan
-from rr_service.status import status_table
-from rr_service.v3.calico_plan import plan_v3
-from rr_service.v3.resources import parse_resources
+from rr_service.bird.control import ProtocolInfo
+from rr_service.calico.v1.snapshot import parse_snapshot
+from rr_service.core.plan import Identity
+from rr_service.calico.v1.rules import plan
+from rr_service.core.status import status_table
+from rr_service.calico.v3.rules import plan_v3
+from rr_service.calico.v3.resources import parse_resources
 
 ME = Identity(ipaddress.IPv4Address("192.0.2.10"), ipaddress.IPv6Address("2001:db8::10"))
 DATA = {

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rr_service import cli
+from rr_service.app import cli
 
 
 def help_text(capsys, *argv):

@@ -14,10 +14,11 @@ pytest.importorskip("etcd3", reason="python3-etcd3 is not installed")
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not etcd_installed(), reason="etcd / etcdctl not installed")]
 
-from rr_service import cli, components  # noqa: E402
-from rr_service.datastore.base import DatastoreError  # noqa: E402
-from rr_service.settings import load_settings  # noqa: E402
-from rr_service.v3.resources import PREFIX  # noqa: E402
+from rr_service.app import cli  # noqa: E402
+from rr_service.app import wiring as components  # noqa: E402
+from rr_service.sources.base import DatastoreError  # noqa: E402
+from rr_service.app.settings import load_settings  # noqa: E402
+from rr_service.calico.v3.resources import PREFIX  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_no_schema_is_picked_from_a_failed_read(tmp_path):
 
 
 def test_daemon_snapshot_detects_v3_and_keeps_only_bgp_resources(clean, tmp_path):
-    from rr_service.daemon import Daemon
+    from rr_service.app.daemon import Daemon
 
     clean.ctl("put", f"{PREFIX}/nodes/rr", v3_node("rr", "10.0.0.1/24", rr="true"))
     clean.ctl("put", f"{PREFIX}/workloadendpoints/ns/pod", "{}")
@@ -223,7 +224,7 @@ def test_update_gives_up_after_its_attempts_and_writes_nothing(clean, store):
 
 def test_register_keeps_a_concurrent_writers_change(clean, tmp_path, monkeypatch):
     """calico/node (or calicoctl) updates our Node while register runs: both changes stay."""
-    from rr_service.v3 import register as v3_register
+    from rr_service.calico.v3 import register as v3_register
 
     clean.ctl("put", f"{PREFIX}/nodes/rr", v3_node("rr", "10.0.0.1/24"))
     real = v3_register.updated_node

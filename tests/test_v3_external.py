@@ -6,11 +6,12 @@ import ipaddress
 
 import pytest
 
-from rr_service.plan import CLIENT, MESH, Identity
-from rr_service.render import Renderer
-from rr_service.v3.calico_plan import PEER, plan_v3
-from rr_service.v3.external import reflector_peer_name
-from rr_service.v3.resources import parse_resources
+from rr_service.core.plan import CLIENT, MESH, Identity
+from rr_service.core.render import Renderer
+from rr_service.calico.v3.rules import plan_v3
+from rr_service.core.plan import PEER
+from rr_service.calico.v3.external import reflector_peer_name
+from rr_service.calico.v3.resources import parse_resources
 from test_v3_plan import config, node, peer
 
 V4, V6 = ipaddress.IPv4Address, ipaddress.IPv6Address

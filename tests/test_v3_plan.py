@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rr_service.plan import CLIENT, MESH, Identity
-from rr_service.render import Renderer
-from rr_service.v3.calico_plan import PEER, plan_v3
-from rr_service.v3.resources import parse_resources
+from rr_service.core.plan import CLIENT, MESH, Identity
+from rr_service.core.render import Renderer
+from rr_service.calico.v3.rules import plan_v3
+from rr_service.core.plan import PEER
+from rr_service.calico.v3.resources import parse_resources
 
 V4, V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
 ME = Identity(V4("10.0.0.1"), V6("fd00::1"))
@@ -289,7 +290,7 @@ def test_listen_port_rendered_for_both_flavours():
 def test_renderer_refuses_a_listen_port_out_of_range(bad):
     import dataclasses
 
-    from rr_service.render import RenderError
+    from rr_service.core.render import RenderError
 
     plan = dataclasses.replace(plan_v3(parse_resources({**NO_MESH, **RR}), "rr", ME), listen_port=bad)
     for flavour in ("bird1", "bird2"):

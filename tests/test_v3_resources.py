@@ -4,10 +4,10 @@ import ipaddress
 import json
 
 import pytest
-from rr_service.model import InvalidValue
+from rr_service.core.values import InvalidValue
 
-from rr_service.model import DEFAULT_AS
-from rr_service.v3.resources import (
+from rr_service.core.values import DEFAULT_AS
+from rr_service.calico.v3.resources import (
     BGPConfig,
     parse_duration_seconds,
     parse_peer_ip,
@@ -168,6 +168,6 @@ def test_unsupported_peer_fields_are_flagged():
 ])
 def test_peer_ip_that_bird_cannot_use_is_rejected(peer_ip, reason):
     # A multihop session to a link-local or scoped address makes BIRD refuse the whole config.
-    from rr_service.v3.resources import parse_peer_ip
+    from rr_service.calico.v3.resources import parse_peer_ip
     with pytest.raises(InvalidValue, match=reason):
         parse_peer_ip(peer_ip)

@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from rr_service.daemon import BIRD_CHECK, BIRD_RETRY, TICK  # noqa: E402
+from rr_service.app.daemon import BIRD_CHECK, BIRD_RETRY, TICK  # noqa: E402
 from tests.lab import (CalicoData, Lab, LabError, Reflector, proto_name,  # noqa: E402
                        start_bird, wait_for)
 from tests.lab.bird import BirdProc, same_since  # noqa: E402

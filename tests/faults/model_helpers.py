@@ -284,8 +284,8 @@ class EtcdDriver:
 
 def _serve(endpoint: str, prefix: str, call_timeout: float, retry_for: float = 60.0) -> int:
     """The driver's far end: one JSON request per stdin line, one JSON answer per line."""
-    from rr_service.datastore.base import DatastoreError
-    from rr_service.datastore.etcd import EtcdConfig, EtcdDatastore
+    from rr_service.sources.base import DatastoreError
+    from rr_service.sources.etcd.client import EtcdConfig, EtcdDatastore
 
     store = EtcdDatastore(EtcdConfig(endpoints=(endpoint,), timeout=call_timeout), prefix)
     cut = len(prefix.rstrip("/") + "/")

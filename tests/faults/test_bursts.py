@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 
-from rr_service.settings import BirdSettings
+from rr_service.app.settings import BirdSettings
 from tests.faults.faultlab import EVENTUALLY, etcd_python
 from tests.lab import proto_name, wait_for
 

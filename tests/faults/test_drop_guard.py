@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Set
 
 import pytest
 
-from rr_service.daemon import TICK
+from rr_service.app.daemon import TICK
 from tests.faults.faultlab import (EVENTUALLY, FaultWorld, established_count, etcd_python,
                                    fingerprint, session_changes)
 from tests.lab import proto_name, wait_for

@@ -32,10 +32,10 @@ import time
 
 import pytest
 
-from rr_service import components
-from rr_service.render import Renderer
-from rr_service.safety import session_names
-from rr_service.settings import load_settings
+from rr_service.app import wiring as components
+from rr_service.core.render import Renderer
+from rr_service.core.safety import session_names
+from rr_service.app.settings import load_settings
 from tests import prereq
 from tests.lab.notify import NotifySocket
 from tests.faults.model_helpers import EtcdDriver, OpGenerator, bird_sessions, status_revision

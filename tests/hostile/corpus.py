@@ -21,7 +21,7 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from rr_service.plan import Identity
+from rr_service.core.plan import Identity
 
 REJECT, ACCEPT, IGNORE = "reject", "accept", "ignore"
 MIB = 1024 * 1024

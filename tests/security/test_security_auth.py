@@ -152,8 +152,8 @@ def test_password_not_in_help_nor_exception_text(auth_world, figures):
         texts[f"calico-rr {' '.join(args)} --help"] = res.stdout + res.stderr
     probe = r'''
 import os, sys, traceback
-from rr_service import components
-from rr_service.settings import load_settings, SettingsError
+from rr_service.app import wiring as components
+from rr_service.app.settings import load_settings, SettingsError
 s = load_settings(sys.argv[1], environ={"ETCD_USERNAME": "calico-rr", "ETCD_PASSWORD": os.environ["PW"]})
 print("repr:", repr(s)); print("etcd:", repr(s.etcd)); print("str:", str(s))
 try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rr_service.safety import session_names
+from rr_service.core.safety import session_names
 from tests import prereq
 from tests.lab.notify import NotifySocket
 from tests.lab import CalicoData, minimal_bird_config, proto_name, start_etcd, wait_for

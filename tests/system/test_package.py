@@ -183,9 +183,9 @@ def test_man_page_covers_the_cli():
     under OPTIONS, so a new command or option cannot ship undocumented."""
     import argparse
     try:
-        from rr_service.cli import build_parser
+        from rr_service.app.cli import build_parser
     except ImportError as e:
-        prereq.missing(f"rr_service.cli not importable here: {e}")
+        prereq.missing(f"rr_service.app.cli not importable here: {e}")
     man = (sysenv.REPO / "packaging" / "calico-rr.8").read_text().replace("\\-", "-")
 
     def section(title: str) -> str:
@@ -250,7 +250,7 @@ def test_install_from_debian_archive(installed, deb):
     c.sh("test -f /usr/share/calico-routereflector/templates/bird.conf.j2")
     c.sh("test -f /usr/share/man/man8/calico-rr.8.gz")
     # The daemon's runtime imports resolve against Debian's packages.
-    c.sh("python3 -c 'import etcd3, sdnotify, jinja2, tomllib, rr_service.daemon'")
+    c.sh("python3 -c 'import etcd3, sdnotify, jinja2, tomllib, rr_service.app.daemon'")
     verify = c.sh(f"systemd-analyze verify --man=no /lib/systemd/system/{UNIT}.service", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 

@@ -79,7 +79,7 @@ def _parsed(raw):
 
 def _v1_wanted(settings, cluster_id):
     """{key relative to [etcd] prefix: value} exactly as cmd_register writes it."""
-    from rr_service.model import parse_cluster_id
+    from rr_service.core.values import parse_cluster_id
 
     cid = parse_cluster_id(cluster_id) or ""
     wanted = {"rr_v4/" + settings.reflector.ip: {"ip": settings.reflector.ip, "cluster_id": cid}}
@@ -103,8 +103,8 @@ def _v1(module, settings, components, cluster_id):
 
 def _v3(module, settings, components, cluster_id, labels):
     """The Node calico-rr register would store, computed with the package's own functions."""
-    from rr_service.v3 import register as v3_register
-    from rr_service.v3.local_addresses import prefix_length
+    from rr_service.calico.v3 import register as v3_register
+    from rr_service.app.local_addresses import prefix_length
 
     name = components.node_name(settings)
     key = "nodes/" + name
@@ -134,10 +134,10 @@ def main():
     labels = module.params["labels"] or {}
 
     try:
-        from rr_service import components
-        from rr_service.datastore.base import DatastoreError
-        from rr_service.model import InvalidValue
-        from rr_service.settings import SettingsError, load_settings
+        from rr_service.app import wiring as components
+        from rr_service.sources.base import DatastoreError
+        from rr_service.core.values import InvalidValue
+        from rr_service.app.settings import SettingsError, load_settings
     except ImportError as exc:
         if module.check_mode:
             module.exit_json(changed=True, msg="calico-routereflector is not installed yet (check mode)")

@@ -29,20 +29,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..model import IPAddress, shown_key
-from ..plan import CLIENT, MESH, FamilyPlan, Identity, Plan, Session
-from . import external
-from .external import CALICO, NODE_MESH, REFLECTOR_MESH, REVERSE_PEER_IP, Target
-from .resources import BGPPeer, CalicoData, CalicoNode
-
-PEER = "peer"  # a non-client session from a BGPPeer: another reflector, a router, a node
-
-
-def session_name(kind: str, address: IPAddress, port: Optional[int]) -> str:
-    """`Client_10_0_0_1`, `Peer_ac13__57_port_50`: stable while kind, address, port stay."""
-    token = str(address).replace(".", "_").replace(":", "_")
-    return f"{kind}_{token}" + (f"_port_{port}" if port else "")
-
+from rr_service.core.values import IPAddress, shown_key
+from rr_service.core.plan import CLIENT, MESH, PEER, FamilyPlan, Identity, Plan, Session, protocol_name, session_key
+from rr_service.calico.v3 import external
+from rr_service.calico.v3.external import CALICO, NODE_MESH, REFLECTOR_MESH, REVERSE_PEER_IP, Target
+from rr_service.calico.v3.resources import BGPPeer, CalicoData, CalicoNode
 
 def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
     warnings: list[str] = []
@@ -165,7 +156,7 @@ def _plan_family(data: CalicoData, ours: Optional[CalicoNode], me: Identity, fam
         if session.role == MESH and session.origin.startswith("reflector mesh") and session.local_as != session.neighbor_as:
             warnings.append(f"IPv{family} {session.neighbor}: {session.description} is in AS {session.neighbor_as}, "
                             f"this reflector in AS {session.local_as}: an eBGP session, not a reflector mesh member")
-    ordered = tuple(sorted(sessions, key=lambda s: (s.role != MESH, s.role != PEER, s.neighbor, s.port or 0)))
+    ordered = tuple(sorted(sessions, key=session_key))
     return FamilyPlan(family, mine, True, cluster_id, ordered, mode=_mode(ours, naming, own, mine))
 
 
@@ -255,9 +246,9 @@ def _mesh_targets(data: CalicoData, ours: CalicoNode, mine: IPAddress, family: i
 
 
 def _role(target: Target, local_as: int, our_cluster_id: Optional[str]) -> tuple[str, bool]:
-    """(kind of protocol name, rr client?) of a candidate."""
+    """(role, rr client?) of a candidate."""
     if target.rule in (NODE_MESH, REFLECTOR_MESH):
-        return "Mesh", False
+        return MESH, False
     internal = target.as_num == local_as
     if target.rule == REVERSE_PEER_IP:
         # A node dialling us as its reflector is our client whether or not we have a cluster
@@ -265,16 +256,16 @@ def _role(target: Target, local_as: int, our_cluster_id: Optional[str]) -> tuple
         client = internal and not (target.cluster_id is not None and target.cluster_id == our_cluster_id)
     else:
         client = internal and our_cluster_id is not None and target.cluster_id != our_cluster_id
-    return ("Client" if client else "Peer"), client
+    return (CLIENT if client else PEER), client
 
 
 def _session(target: Target, our_as: int, our_cluster_id: Optional[str]) -> Session:
     local_as = target.local_as if target.local_as is not None else our_as
-    kind, client = _role(target, local_as, our_cluster_id)
+    role, client = _role(target, local_as, our_cluster_id)
     peer = target.peer
     return Session(
-        name=session_name(kind, target.address, target.port),
-        role={"Mesh": MESH, "Client": CLIENT, "Peer": PEER}[kind],
+        name=protocol_name(role, target.address, target.port),
+        role=role,
         neighbor=target.address,
         local_as=local_as,
         neighbor_as=target.as_num,

@@ -47,7 +47,7 @@ from etcd3 import etcdrpc
 from etcd3.etcdrpc import kv_pb2
 from etcd3.utils import increment_last_byte
 
-from rr_service.datastore.base import (
+from rr_service.sources.base import (
     Change,
     DatastoreConfigError,
     DatastoreError,

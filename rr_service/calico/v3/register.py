@@ -19,9 +19,17 @@ import uuid
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Optional
 
-from ..model import InvalidValue, parse_cluster_id
-from .resources import (API_VERSION, CLUSTER_ID_LABEL, REFLECTOR_LABEL, _LABEL_KEY_RE, parse_labels, parse_name,
-                        parse_peer_ip, parse_selector_field)
+from rr_service.core.values import InvalidValue, parse_cluster_id
+from rr_service.calico.v3.resources import (
+    API_VERSION,
+    CLUSTER_ID_LABEL,
+    REFLECTOR_LABEL,
+    _LABEL_KEY_RE,
+    parse_labels,
+    parse_name,
+    parse_peer_ip,
+    parse_selector_field,
+)
 
 
 def parse_label_option(text: str) -> tuple[str, str]:

@@ -7,15 +7,17 @@ import socket
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
-from .apply import BirdTarget
-from .bird_version import BirdVersionError, bird_version, flavour_of
-from .datastore.etcd import EtcdConfig, EtcdDatastore
-from .model import Rejected, parse_snapshot
-from .plan import Identity, Plan, plan
-from .render import Renderer
-from .settings import Settings
-from .v3 import resources as v3_resources
-from .v3.calico_plan import plan_v3
+from rr_service.bird.apply import BirdTarget
+from rr_service.bird.version import BirdVersionError, bird_version, flavour_of
+from rr_service.sources.etcd.client import EtcdConfig, EtcdDatastore
+from rr_service.core.values import Rejected
+from rr_service.calico.v1.snapshot import parse_snapshot
+from rr_service.core.plan import Identity, Plan
+from rr_service.calico.v1.rules import plan
+from rr_service.core.render import Renderer
+from rr_service.app.settings import Settings
+from rr_service.calico.v3 import resources as v3_resources
+from rr_service.calico.v3.rules import plan_v3
 
 V3_NODES = "nodes/"
 

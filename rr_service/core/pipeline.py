@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .components import Computed, Schema
-from .model import SnapshotParser
-from .plan import Identity, Planner
-from .render import IncrementalRenderer, Renderer
+from rr_service.app.wiring import Computed, Schema
+from rr_service.calico.v1.snapshot import SnapshotParser
+from rr_service.core.plan import Identity
+from rr_service.calico.v1.rules import Planner
+from rr_service.core.render import IncrementalRenderer, Renderer
 
 
 class Pipeline:

@@ -14,8 +14,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from .bird_socket import BirdClient, BirdCommandError, BirdSocketError
-from .safety import session_names
+from rr_service.bird.control import BirdClient, BirdCommandError, BirdSocketError
+from rr_service.core.safety import session_names
 
 _CHECK_TIMEOUT = 120.0  # `bird -p` of 10,000 peers takes ~25 ms; this only guards a hang
 

@@ -20,19 +20,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-from ..model import (
+from rr_service.core.values import (
     DEFAULT_AS,
     HOSTNAME_RE,
     IPAddress,
     InvalidValue,
     Rejected,
-    _show,
+    show,
     check_neighbour,
     no_duplicate_fields,
     parse_as_number,
     parse_cluster_id,
 )
-from .selector import MAX_SELECTOR_CHARS, Selector, SelectorError, parse_selector
+from rr_service.calico.v3.selector import MAX_SELECTOR_CHARS, Selector, SelectorError, parse_selector
 
 PREFIX = "/calico/resources/v3/projectcalico.org"
 KINDS = {"nodes": "Node", "bgppeers": "BGPPeer", "bgpconfigurations": "BGPConfiguration"}
@@ -150,7 +150,7 @@ class CalicoData:
 
 def parse_name(value: object) -> str:
     if not isinstance(value, str) or not HOSTNAME_RE.fullmatch(value):
-        raise InvalidValue(f"name {_show(value)} is not a valid resource name")
+        raise InvalidValue(f"name {show(value)} is not a valid resource name")
     return value
 
 
@@ -161,7 +161,7 @@ def parse_cidr_address(value: object, family: int) -> IPAddress:
     try:
         address = ipaddress.ip_interface(value.strip()).ip
     except ValueError:
-        raise InvalidValue(f"{_show(value)} is not an address in CIDR notation") from None
+        raise InvalidValue(f"{show(value)} is not an address in CIDR notation") from None
     if address.version != family:
         raise InvalidValue(f"{address} is an IPv{address.version} address, expected IPv{family}")
     _check_peer_address(address, value)
@@ -177,18 +177,18 @@ def parse_peer_ip(value: object) -> tuple[IPAddress, Optional[int]]:
     if text.startswith("["):
         match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})", text)
         if not match:
-            raise InvalidValue(f"peerIP {_show(value)} is not [ipv6]:port")
+            raise InvalidValue(f"peerIP {show(value)} is not [ipv6]:port")
         text, port_text = match.group(1), match.group(2)
     elif text.count(":") == 1:
         text, port_text = text.split(":")
         if not re.fullmatch(r"[0-9]{1,5}", port_text):
-            raise InvalidValue(f"peerIP {_show(value)} has a bad port")
+            raise InvalidValue(f"peerIP {show(value)} has a bad port")
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        raise InvalidValue(f"peerIP {_show(value)} is not an IP address") from None
+        raise InvalidValue(f"peerIP {show(value)} is not an IP address") from None
     if port_text is not None and address.version == 6 and not value.strip().startswith("["):
-        raise InvalidValue(f"peerIP {_show(value)}: write an IPv6 address with a port as [ipv6]:port")
+        raise InvalidValue(f"peerIP {show(value)}: write an IPv6 address with a port as [ipv6]:port")
     _check_peer_address(address, value)
     return address, (None if port_text is None else parse_port(int(port_text), "peerIP port"))
 
@@ -201,7 +201,7 @@ def _check_peer_address(address: IPAddress, value: object) -> None:
 
 def parse_port(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InvalidValue(f"{what} {_show(value)} is not a port number 1-65535")
+        raise InvalidValue(f"{what} {show(value)} is not a port number 1-65535")
     return value
 
 
@@ -210,19 +210,19 @@ def parse_duration_seconds(value: object) -> Optional[int]:
     if value is None or value == "" or value == 0:
         return None
     if isinstance(value, bool) or not isinstance(value, str) or len(value) > 64:
-        raise InvalidValue(f"maxRestartTime {_show(value)} is not a duration like \"120s\"")
+        raise InvalidValue(f"maxRestartTime {show(value)} is not a duration like \"120s\"")
     pos, total = 0, 0.0
     while pos < len(value):
         match = _DURATION_RE.match(value, pos)
         if not match:
-            raise InvalidValue(f"maxRestartTime {_show(value)} is not a duration like \"120s\"")
+            raise InvalidValue(f"maxRestartTime {show(value)} is not a duration like \"120s\"")
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
         pos = match.end()
     seconds = int(total)
     if seconds == 0:
         return None
     if seconds > 65535:
-        raise InvalidValue(f"maxRestartTime {_show(value)} is more than 65535 seconds")
+        raise InvalidValue(f"maxRestartTime {show(value)} is more than 65535 seconds")
     return seconds
 
 
@@ -236,7 +236,7 @@ def parse_selector_field(value: object, what: str) -> Optional[Selector]:
     try:
         return parse_selector(value)
     except SelectorError as exc:
-        raise InvalidValue(f"{what} {_show(value)} does not parse: {exc}") from None
+        raise InvalidValue(f"{what} {show(value)} does not parse: {exc}") from None
 
 
 def parse_labels(value: object) -> dict[str, str]:
@@ -249,7 +249,7 @@ def parse_labels(value: object) -> dict[str, str]:
     labels = {}
     for key, text in value.items():
         if not _LABEL_KEY_RE.fullmatch(key):
-            raise InvalidValue(f"label key {_show(key)} is not a valid label key")
+            raise InvalidValue(f"label key {show(key)} is not a valid label key")
         if not isinstance(text, str):
             raise InvalidValue(f"label {key} must be a string, not {type(text).__name__} (calicoctl stores strings)")
         if len(text) > _LABEL_VALUE_MAX or any(ord(c) < 32 for c in text):
@@ -270,7 +270,7 @@ def _bool(value: object, what: str) -> Optional[bool]:
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise InvalidValue(f"{what} must be true or false, not {_show(value)}")
+        raise InvalidValue(f"{what} must be true or false, not {show(value)}")
     return value
 
 
@@ -288,19 +288,19 @@ def _load(raw: bytes, plural: str, key_name: str) -> tuple[str, dict]:
     except UnicodeDecodeError:
         raise InvalidValue("value is not UTF-8 text") from None
     except (ValueError, RecursionError) as exc:
-        raise InvalidValue(f"value is not valid JSON ({_show(str(exc), 80)})") from None
+        raise InvalidValue(f"value is not valid JSON ({show(str(exc), 80)})") from None
     if not isinstance(data, dict):
         raise InvalidValue(f"value must be a JSON object, not {type(data).__name__}")
     kind = data.get("kind", KINDS[plural])
     if kind != KINDS[plural]:
-        raise InvalidValue(f"kind is {_show(kind)}, expected {KINDS[plural]}")
+        raise InvalidValue(f"kind is {show(kind)}, expected {KINDS[plural]}")
     api = data.get("apiVersion", API_VERSION)
     if api != API_VERSION:
-        raise InvalidValue(f"apiVersion is {_show(api)}, expected {API_VERSION}")
+        raise InvalidValue(f"apiVersion is {show(api)}, expected {API_VERSION}")
     metadata = _object(data.get("metadata"), "metadata")
     name = parse_name(key_name)
     if metadata.get("name", name) != name:
-        raise InvalidValue(f"key names {name} but metadata.name is {_show(metadata.get('name'))}")
+        raise InvalidValue(f"key names {name} but metadata.name is {show(metadata.get('name'))}")
     return name, data
 
 
@@ -342,10 +342,10 @@ def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
     reflector, reflector_cluster_id = _reflector_labels(data, peer_ip)
     source = spec.get("sourceAddress", "UseNodeIP")
     if source not in ("UseNodeIP", "None", "", None):
-        raise InvalidValue(f"sourceAddress {_show(source)} is not UseNodeIP or None")
+        raise InvalidValue(f"sourceAddress {show(source)} is not UseNodeIP or None")
     reverse = spec.get("reversePeering", "Auto")
     if reverse not in ("Auto", "Manual", "", None):
-        raise InvalidValue(f"reversePeering {_show(reverse)} is not Auto or Manual")
+        raise InvalidValue(f"reversePeering {show(reverse)} is not Auto or Manual")
     return BGPPeer(
         name=name,
         node=node,
@@ -376,7 +376,7 @@ def _reflector_labels(data: dict, peer_ip: Optional[IPAddress]) -> tuple[Optiona
         return None, None
     name = labels[REFLECTOR_LABEL]
     if not isinstance(name, str) or not HOSTNAME_RE.fullmatch(name):
-        raise InvalidValue(f"label {REFLECTOR_LABEL} {_show(name)} is not a valid reflector name")
+        raise InvalidValue(f"label {REFLECTOR_LABEL} {show(name)} is not a valid reflector name")
     if peer_ip is None:
         raise InvalidValue(f"label {REFLECTOR_LABEL} needs a peerIP: the reflector's address")
     try:

@@ -11,12 +11,13 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from . import __version__, components
-from .bird_socket import BirdClient, BirdSocketError
-from .datastore.base import DatastoreError
-from .model import InvalidValue, parse_as_number, parse_cluster_id, rejection_message
-from .settings import DEFAULT_CONFIG_PATH, LogSettings, Settings, SettingsError, load_settings
-from .state_dir import StateDir
+from rr_service import __version__
+from rr_service.app import wiring as components
+from rr_service.bird.control import BirdClient, BirdSocketError
+from rr_service.sources.base import DatastoreError
+from rr_service.core.values import InvalidValue, parse_as_number, parse_cluster_id, rejection_message
+from rr_service.app.settings import DEFAULT_CONFIG_PATH, LogSettings, Settings, SettingsError, load_settings
+from rr_service.app.state_dir import StateDir
 
 log = logging.getLogger("calico-rr")
 
@@ -177,7 +178,7 @@ def setup_logging(level: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from .daemon import Daemon  # imported late: `--help` must work even without etcd3
+    from rr_service.app.daemon import Daemon  # imported late: `--help` must work even without etcd3
 
     daemon = Daemon(settings, reload_settings=lambda: _load(args))
     daemon.install_signal_handlers()
@@ -262,7 +263,7 @@ def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _register_v3(args: argparse.Namespace, settings: Settings) -> int:
-    from .v3 import register as v3_register
+    from rr_service.calico.v3 import register as v3_register
 
     try:
         labels = dict(v3_register.parse_label_option(text) for text in args.label)
@@ -290,8 +291,8 @@ def _register_v3(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _v3_node_write(args: argparse.Namespace, settings: Settings, labels: dict) -> list:
-    from .v3 import register as v3_register
-    from .v3.local_addresses import prefix_length
+    from rr_service.calico.v3 import register as v3_register
+    from rr_service.app.local_addresses import prefix_length
 
     name = components.node_name(settings)
 
@@ -303,8 +304,8 @@ def _v3_node_write(args: argparse.Namespace, settings: Settings, labels: dict) -
 
 
 def _v3_peer_writes(args: argparse.Namespace, settings: Settings, store, labels: dict) -> list:
-    from .v3 import register as v3_register
-    from .v3.external import reflector_peer_name
+    from rr_service.calico.v3 import register as v3_register
+    from rr_service.calico.v3.external import reflector_peer_name
 
     name = components.node_name(settings)
     as_num = parse_as_number(args.as_number) if args.as_number is not None else None
@@ -325,7 +326,7 @@ def _v3_peer_writes(args: argparse.Namespace, settings: Settings, store, labels:
 
 def _global_as(store) -> int:
     """The cluster's AS (BGPConfiguration default), as the nodes use it for us."""
-    from .v3 import resources
+    from rr_service.calico.v3 import resources
 
     raw = store.get("bgpconfigurations/default")
     if raw is None:
@@ -351,7 +352,7 @@ def cmd_unregister(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _unregister_v3(settings: Settings) -> int:
-    from .v3.external import reflector_peer_name
+    from rr_service.calico.v3.external import reflector_peer_name
 
     name = components.node_name(settings)
     prefix = components.v3_resources.PREFIX
@@ -398,7 +399,7 @@ def cmd_accept(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from .status import status_table
+    from rr_service.core.status import status_table
 
     render = components.renderer(settings)
     computed = _compute_now(settings, render)

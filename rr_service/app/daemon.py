@@ -19,18 +19,18 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import components
-from .apply import ApplyStatus, ConfigApplier, ConfigRejected
-from .coalesce import BurstDetector
-from .datastore.base import Change, DatastoreError, ResyncNeeded
-from .model import Rejected, rejection_message
-from .notify import Notifier
-from .pipeline import Pipeline
-from .plan import CLIENT, MESH, Plan
-from .render import Renderer, RenderError
-from .safety import DropGuard
-from .state_dir import StateDir
-from .settings import Settings, SettingsError
+from rr_service.app import wiring as components
+from rr_service.bird.apply import ApplyStatus, ConfigApplier, ConfigRejected
+from rr_service.core.coalesce import BurstDetector
+from rr_service.sources.base import Change, DatastoreError, ResyncNeeded
+from rr_service.core.values import Rejected, rejection_message
+from rr_service.app.notify import Notifier
+from rr_service.core.pipeline import Pipeline
+from rr_service.core.plan import CLIENT, MESH, Plan
+from rr_service.core.render import Renderer, RenderError
+from rr_service.core.safety import DropGuard
+from rr_service.app.state_dir import StateDir
+from rr_service.app.settings import Settings, SettingsError
 
 log = logging.getLogger("calico-rr")
 

@@ -1,24 +1,44 @@
-"""Who this reflector peers with, per address family: the routing rules, and nothing else.
+"""The legacy rules (`/calico/bgp/v1`): who this reflector peers with, per address family. Pure.
 
-Pure: a Snapshot and this reflector's identity in, a Plan out. The rules are the original
-calico/routereflector image's, with its known bugs fixed (IPv6 names with ':', IPv6 node
-peers compared against the IPv4 address, duplicate sessions to one neighbour).
+The original calico/routereflector image's rules, with its known bugs fixed (IPv6 names with
+':', IPv6 node peers compared against the IPv4 address, duplicate sessions to one
+neighbour). Per family (IPv4 → bird.conf, IPv6 → bird6.conf), "me" being this reflector's
+address:
+
+| rule | result |
+|---|---|
+| `rr_v4/<me>` exists | mesh member: one iBGP session (`Mesh_<addr>`, not an rr client) to every other `rr_v4` entry, AS = `global/as_num` (default 64512); `rr cluster id` = my entry's `cluster_id` if set |
+| no `rr_v4/<me>` | standalone: clients only, no mesh, no cluster id |
+| `global/peer_v4/<me>` exists | every node with an IPv4 address is my client |
+| `host/<name>/peer_v4/<me>` exists | that node is my client |
+| client session | `Client_<addr>`, local AS = the peer entry's `as_num` (else the node's, else the global AS), neighbour AS = the node's `as_num` (else the global AS), `rr client` |
+| node in another AS than the peer entry | a plain eBGP session: BIRD does not allow `rr client` on eBGP |
+| same neighbour twice | exactly one session: mesh wins over client; a node-specific peer entry wins over the global one; a node with my own address gets none |
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import operator
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from .model import IPAddress, Node, Parsed, Snapshot, shown_key
-from .slots import Slots
+from rr_service.core.plan import (
+    CLIENT,
+    MESH,
+    ROLE_ORDER,
+    FamilyPlan,
+    Identity,
+    Plan,
+    Planned,
+    Session,
+    protocol_name,
+)
+from rr_service.core.slots import Slots
+from rr_service.core.values import IPAddress, shown_key
+from rr_service.calico.v1.keys import Node
+from rr_service.calico.v1.snapshot import Parsed, Snapshot
 
-MESH = "mesh"
-CLIENT = "client"
 # Nodes sharing one address (400 nodes that autodetected docker0's 172.17.0.1) get one
 # session: its description names a few of them, the warning more, each with the count of the
 # rest, so neither grows with the cluster (nor reaches the renderer's 4096-character check).
@@ -26,85 +46,6 @@ DESCRIPTION_NAMES = 3
 WARNING_NAMES = 10
 _NODE_PEER_ORIGIN = {4: "host/<name>/peer_v4", 6: "host/<name>/peer_v6"}
 _GLOBAL_PEER_ORIGIN = {4: "global/peer_v4", 6: "global/peer_v6"}
-
-
-@dataclass(frozen=True)
-class Identity:
-    """This reflector: its IPv4 address (also the router id) and optional IPv6 address."""
-
-    ipv4: ipaddress.IPv4Address
-    ipv6: Optional[ipaddress.IPv6Address] = None
-
-    def address(self, family: int) -> Optional[IPAddress]:
-        return self.ipv4 if family == 4 else self.ipv6
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    name: str  # a BIRD symbol, stable for as long as the role and address stay the same
-    role: str  # MESH or CLIENT
-    neighbor: IPAddress
-    local_as: int
-    neighbor_as: int
-    rr_client: bool
-    cluster_id: Optional[str]
-    description: str  # node names or "reflector"; validated, safe in a BIRD comment
-    # Options only Calico v3 data sets; None/False renders exactly the seed image's session.
-    port: Optional[int] = None
-    next_hop_keep: bool = False
-    passive: bool = False
-    source_address: Optional[IPAddress] = None  # None: the template's (this reflector's)
-    no_source_address: bool = False  # Calico `sourceAddress: None`: no source address at all
-    graceful_restart_time: Optional[int] = None  # seconds, from BGPPeer maxRestartTime
-    # Which rule gave this session (`calico-rr status` shows it): never rendered into BIRD's
-    # config, so it may name a key or a resource.
-    origin: str = ""
-
-
-@dataclass(frozen=True)
-class FamilyPlan:
-    family: int
-    local_address: Optional[IPAddress]  # None: this family is not configured here
-    registered: bool  # our own rr_vN entry exists (mesh member, cluster id applies)
-    cluster_id: Optional[str]
-    sessions: tuple[Session, ...]
-    # Why local_address is None although the family is configured somewhere (Calico v3: our
-    # Node and the settings disagree on the address); `calico-rr status` shows it.
-    unconfigured_reason: Optional[str] = None
-    # What makes us a reflector of this family, in words (Calico v3: our Node, BGPPeers that
-    # name our address); None: the legacy wording (mesh member / standalone).
-    mode: Optional[str] = None
-
-    def count(self, role: str) -> int:
-        return sum(1 for session in self.sessions if session.role == role)
-
-
-@dataclass(frozen=True)
-class Plan:
-    router_id: ipaddress.IPv4Address
-    v4: FamilyPlan
-    v6: FamilyPlan
-    warnings: tuple[str, ...] = ()
-    # Set when the data every session rests on is invalid (a typo in global/as_num): the
-    # sessions were planned on a fallback, and the daemon must not apply them.
-    error: Optional[str] = None
-    schema: str = "v1"  # which Calico data model it came from; only wording depends on it
-    # Where BIRD listens for BGP (Calico v3 listenPort): the port the other nodes connect to.
-    # None: BIRD's default, 179.
-    listen_port: Optional[int] = None
-
-    def family(self, family: int) -> FamilyPlan:
-        return self.v4 if family == 4 else self.v6
-
-
-def protocol_name(role: str, address: IPAddress) -> str:
-    """`Mesh_192_0_2_11`, `Client_2001_db8__21`: a valid BIRD symbol for both families.
-
-    The compressed form is canonical, so the name is a function of the address alone and
-    never changes between renders (a changed name would restart the session).
-    """
-    token = str(address).replace(".", "_").replace(":", "_")
-    return f"{'Mesh' if role == MESH else 'Client'}_{token}"
 
 
 def plan(snapshot: Snapshot, me: Identity, memo: Optional[dict] = None) -> Plan:
@@ -115,15 +56,6 @@ def plan(snapshot: Snapshot, me: Identity, memo: Optional[dict] = None) -> Plan:
         memo[family] = _FamilyState(snapshot, me, family, memo.get(family))
     return _assemble(snapshot, me, memo)
 
-
-@dataclass(frozen=True)
-class Planned:
-    """What one Planner.update did: the new Plan and, per family, the client sessions that
-    differ, by address as an int (the new Session, None: no session there any more); None
-    for a family planned over, where anything may differ."""
-
-    plan: Plan
-    clients: dict
 
 
 class Planner:
@@ -140,10 +72,14 @@ class Planner:
         if parsed.globals_changed or not self._states:
             for family in (4, 6):
                 self._states[family] = _FamilyState(parsed.snapshot, self.me, family, self._states.get(family))
-            clients: dict = {4: None, 6: None}
+            changed: dict = {4: None, 6: None}
         else:
-            clients = {family: state.update(parsed.nodes) for family, state in self._states.items()}
-        return Planned(_assemble(parsed.snapshot, self.me, self._states), clients)
+            # Only client sessions change in place (the mesh rests on global data); keyed as
+            # core.plan.session_key keys them.
+            client = ROLE_ORDER[CLIENT]
+            changed = {family: {(client, key, 0): session for key, session in state.update(parsed.nodes).items()}
+                       for family, state in self._states.items()}
+        return Planned(_assemble(parsed.snapshot, self.me, self._states), changed)
 
 
 def _assemble(snapshot: Snapshot, me: Identity, states: dict) -> Plan:

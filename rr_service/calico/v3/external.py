@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..model import IPAddress
-from .resources import BGPPeer, CalicoData, CalicoNode
+from rr_service.core.values import IPAddress
+from rr_service.calico.v3.resources import BGPPeer, CalicoData, CalicoNode
 
 # How a session came about, which decides its role (calico_plan._session).
 CALICO = "calico"  # calico/node's own rules for our Node

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import operator
-from itertools import chain
 import os
 import re
 from dataclasses import dataclass
@@ -18,12 +17,12 @@ from typing import Callable, Optional
 
 import jinja2
 
-from .model import AS_MAX
-from .plan import MESH, FamilyPlan, Plan, Planned, Session
-from .slots import Slots
+from rr_service.core.values import AS_MAX
+from rr_service.core.plan import FamilyPlan, Plan, Planned, Session, session_key
+from rr_service.core.slots import Slots
 
 INSTALLED_TEMPLATES = "/usr/share/calico-routereflector/templates"
-SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+SOURCE_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 # Per BIRD flavour: each config file BIRD reads (the target), its template, its families.
 # BIRD 1.6 runs one daemon per family; BIRD 2 one daemon with both.
 TEMPLATES = {
@@ -127,7 +126,7 @@ class IncrementalRenderer:
     """Renderer.render kept up to date change by change, for the daemon: the rendered block of
     every session is kept in session order, a change renders only the blocks of the sessions
     the planner reports changed, and a config is its header plus one str.join. Same text as
-    Renderer.render of the same plan (tests/test_pipeline.py)."""
+    Renderer.render of the same plan."""
 
     def __init__(self, renderer: Renderer):
         self.renderer = renderer
@@ -137,7 +136,7 @@ class IncrementalRenderer:
         plan = planned.plan
         try:
             for family in (4, 6):
-                changed = planned.clients.get(family)
+                changed = planned.changed.get(family)
                 kept = self._families.get(family)
                 if kept is None or changed is None:
                     self._families[family] = _FamilyBlocks(self.renderer, plan.family(family), kept)
@@ -160,37 +159,31 @@ _BLOCK = operator.itemgetter(1)
 
 
 class _FamilyBlocks:
-    """One family's rendered sessions: the mesh's, then (session, block) per client address
-    in address order, as the planner orders them."""
+    """One family's rendered sessions: (session, block) by core.plan.session_key, in the
+    planner's order."""
 
     def __init__(self, renderer: Renderer, family_plan: FamilyPlan, previous: Optional["_FamilyBlocks"]):
         self.family = family = family_plan.family
-        self.mesh: list[tuple[Session, str]] = []
-        self.clients = Slots()
+        self.blocks = Slots()
         self.any_source = 0  # sessions without a source address (Calico v3 only, so far)
         # Planned over (a global change, a resync): most sessions are equal to the last ones.
-        old_mesh = dict(previous.mesh) if previous is not None else {}
-        old_clients = dict(zip(previous.clients.keys, previous.clients.values)) if previous is not None else {}
+        old = dict(zip(previous.blocks.keys, previous.blocks.values)) if previous is not None else {}
         for session in family_plan.sessions:
-            if session.role == MESH:
-                block = old_mesh.get(session)
-                self.mesh.append((session, block if block is not None else renderer._render_session(session, family)))
-            else:
-                key = int(session.neighbor)
-                old = old_clients.get(key)
-                if old is None or not (old[0] is session or old[0] == session):
-                    old = (session, renderer._render_session(session, family))
-                self.clients.append(key, old)
+            key = session_key(session)
+            kept = old.get(key)
+            if kept is None or not (kept[0] is session or kept[0] == session):
+                kept = (session, renderer._render_session(session, family))
+            self.blocks.append(key, kept)
             self.any_source += session.no_source_address
 
     def update(self, renderer: Renderer, changed: dict) -> None:
         for key, session in changed.items():
             entry = None if session is None else (session, renderer._render_session(session, self.family))
-            old = self.clients.put(key, entry)
+            old = self.blocks.put(key, entry)
             self.any_source += (session is not None and session.no_source_address) - (old is not None and old[0].no_source_address)
 
     def text(self) -> str:
-        return "".join(chain(map(_BLOCK, self.mesh), map(_BLOCK, self.clients.values)))
+        return "".join(map(_BLOCK, self.blocks.values))
 
 
 def _needs_any_source(family_plan: FamilyPlan) -> bool:

@@ -1,0 +1,135 @@
+"""The shared vocabulary of validated values: addresses, AS numbers, cluster ids, names. Pure.
+
+Every value from a datastore is validated once, by the rule set that reads it, with these
+functions. A bad value raises InvalidValue with the reason shown to the operator; the
+entry it came from becomes a `Rejected(key, reason)` and the rest of the data set still
+counts. Nothing downstream (plan, render) re-checks what these guarantee: addresses are
+`ipaddress` objects of the right family, AS numbers are in range, cluster IDs are dotted
+quads and names match a strict pattern.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Optional, Union
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+DEFAULT_AS = 64512  # Calico's default AS when the data sets none
+AS_MAX = 4294967295
+# RFC 1123 labels, plus '_' which Calico tolerates in node names; no quotes, spaces or
+# control characters, so a name is safe to show in a BIRD comment or a log line.
+HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?")
+_ASDOT_RE = re.compile(r"([0-9]{1,5})\.([0-9]{1,5})")
+_ASPLAIN_RE = re.compile(r"[0-9]{1,10}")
+
+
+class InvalidValue(ValueError):
+    """A value that cannot be used; the message is the reason shown to the operator."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    key: str
+    reason: str
+
+
+def shown_key(key: str) -> str:
+    """An etcd key as a log line shows it: repr'd when it holds control characters (a newline,
+    an escape), so a key can neither span nor forge log lines."""
+    return key if key.isprintable() else repr(key)
+
+
+def rejection_message(rejected: Rejected) -> str:
+    """The one log line for a rejected key, the daemon's and `calico-rr render`'s alike."""
+    return f"ignoring etcd key {shown_key(rejected.key)}: {rejected.reason}"
+
+
+
+def parse_as_number(value: object) -> int:
+    """An AS number from a JSON number, a decimal string or asdot ("1.10" = 65546)."""
+    if isinstance(value, bool):  # JSON true is an int to Python, never an AS
+        raise InvalidValue(f"AS number must be a number, not {show(value)}")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        dotted = _ASDOT_RE.fullmatch(text)
+        if dotted:
+            high, low = int(dotted.group(1)), int(dotted.group(2))
+            if high > 65535 or low > 65535:
+                raise InvalidValue(f"asdot AS number {show(value)} has a part above 65535")
+            number = high * 65536 + low
+        elif _ASPLAIN_RE.fullmatch(text):
+            number = int(text)
+        else:
+            raise InvalidValue(f"AS number {show(value)} is not a number")
+    else:
+        raise InvalidValue(f"AS number must be a number or a string, not {type(value).__name__}")
+    if not 1 <= number <= AS_MAX:
+        raise InvalidValue(f"AS number {show(number)} is outside 1-{AS_MAX}")  # _show: 4000 digits fit in 4 KB
+    return number
+
+
+def parse_address(value: object, family: int) -> IPAddress:
+    if not isinstance(value, str):
+        raise InvalidValue(f"address must be a string, not {type(value).__name__}")
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise InvalidValue(f"{show(value)} is not an IP address") from None
+    if address.version != family:
+        raise InvalidValue(f"{address} is an IPv{address.version} address, expected IPv{family}")
+    check_neighbour(address, value)
+    return address
+
+
+def check_neighbour(address: IPAddress, value: object) -> None:
+    """What an address must be to reach a BIRD config as a multihop BGP neighbour."""
+    if getattr(address, "scope_id", None) is not None:  # fe80::1%eth0: not a BIRD address
+        raise InvalidValue(f"{show(value)} has a zone index (%...), which a BGP neighbour cannot have")
+    if address.is_unspecified or address.is_multicast:
+        raise InvalidValue(f"{address} cannot be a BGP neighbour")
+    if address.version == 6 and address.is_link_local:
+        # BIRD refuses the whole config: a link-local neighbour needs an interface, and these
+        # sessions are multihop.
+        raise InvalidValue(f"{address} is link-local, which a multihop BGP session cannot use")
+
+
+def parse_cluster_id(value: object) -> Optional[str]:
+    """Empty or missing means no cluster id; otherwise a dotted quad, as BIRD wants it."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue(f"cluster_id must be a string, not {type(value).__name__}")
+    try:
+        return str(ipaddress.IPv4Address(value.strip()))
+    except ValueError:
+        raise InvalidValue(f"cluster_id {show(value)} is not a dotted quad like 1.0.0.1") from None
+
+
+def parse_hostname(name: str) -> str:
+    if not HOSTNAME_RE.fullmatch(name):
+        raise InvalidValue(f"host name {show(name)} is not a valid host name")
+    return name
+
+
+def show(value: object, limit: int = 60) -> str:
+    """A value as it may appear in a log line: repr'd, so control characters stay inert."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+
+def no_duplicate_fields(pairs: list) -> dict:
+    """json.loads object_pairs_hook: a duplicated field means two writers disagree, and
+    guessing which one wins is worse than refusing the entry."""
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate field {show(key)}")
+        result[key] = value
+    return result
+

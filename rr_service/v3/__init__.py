@@ -1,1 +1,0 @@
-"""Pure helpers for Calico's v3 resources (Node, BGPPeer, BGPConfiguration)."""
