@@ -6,6 +6,8 @@ socket path must fit in 108 bytes, and pytest's tmp_path often does not.
 """
 from __future__ import annotations
 
+import functools
+
 import os
 import secrets
 import shutil
@@ -52,8 +54,7 @@ def short_tmpdir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
-    return _wait_for(predicate, timeout, what, interval)
+wait_for = functools.partial(_wait_for, interval=0.02)
 
 
 class BirdNetns:

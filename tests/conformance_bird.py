@@ -13,20 +13,12 @@ this helper does not care about are skipped. Anything it cannot make sense of in
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-def _conformance_dir() -> Path:
-    """Calico's fixtures live in shared/, beside the repository (as CI lays it out)."""
-    if os.environ.get("RR_CONFORMANCE_DIR"):
-        return Path(os.environ["RR_CONFORMANCE_DIR"])
-    beside = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "calico-confd"
-    return beside if beside.is_dir() else Path("/work/shared/conformance/calico-confd")
-
-
-CONFORMANCE_DIR = _conformance_dir()
+# Calico's own fixtures, kept in the repository with their licence (see its README).
+CONFORMANCE_DIR = Path(__file__).resolve().parent / "conformance" / "calico-confd"
 
 
 class BirdConfigError(ValueError):

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -68,8 +67,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    return _wait_for(predicate, timeout, what, interval)
+wait_until = _wait_for  # the name the etcd tests know it by
 
 
 class TLSFiles:

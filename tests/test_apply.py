@@ -278,6 +278,7 @@ def test_bird_down_then_up():
 # -- without BIRD running (bird -p only) ---------------------------------------------------
 
 
+@pytest.mark.integration  # runs the BIRD binary (bird -p)
 def test_bird_down_writes_checked_file(offline):
     d, applier = offline
     assert applier.apply(WITH_PEER) is ApplyStatus.WRITTEN_BIRD_DOWN
@@ -288,6 +289,7 @@ def test_bird_down_writes_checked_file(offline):
     assert applier.apply(WITH_PEER) is ApplyStatus.WRITTEN_BIRD_DOWN
 
 
+@pytest.mark.integration  # runs the BIRD binary (bird -p)
 def test_rejected_offline_without_bird(offline):
     d, applier = offline
     with pytest.raises(ConfigRejected, match="syntax error"):
@@ -296,6 +298,7 @@ def test_rejected_offline_without_bird(offline):
     assert temps(d) == []
 
 
+@pytest.mark.integration  # runs the BIRD binary (bird -p)
 def test_missing_binary_leaves_file_alone(offline):
     d, applier = offline
     applier = ConfigApplier(BirdTarget(applier.target.config_path, "/nonexistent/bird",
@@ -400,6 +403,7 @@ def test_still_accepted_notices_bird_restarted(bird):
     assert applier.accepted_text is None
 
 
+@pytest.mark.integration  # runs the BIRD binary (bird -p)
 def test_names_on_disk_follow_the_file(offline):
     """What the drop guard counts as running before BIRD accepted anything from us: the
     sessions of the file on disk, read again when the file changes, none when it is gone."""

@@ -1,7 +1,6 @@
 """BIRD 2: flavour detection, the one-file template, and BIRD 2's own parser on it."""
 
 import ipaddress
-import json
 import os
 import subprocess
 
@@ -15,15 +14,14 @@ from rr_service.calico.v1.rules import plan
 from rr_service.core.render import Renderer
 from rr_service.app.settings import load_settings
 from tests import prereq
+from tests.v1data import j
+from tests.tomlfile import write_settings
 
 
 V4, V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
 BIRD1 = "/usr/sbin/bird"
 ME = Identity(V4("192.0.2.10"), V6("2001:db8::10"))
 
-
-def j(**fields):
-    return json.dumps(fields).encode()
 
 
 DATA = {
@@ -47,17 +45,19 @@ def test_flavour_of_version(version, flavour):
 
 
 def settings_for(tmp_path, flavour, binary):
-    path = tmp_path / "config.toml"
-    path.write_text(f'[reflector]\nip = "192.0.2.10"\n[bird]\nflavour = "{flavour}"\nbinary = "{binary}"\n')
-    return load_settings(str(path), environ={})
+    path = write_settings(tmp_path / "config.toml", {"reflector": {"ip": "192.0.2.10"},
+                                                       "bird": {"flavour": flavour, "binary": str(binary)}})
+    return load_settings(path, environ={})
 
 
+@pytest.mark.integration  # runs the BIRD binary
 def test_auto_asks_the_installed_bird(tmp_path):
     assert components.flavour(settings_for(tmp_path, "auto", bird2_binary())) == "bird2"
     if os.path.exists("/usr/sbin/bird"):
         assert components.flavour(settings_for(tmp_path, "auto", "/usr/sbin/bird")) == "bird1"
 
 
+@pytest.mark.integration  # runs the BIRD binary
 def test_wrong_flavour_for_installed_bird_is_a_clear_error(tmp_path):
     with pytest.raises(components.FlavourError, match=r"flavour = 'bird1', but .* is BIRD 2\.0"):
         components.flavour(settings_for(tmp_path, "bird1", bird2_binary()))
@@ -80,6 +80,7 @@ def bird1_or_missing():
     return BIRD1
 
 
+@pytest.mark.integration  # runs the BIRD binary
 def test_render_flavour_is_taken_as_given_whatever_bird_is_installed(tmp_path):
     # `render --flavour bird2` on a BIRD 1.6 host: the preview before migrating.
     settings = settings_for(tmp_path, "auto", bird1_or_missing())
@@ -91,6 +92,7 @@ def test_render_flavour_is_taken_as_given_whatever_bird_is_installed(tmp_path):
         components.flavour(settings_for(tmp_path, "bird2", BIRD1))
 
 
+@pytest.mark.integration  # runs the BIRD binary
 def test_flavour_is_asked_again_when_the_binary_changed(tmp_path):
     link = tmp_path / "bird"
     link.symlink_to(bird1_or_missing())
@@ -125,6 +127,7 @@ def test_bird2_same_sessions_as_bird1():
     assert bird1_names == bird2_names and len(bird2_names) == 4
 
 
+@pytest.mark.integration  # runs the BIRD binary
 @pytest.mark.parametrize("me", [ME, Identity(V4("192.0.2.10"))], ids=["dual-stack", "ipv4-only"])
 def test_bird2_parser_accepts_it(tmp_path, me):
     path = tmp_path / "bird.conf"

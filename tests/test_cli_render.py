@@ -12,6 +12,9 @@ import pytest
 from rr_service.bird.version import bird_version
 from tests import prereq
 from tests.etcdproc import throwaway_etcd
+from tests.tomlfile import write_settings
+
+pytestmark = pytest.mark.integration  # a real etcd (and the BIRD binary)
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3"
@@ -41,12 +44,13 @@ def bird1_host() -> str:
 
 
 def calico_rr(tmp_path, *args, endpoint="http://127.0.0.1:1", prefix="/calico/bgp/v1", flavour="auto"):
-    config = tmp_path / "rr.toml"
-    config.write_text(f'[reflector]\nip = "192.0.2.10"\n[etcd]\nendpoints = ["{endpoint}"]\n'
-                      f'prefix = "{prefix}"\nschema = "v1"\n[bird]\nflavour = "{flavour}"\n'
-                      f'config = "{tmp_path / "bird.conf"}"\nconfig6 = "{tmp_path / "bird6.conf"}"\n'
-                      f'socket = "{tmp_path / "bird.ctl"}"\nsocket6 = "{tmp_path / "bird6.ctl"}"\n'
-                      f'[safety]\nstate_dir = "{tmp_path / "state"}"\n')
+    config = write_settings(tmp_path / "rr.toml", {
+        "reflector": {"ip": "192.0.2.10"},
+        "etcd": {"endpoints": [endpoint], "prefix": prefix, "schema": "v1"},
+        "bird": {"flavour": flavour, "config": str(tmp_path / "bird.conf"), "config6": str(tmp_path / "bird6.conf"),
+                 "socket": str(tmp_path / "bird.ctl"), "socket6": str(tmp_path / "bird6.ctl")},
+        "safety": {"state_dir": str(tmp_path / "state")},
+    })
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "IP", "IP6")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run([PYTHON, "-m", "rr_service", "--config", str(config), *args], cwd=tmp_path,

@@ -1,11 +1,11 @@
 """Conformance with Calico itself, on Calico's own confd fixtures
-(/work/shared/conformance/calico-confd, see its README). For every case, in one real etcd that
+(tests/conformance/calico-confd, see its README). For every case, in one real etcd that
 holds the case's resources as calicoctl stores them, our reflector runs as node `kube-master`
 the way the daemon runs it, and its BGP sessions, router id and listen port must equal those of
 Calico's bird.cfg / bird6.cfg:
 
 1. step 1: the case's input.yaml is put into etcd; the reflector starts from a snapshot
-   (schema detection, snapshot, the schema's keys, Pipeline.reset) and watches from there;
+   (its etcd source: schema detection, snapshot; Pipeline.reset) and follows from there;
 2. every further step (selectors/step2): its input.yaml is applied to the same etcd as
    `calicoctl apply` does (each resource replaced); the reflector takes the changes in from
    its etcd watch, one Pipeline.change per event, never a fresh read;
@@ -13,8 +13,7 @@ Calico's bird.cfg / bird6.cfg:
    applied again, through the watch: after the deletes the result must equal a fresh read of
    the same etcd, and after the re-apply Calico's step 1 again.
 
-This is the daemon's in-process path (components.read_with_schema, EtcdDatastore's watch,
-Pipeline), chosen over `calico-rr run` against BIRD: it is the code that turns etcd's events
+This is the daemon's in-process path (the etcd Source's snapshot and watch, Pipeline), chosen over `calico-rr run` against BIRD: it is the code that turns etcd's events
 into configs, and the comparison is made on the configs themselves, without BIRD's timing in
 the way. The `render` CLI would only exercise the fresh read. That BIRD accepts the same
 configs is test_bird_accepts_our_configs.
@@ -30,29 +29,30 @@ from pathlib import Path
 
 import pytest
 
-from conformance_bird import (CONFORMANCE_DIR, conformance_steps, globals_from_bird_config,
+from conformance_bird import (conformance_steps, globals_from_bird_config,
                               sessions_from_bird_config)
 from etcdproc import EtcdProc, etcd_installed
 
 yaml = pytest.importorskip("yaml", reason="python3-yaml is needed to read the fixtures' input.yaml")
 pytest.importorskip("etcd3", reason="python3-etcd3 is not installed")
 
-from rr_service.app import wiring as components  # noqa: E402
-from rr_service.core.pipeline import Pipeline  # noqa: E402
+from rr_service.app import wiring  # noqa: E402
+from rr_service.calico import rule_set  # noqa: E402
+from rr_service.core.pipeline import Computed, Pipeline  # noqa: E402
 from rr_service.core.render import Renderer  # noqa: E402
 from rr_service.app.settings import load_settings  # noqa: E402
 from rr_service.calico.v3.resources import PREFIX  # noqa: E402
+from tests.tomlfile import write_settings  # noqa: E402
 
 # A real etcd: `make test-unit` (no etcd) leaves these out instead of skipping them.
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not CONFORMANCE_DIR.is_dir(), reason=f"no conformance fixtures at {CONFORMANCE_DIR}"),
     pytest.mark.skipif(not etcd_installed(), reason="etcd / etcdctl not installed"),
 ]
 
 PLURALS = {"Node": "nodes", "BGPPeer": "bgppeers", "BGPConfiguration": "bgpconfigurations",
            "IPPool": "ippools"}
-STEPS = conformance_steps() if CONFORMANCE_DIR.is_dir() else {}
+STEPS = conformance_steps()
 ME = "kube-master"
 WATCH_DEADLINE = 10.0  # seconds for etcd's watch to deliver a change we made
 
@@ -100,12 +100,9 @@ def settings_for(etcd: EtcdProc, folder: Path, first_step):
     me = dict(resources(first_step.inputs[0]))[f"{PREFIX}/nodes/{ME}"]["spec"]["bgp"]
     ip = me["ipv4Address"].split("/")[0]
     ip6 = me.get("ipv6Address", "").split("/")[0]
-    path = folder / "config.toml"
-    path.write_text(
-        f'[reflector]\nip = "{ip}"\nip6 = "{ip6}"\nnode_name = "{ME}"\n'
-        f'[etcd]\nendpoints = ["{etcd.url}"]\nschema = "auto"\n'
-    )
-    return load_settings(str(path), environ={})
+    path = write_settings(folder / "config.toml", {"reflector": {"ip": ip, "ip6": ip6, "node_name": ME},
+                                                   "etcd": {"endpoints": [etcd.url], "schema": "auto"}})
+    return load_settings(path, environ={})
 
 
 class WatchingReflector:
@@ -113,39 +110,36 @@ class WatchingReflector:
 
     def __init__(self, settings):
         self.settings = settings
-        self.schema, self.store, raw, self.revision = components.read_with_schema(settings)
-        self.pipeline = Pipeline(self.schema, components.identity(settings), Renderer(flavour="bird1"))
-        self.pipeline.reset({key: value for key, value in raw.items() if self.schema.keep(key)})
-        self.store.start_watch(self.revision + 1)
-        self.changes = 0  # events of the schema's keys taken in from the watch
+        self.source = wiring.source(settings)
+        data = self.source.read()
+        self.rules = data.rules
+        self.pipeline = Pipeline(rule_set(data.rules), wiring.identity(settings), Renderer(flavour="bird1"))
+        self.pipeline.reset(data.items)
+        self.source.follow(data.bookmark)
+        self.changes = 0  # changes of the rule set's keys taken in from the watch
 
-    def take_in(self, revision: int) -> components.Computed:
+    def take_in(self, revision: int) -> Computed:
         """Fold the watch's events into the pipeline until etcd's `revision` arrived, as the
-        daemon does (only the schema's keys), and compute."""
+        daemon does, and compute."""
         deadline = time.monotonic() + WATCH_DEADLINE
-        while self.revision < revision:
+        while int(self.source.position().split()[1]) < revision:
             left = deadline - time.monotonic()
-            assert left > 0, f"etcd's watch stopped at revision {self.revision}, waiting for {revision}"
-            for change in self.store.next_changes(min(left, 0.5)):
-                self.revision = max(self.revision, change.revision)
-                if self.schema.keep(change.key):
-                    self.pipeline.change(change.key, change.value)
-                    self.changes += 1
+            assert left > 0, f"etcd's watch stopped at {self.source.position()}, waiting for {revision}"
+            for change in self.source.changes(min(left, 0.5)):
+                self.changes += self.pipeline.change(change.key, change.value)
         return self.pipeline.compute()
 
     def close(self) -> None:
-        self.store.close()
+        self.source.close()
 
 
-def fresh_read(settings) -> components.Computed:
+def fresh_read(settings) -> Computed:
     """What `calico-rr render` (and a daemon starting now) computes from etcd."""
-    schema, store, raw, _revision = components.read_with_schema(settings)
-    store.close()
-    raw = {key: value for key, value in raw.items() if schema.keep(key)}
-    return components.compute(raw, components.identity(settings), Renderer(flavour="bird1"), schema)
+    _data, computed = wiring.compute_now(settings, Renderer(flavour="bird1"))
+    return computed
 
 
-def assert_like_calicos(computed: components.Computed, case, when: str) -> None:
+def assert_like_calicos(computed: Computed, case, when: str) -> None:
     assert computed.rejected == (), when
     assert computed.plan.warnings == (), when
     for family, target in ((4, "bird"), (6, "bird6")):
@@ -171,7 +165,7 @@ def test_sessions_equal_calicos(etcd, tmp_path, name):
     settings = settings_for(etcd, tmp_path, steps[0])
     reflector = WatchingReflector(settings)
     try:
-        assert reflector.schema.name == "v3"
+        assert reflector.rules == "v3"
         assert_like_calicos(reflector.pipeline.compute(), steps[0], f"{steps[0].name} (snapshot)")
 
         for step in steps[1:]:
@@ -206,10 +200,8 @@ def test_bird_accepts_our_configs(etcd, tmp_path, name, flavour):
     settings = settings_for(etcd, tmp_path, STEPS[name][0])
     for step in STEPS[name]:
         apply(etcd, step.inputs[-1])
-        schema, store, raw, _revision = components.read_with_schema(settings)
-        store.close()
-        plan, _rejected = schema.to_plan(raw, components.identity(settings))
-        for target, text in Renderer(flavour=flavour).render(plan).items():
+        data, computed = wiring.compute_now(settings, Renderer(flavour=flavour))
+        for target, text in computed.configs.items():
             path = tmp_path / f"{target}.conf"
             path.write_text(text)
             result = subprocess.run([binaries[target], "-p", "-c", str(path)], capture_output=True, text=True)

@@ -23,6 +23,7 @@ from tests import prereq
 from tests.etcdproc import free_port, hanging_endpoints, throwaway_etcd
 from tests.lab.notify import NotifySocket
 from tests.polling import wait_for
+from tests.tomlfile import write_settings
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = "router id 192.0.2.1;\nprotocol device { }\n"
@@ -32,28 +33,15 @@ WATCHDOG_USEC = "200000"  # a ping every 0.1 s: each loop pass shows up as a WAT
 
 def settings_file(folder, *, endpoints, prefix="/calico/bgp/v1", config, socket_path,
                   config6=None, socket6=None, flavour="bird1", binary="/usr/sbin/bird", level="info"):
-    path = Path(folder) / "rr.toml"
-    eps = ", ".join(f'"{e}"' for e in endpoints)
-    path.write_text(f"""\
-[reflector]
-ip = "192.0.2.10"
-[etcd]
-endpoints = [{eps}]
-prefix = "{prefix}"
-schema = "v1"
-[bird]
-flavour = "{flavour}"
-binary = "{binary}"
-config = "{config}"
-socket = "{socket_path}"
-config6 = "{config6 or Path(folder) / 'bird6.conf'}"
-socket6 = "{socket6 or Path(folder) / 'no-bird6.ctl'}"
-[log]
-level = "{level}"
-[safety]
-state_dir = "{Path(folder) / 'state'}"
-""")
-    return str(path)
+    return write_settings(Path(folder) / "rr.toml", {
+        "reflector": {"ip": "192.0.2.10"},
+        "etcd": {"endpoints": list(endpoints), "prefix": prefix, "schema": "v1"},
+        "bird": {"flavour": flavour, "binary": str(binary), "config": str(config), "socket": str(socket_path),
+                 "config6": str(config6 or Path(folder) / "bird6.conf"),
+                 "socket6": str(socket6 or Path(folder) / "no-bird6.ctl")},
+        "log": {"level": level},
+        "safety": {"state_dir": str(Path(folder) / "state")},
+    })
 
 
 @pytest.fixture
@@ -291,6 +279,7 @@ def root_level():
     logging.getLogger().setLevel(level)
 
 
+@pytest.mark.integration  # runs the BIRD binaries
 def test_reload_applies_log_level_and_asks_bird_its_version_again(tmp_path, root_level):
     bird1 = "/usr/sbin/bird"
     if not os.access(bird1, os.X_OK):
@@ -311,7 +300,7 @@ def test_reload_applies_log_level_and_asks_bird_its_version_again(tmp_path, root
     daemon._handle_reload()
     assert logging.getLogger().level == logging.DEBUG
     assert daemon.renderer.flavour == "bird2" and list(daemon.appliers) == ["bird"]
-    daemon.store.close()
+    daemon.source.close()
 
 
 def test_log_level_option_survives_a_reload(tmp_path):

@@ -17,13 +17,12 @@ from tests.etcdproc import EtcdProc, TLSFiles, free_port, hanging_endpoints, nee
 
 prereq.import_or_missing("etcd3", "python3-etcd3 is not installed")
 
-from rr_service.sources.base import ( # noqa: E402
-    Change,
-    DatastoreConfigError,
-    DatastoreUnavailable,
-    ResyncNeeded,
-)
+from rr_service.sources.base import DatastoreUnavailable, ResyncNeeded  # noqa: E402
 from rr_service.sources.etcd.client import EtcdConfig, EtcdDatastore  # noqa: E402
+from rr_service.sources.etcd.watch import KeyEvent as Change  # noqa: E402
+
+# A real etcd in every test (the pure settings checks are in test_etcd_config.py).
+pytestmark = pytest.mark.integration
 
 PREFIX = "/calico/bgp/v1"
 TIMEOUT = 2.0
@@ -475,35 +474,12 @@ def test_tls_with_client_certificate(tls_etcd, tmp_path):
 # -- settings -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings, message", [
-    (dict(endpoints=()), "at least one"),
-    (dict(endpoints=("http://a:2379", "https://b:2379")), "mix http:// and https://"),
-    (dict(endpoints=("127.0.0.1:2379",)), "not a URL"),
-    (dict(endpoints=("ftp://a:2379",)), "not a URL"),
-    (dict(endpoints=("http://a:99999",)), "not a URL"),
-    (dict(endpoints=("https://a:2379",), cert="/c.pem"), "cert and key"),
-    (dict(endpoints=("http://a:2379",), ca_cert="/ca.pem"), "ca_cert set but"),
-    (dict(endpoints=("http://a:2379",), username="root"), "username and password"),
-    (dict(endpoints=("http://a:2379",), timeout=0), "timeout"),
-])
-def test_bad_settings_name_the_setting(settings, message):
-    with pytest.raises(DatastoreConfigError, match=message):
-        EtcdConfig(**settings)
-
-
-def test_endpoint_forms():
-    config = EtcdConfig("http://192.0.2.1:2379, http://[2001:db8::1]:2379,http://etcd.example.net")
-    assert config.endpoints == ("http://192.0.2.1:2379", "http://[2001:db8::1]:2379",
-                                "http://etcd.example.net")
-    targets = [(e.host, e.port) for e in config.parsed_endpoints()]
-    assert targets == [("ipv4:192.0.2.1", 2379), ("ipv6:[2001:db8::1]", 2379),
-                       ("dns:///etcd.example.net", 2379)]
-    ds = EtcdDatastore(config, PREFIX)  # does not connect
-    assert ds.describe() == "etcd http://192.0.2.1:2379 (1 of 3 endpoints)"
-    ds.close()
-
-
-def test_password_stays_out_of_repr():
+def test_password_stays_out_of_the_adapters_repr():
     config = EtcdConfig(("http://192.0.2.1:2379",), username="u", password="hunter2")
-    assert "hunter2" not in repr(config)
     assert "hunter2" not in repr(EtcdDatastore(config, PREFIX))
+
+
+def test_several_endpoints_are_described_as_such():
+    ds = EtcdDatastore(EtcdConfig("http://192.0.2.1:2379, http://[2001:db8::1]:2379"), PREFIX)  # does not connect
+    assert ds.describe() == "etcd http://192.0.2.1:2379 (1 of 2 endpoints)"
+    ds.close()

@@ -11,7 +11,6 @@ reads every distinct rendered config.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from rr_service.app.daemon import ProblemLog  # noqa: E402
+from rr_service import loop  # noqa: E402
 from tests import prereq  # noqa: E402
 from rr_service.calico.v1.snapshot import SnapshotParser, parse_snapshot  # noqa: E402
 from rr_service.calico.v1.rules import plan  # noqa: E402
@@ -109,20 +108,17 @@ def test_hostile_case(case, caplog):
         assert the_plan.error is None, the_plan.error
 
     # one warning naming the key per rejected key, and none when the same is reported again
-    problems = ProblemLog()
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
-        problems.report(snap.rejected, the_plan.warnings)
-        first = [r for r in caplog.records if r.name == LOGGER]
-        caplog.clear()
-        problems.report(snap.rejected, the_plan.warnings)
-        second = [r for r in caplog.records if r.name == LOGGER]
-    key_lines = [r for r in first if r.getMessage().startswith("ignoring etcd key")]
+    state = loop.State()
+    first = loop.report_problems(state, snap.rejected, the_plan.warnings)
+    second = loop.report_problems(state, snap.rejected, the_plan.warnings)
+    key_lines = [line for line in first if line.text.startswith("ignoring etcd key")]
     assert len(key_lines) == len(snap.rejected) == (1 if case.expect == REJECT else 0)
     assert len(first) == len(key_lines) + len(the_plan.warnings)
-    for record in key_lines:
-        assert record.levelno == logging.WARNING
+    for line in key_lines:
+        assert line.level == "warning"
         shown = case.key if case.key.isprintable() else repr(case.key)  # never raw control chars
-        assert shown in record.getMessage() and snap.rejected[0].reason in record.getMessage()
+        assert shown in line.text and snap.rejected[0].reason in line.text
+        assert "\n" not in line.text and line.text.isprintable()
     assert second == []
 
     # the daemon's incremental path: the key arriving as a change, then deleted again
@@ -147,17 +143,15 @@ def test_hostile_case(case, caplog):
     PASSED.add(case.id)
 
 
-def test_log_line_of_a_key_with_control_characters_is_one_line(caplog):
+def test_log_line_of_a_key_with_control_characters_is_one_line():
     cases = [c for c in CASES if c.expect == REJECT and not c.key.isprintable()]
     assert cases
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
-        for case in cases:
-            ProblemLog().report(parse_snapshot(case.data()).rejected, ())
-    for record in caplog.records:
-        message = record.getMessage()
-        assert message.isprintable(), repr(message)
+    for case in cases:
+        for line in loop.report_problems(loop.State(), parse_snapshot(case.data()).rejected, ()):
+            assert line.text.isprintable(), repr(line.text)
 
 
+@pytest.mark.integration  # runs the BIRD binary
 def test_bird_parses_every_rendered_config():
     """BIRD 1.6 (bird, bird6) and BIRD 2 on every distinct config the corpus rendered."""
     if len(RENDERED) < len(CASES):  # run alone: render them here

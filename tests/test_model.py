@@ -1,7 +1,6 @@
 """Parsing of /calico/bgp/v1 keys and values into validated records."""
 
 import ipaddress
-import json
 
 import pytest
 
@@ -15,13 +14,11 @@ from rr_service.core.values import (
 )
 from rr_service.calico.v1.keys import PeerEntry, Reflector
 from rr_service.calico.v1.snapshot import SnapshotParser, parse_snapshot
+from tests.v1data import j
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
 
-
-def j(**fields):
-    return json.dumps(fields).encode()
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
-"""The daemon's incremental pipeline gives exactly what the pure pipeline gives.
+"""The daemon's incremental pipeline (v1 rules) gives exactly what an independent full
+recompute gives (tests/oracles/v1.py: the keys assembled and planned over from scratch,
+rendered by Renderer.render).
 
 Seeded random walks of puts and deletes over a small key space (so keys are overwritten,
-deleted and re-added often), compared after every step with components.compute on the
-same keys, for both BIRD flavours: one over every kind of key, one over node keys only (so
+deleted and re-added often), compared after every step with the oracle on the same keys,
+for both BIRD flavours: one over every kind of key, one over node keys only (so
 the state is carried change by change, never planned over). Then the edge cases of that
 state one by one, and that a change of one node renders one session.
 """
@@ -13,14 +15,16 @@ import random
 
 import pytest
 
-from rr_service.app import wiring as components
+from rr_service.calico import rule_set
 from rr_service.core.pipeline import Pipeline
 from rr_service.core.plan import Identity
 from rr_service.core.render import Renderer, RenderError
 
 ME = Identity(ipaddress.IPv4Address("192.0.2.10"), ipaddress.IPv6Address("2001:db8::a"))
 ME_V4_ONLY = Identity(ipaddress.IPv4Address("192.0.2.10"))
-SCHEMA = components.Schema(name="v1", prefix="/calico/bgp/v1", to_plan=components._legacy_plan)
+from tests.oracles import v1 as oracle
+
+RULES = rule_set("v1")
 
 
 class Walk:
@@ -28,7 +32,7 @@ class Walk:
 
     def __init__(self, flavour, me=ME, raw=None):
         self.me, self.raw = me, dict(raw or {})
-        self.pipeline = Pipeline(SCHEMA, me, Renderer(flavour=flavour))
+        self.pipeline = Pipeline(RULES, me, Renderer(flavour=flavour))
         self.pipeline.reset(dict(self.raw))
         self.reference = Renderer(flavour=flavour)
 
@@ -42,10 +46,11 @@ class Walk:
 
     def check(self, where=""):
         got = self.pipeline.compute()
-        want = components.compute(self.raw, self.me, self.reference, SCHEMA)
-        assert got.configs == want.configs, where
-        assert got.plan == want.plan, where
-        assert got.rejected == want.rejected, where
+        snap = oracle.snapshot(self.raw)
+        want = oracle.plan(snap, self.me)
+        assert got.plan == want, where
+        assert got.configs == self.reference.render(want), where
+        assert got.rejected == snap.rejected, where
         return got
 
 

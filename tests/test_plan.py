@@ -1,20 +1,17 @@
 """The routing rules: who this reflector peers with, per address family."""
 
 import ipaddress
-import json
 
 from rr_service.calico.v1.snapshot import parse_snapshot
 from rr_service.core.plan import CLIENT, MESH, Identity, protocol_name
 from rr_service.calico.v1.rules import plan
 from rr_service.core.render import Renderer
+from tests.v1data import j
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
 ME = Identity(V4("192.0.2.10"), V6("2001:db8::10"))
 
-
-def j(**fields):
-    return json.dumps(fields).encode()
 
 
 def sessions(raw, me=ME, family=4):

@@ -3,7 +3,6 @@
 import dataclasses
 import ipaddress
 import json
-import re
 import shutil
 import subprocess
 
@@ -14,14 +13,13 @@ from rr_service.core.plan import Identity, Planned, session_key
 from rr_service.calico.v1.rules import plan
 from rr_service.core.render import IncrementalRenderer, Renderer, RenderError
 from tests import prereq
+from tests.v1data import j
+from tests.hostile.grammar import assert_only_allowed_lines
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
 ME = Identity(V4("192.0.2.10"), V6("2001:db8::10"))
 
-
-def j(**fields):
-    return json.dumps(fields).encode()
 
 
 DATA = {
@@ -36,43 +34,6 @@ DATA = {
     "host/b/ip_addr_v4": b"192.0.2.22",
     "host/b/as_num": b"65001",
 }
-
-# Every line a rendered BIRD 1.6 config may contain. Anything else is an injection or a bug.
-_ADDR = r"[0-9a-fA-F.:]+"
-ALLOWED_LINES = [re.compile(p) for p in (
-    r"",
-    r"# .*",  # comments: generated header, role and validated node names
-    rf"router id {_ADDR};",
-    r"protocol device \{",
-    r"  scan time 2;",
-    r"template bgp bgp_template \{",
-    r"  debug off;",
-    r'  description "Connection to BGP peer";',
-    r"  multihop;",
-    r"  import all;",
-    r"  export all;",
-    rf"  source address {_ADDR};",
-    r"  graceful restart;",
-    r"template bgp bgp_template_any_source \{",  # Calico v3: peers with sourceAddress: None
-    r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_template(_any_source)? \{",
-    r"  local as [0-9]+;",
-    rf"  neighbor {_ADDR}( port [0-9]+)? as [0-9]+;",
-    r"  rr client;",
-    rf"  rr cluster id {_ADDR};",
-    r"  next hop keep;",
-    r"  passive on;",
-    r"  graceful restart time [0-9]+;",
-    r"\}",
-)]
-COMMENT_BODY = re.compile(r"# (?:(mesh|client|peer): [A-Za-z0-9_., -]+|[A-Za-z ,:();/.-]+)")
-
-
-def assert_only_allowed_lines(text):
-    for line in text.split("\n"):
-        assert any(p.fullmatch(line) for p in ALLOWED_LINES), f"unexpected line {line!r}"
-        if line.startswith("#"):
-            assert COMMENT_BODY.fullmatch(line), f"unexpected comment {line!r}"
-
 
 class Rendered:
     def __init__(self, configs):
@@ -211,6 +172,7 @@ BIRD = shutil.which("bird") or "/usr/sbin/bird"
 BIRD6 = shutil.which("bird6") or "/usr/sbin/bird6"
 
 
+@pytest.mark.integration  # runs the BIRD binary
 @pytest.mark.parametrize("me", [ME, Identity(V4("192.0.2.10"))], ids=["dual-stack", "ipv4-only"])
 def test_bird_parser_accepts_rendered_configs(tmp_path, me):
     if not shutil.which(BIRD) or not shutil.which(BIRD6):

@@ -11,7 +11,7 @@ from rr_service.calico.v1.snapshot import parse_snapshot
 from rr_service.core.plan import Identity
 from rr_service.calico.v1.rules import plan
 from rr_service.core.status import status_table
-from rr_service.calico.v3.rules import plan_v3
+from rr_service.calico.v3.planner import plan_v3
 from rr_service.calico.v3.resources import parse_resources
 
 ME = Identity(ipaddress.IPv4Address("192.0.2.10"), ipaddress.IPv6Address("2001:db8::10"))

@@ -16,9 +16,15 @@ pytestmark = [pytest.mark.integration,
 
 from rr_service.app import cli  # noqa: E402
 from rr_service.app import wiring as components  # noqa: E402
+from rr_service.calico import rule_set  # noqa: E402
+from rr_service.core.pipeline import compute_once  # noqa: E402
+from rr_service.core.render import Renderer  # noqa: E402
+from rr_service.sources.etcd.client import EtcdDatastore  # noqa: E402
+from rr_service.sources.etcd.config import EtcdConfig  # noqa: E402
 from rr_service.sources.base import DatastoreError  # noqa: E402
 from rr_service.app.settings import load_settings  # noqa: E402
 from rr_service.calico.v3.resources import PREFIX  # noqa: E402
+from tests.tomlfile import write_settings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +39,14 @@ def clean(etcd):
     return etcd
 
 
-def settings(tmp_path, url, schema="auto", ip6="", extra=""):
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f'[reflector]\nip = "10.0.0.1"\nip6 = "{ip6}"\nnode_name = "rr"\n'
-        f'[etcd]\nendpoints = ["{url}"]\nschema = "{schema}"\n'
-        f'[bird]\nflavour = "bird1"\nconfig = "{tmp_path}/bird.conf"\nconfig6 = "{tmp_path}/bird6.conf"\n'
-        f'socket = "{tmp_path}/bird.ctl"\nsocket6 = "{tmp_path}/bird6.ctl"\n'
-        f'[safety]\nstate_dir = "{tmp_path}/state"\n{extra}'
-    )
-    return path
+def settings(tmp_path, url, schema="auto", ip6=""):
+    return write_settings(tmp_path / "config.toml", {
+        "reflector": {"ip": "10.0.0.1", "ip6": ip6, "node_name": "rr"},
+        "etcd": {"endpoints": [url], "schema": schema},
+        "bird": {"flavour": "bird1", "config": f"{tmp_path}/bird.conf", "config6": f"{tmp_path}/bird6.conf",
+                 "socket": f"{tmp_path}/bird.ctl", "socket6": f"{tmp_path}/bird6.ctl"},
+        "safety": {"state_dir": f"{tmp_path}/state"},
+    })
 
 
 def v3_node(name, ip, **labels):
@@ -50,61 +54,84 @@ def v3_node(name, ip, **labels):
                        "metadata": {"name": name, "labels": labels}, "spec": {"bgp": {"ipv4Address": ip}}})
 
 
+def read(s):
+    """One snapshot through the daemon's own source."""
+    store = components.source(s)
+    try:
+        return store.read()
+    finally:
+        store.close()
+
+
+def decided(s):
+    store = components.source(s)
+    try:
+        return store.rules()
+    finally:
+        store.close()
+
+
+def plan_of(s):
+    data = read(s)
+    computed = compute_once(rule_set(data.rules), data.items, components.identity(s), Renderer())
+    return computed.plan, computed.rejected
+
+
 def test_auto_picks_v1_without_v3_nodes(clean, tmp_path):
     clean.ctl("put", "/calico/bgp/v1/rr_v4/10.0.0.1", '{"ip":"10.0.0.1","cluster_id":""}')
     clean.ctl("put", f"{PREFIX}/ippools/p", "{}")  # other v3 resources do not count
     s = load_settings(str(settings(tmp_path, clean.url)), environ={})
-    schema, store, raw, _ = components.read_with_schema(s)
-    store.close()
-    assert schema.name == "v1" and "rr_v4/10.0.0.1" in raw
-    assert components.decide_schema(s) == "v1"
+    data = read(s)
+    assert data.rules == "v1" and "rr_v4/10.0.0.1" in data.items
+    assert decided(s) == "v1"
 
 
 def test_auto_picks_v3_when_a_node_exists(clean, tmp_path):
     clean.ctl("put", "/calico/bgp/v1/rr_v4/10.0.0.1", '{"ip":"10.0.0.1","cluster_id":""}')
     clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
     s = load_settings(str(settings(tmp_path, clean.url)), environ={})
-    schema, store, raw, _ = components.read_with_schema(s)
-    store.close()
-    assert schema.name == "v3" and schema.prefix == PREFIX and "nodes/a" in raw
-    assert components.decide_schema(s) == "v3"
+    data = read(s)
+    assert data.rules == "v3" and "nodes/a" in data.items
+    assert decided(s) == "v3"
 
 
 def test_explicit_schema_is_not_second_guessed(clean, tmp_path):
     clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
     s = load_settings(str(settings(tmp_path, clean.url, schema="v1")), environ={})
-    schema, store, raw, _ = components.read_with_schema(s)
-    store.close()
-    assert schema.name == "v1" and raw == {}
+    data = read(s)
+    assert data.rules == "v1" and data.items == {}
 
 
 def test_no_schema_is_picked_from_a_failed_read(tmp_path):
     s = load_settings(str(settings(tmp_path, "http://127.0.0.1:9")), environ={})
+    store = components.source(s)
     with pytest.raises(DatastoreError):
-        components.read_with_schema(s)
+        store.read()
+    store.close()
 
 
 def test_daemon_snapshot_detects_v3_and_keeps_only_bgp_resources(clean, tmp_path):
-    from rr_service.app.daemon import Daemon
-
+    """The source reads only the kinds the v3 rules read, and its watch never delivers pod
+    churn (workload endpoints lie outside the watched range)."""
     clean.ctl("put", f"{PREFIX}/nodes/rr", v3_node("rr", "10.0.0.1/24", rr="true"))
     clean.ctl("put", f"{PREFIX}/workloadendpoints/ns/pod", "{}")
-    path = settings(tmp_path, clean.url)
-    daemon = Daemon(load_settings(str(path), environ={}), reload_settings=lambda: None)
+    s = load_settings(str(settings(tmp_path, clean.url)), environ={})
+    store = components.source(s)
     try:
-        assert daemon.schema is None  # auto: undecided until etcd answered
-        assert daemon._take_snapshot()
-        assert daemon.schema.name == "v3"
-        assert set(daemon.pipeline.raw) == {"nodes/rr"}
+        data = store.read()
+        assert data.rules == "v3" and set(data.items) == {"nodes/rr"}
+        store.follow(data.bookmark)
         clean.ctl("put", f"{PREFIX}/workloadendpoints/ns/pod2", "{}")
         clean.ctl("put", f"{PREFIX}/nodes/a", v3_node("a", "10.0.1.1/24"))
+        seen = []
         for _ in range(20):
-            daemon._wait_for_changes()
-            if "nodes/a" in daemon.pipeline.raw:
+            seen += [change.key for change in store.changes(0.5)]
+            if "nodes/a" in seen:
                 break
-        assert set(daemon.pipeline.raw) == {"nodes/rr", "nodes/a"}
+        assert seen == ["nodes/a"]
+        assert store.position().startswith("revision ") and int(store.position().split()[1]) > data.bookmark
     finally:
-        daemon.store.close()
+        store.close()
 
 
 def stored(etcd, name="rr"):
@@ -140,9 +167,7 @@ def test_register_creates_then_updates_our_node_keeping_other_fields(clean, tmp_
 
     # and the daemon's path now plans with it
     s = load_settings(path, environ={})
-    schema, store, raw, _ = components.read_with_schema(s)
-    store.close()
-    plan, rejected = schema.to_plan(raw, components.identity(s))
+    plan, rejected = plan_of(s)
     assert rejected == () and plan.v4.cluster_id == "1.0.0.1"
 
 
@@ -174,7 +199,7 @@ def test_v3_options_need_v3(clean, tmp_path, capsys, option):
 @pytest.fixture
 def store(clean, tmp_path):
     """Our etcd adapter on the v3 prefix, as register uses it."""
-    adapter = components.datastore(load_settings(str(settings(tmp_path, clean.url)), environ={}), PREFIX)
+    adapter = EtcdDatastore(EtcdConfig((clean.url,)), PREFIX)
     yield adapter
     adapter.close()
 
@@ -352,9 +377,7 @@ def test_register_writes_our_bgppeers_then_keeps_other_fields(clean, tmp_path, c
 
     # the daemon's path: we are an external reflector that node a peers with
     s = load_settings(path, environ={})
-    schema, store, raw, _ = components.read_with_schema(s)
-    store.close()
-    plan, rejected = schema.to_plan(raw, components.identity(s))
+    plan, rejected = plan_of(s)
     assert rejected == ()
     # node a is in the cluster's AS 64500, we told the nodes to dial us in 64501: eBGP
     assert [(x.name, x.local_as, x.neighbor_as) for x in plan.v4.sessions] == [("Peer_10_0_1_1", 64501, 64500)]

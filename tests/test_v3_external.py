@@ -8,7 +8,7 @@ import pytest
 
 from rr_service.core.plan import CLIENT, MESH, Identity
 from rr_service.core.render import Renderer
-from rr_service.calico.v3.rules import plan_v3
+from rr_service.calico.v3.planner import plan_v3
 from rr_service.core.plan import PEER
 from rr_service.calico.v3.external import reflector_peer_name
 from rr_service.calico.v3.resources import parse_resources

@@ -10,7 +10,7 @@ import pytest
 
 from rr_service.core.plan import CLIENT, MESH, Identity
 from rr_service.core.render import Renderer
-from rr_service.calico.v3.rules import plan_v3
+from rr_service.calico.v3.planner import plan_v3
 from rr_service.core.plan import PEER
 from rr_service.calico.v3.resources import parse_resources
 
@@ -303,7 +303,7 @@ HOSTILE_NAMES = ['x; protocol bgp evil { neighbor 1.2.3.4 as 1; }', "a\nb", "}",
 
 @pytest.mark.parametrize("hostile", HOSTILE_NAMES)
 def test_hostile_values_never_reach_the_config(hostile):
-    from test_render import assert_only_allowed_lines
+    from tests.hostile.grammar import assert_only_allowed_lines
 
     text = json.dumps(hostile)
     raw = {**NO_MESH, **RR, **A, **CLIENTS,
@@ -327,6 +327,7 @@ BIRD1 = {"bird": shutil.which("bird") or "/usr/sbin/bird", "bird6": shutil.which
 BIRD2 = Path(__file__).resolve().parent.parent / ".cache" / "bird2" / "usr" / "sbin" / "bird"
 
 
+@pytest.mark.integration  # runs the BIRD binary
 @pytest.mark.parametrize("flavour", ["bird1", "bird2"])
 def test_bird_parses_every_v3_option(tmp_path, flavour):
     binaries = {"bird": str(BIRD2)} if flavour == "bird2" else BIRD1

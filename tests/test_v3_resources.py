@@ -7,13 +7,8 @@ import pytest
 from rr_service.core.values import InvalidValue
 
 from rr_service.core.values import DEFAULT_AS
-from rr_service.calico.v3.resources import (
-    BGPConfig,
-    parse_duration_seconds,
-    parse_peer_ip,
-    parse_resources,
-    relevant_key,
-)
+from rr_service.calico.v3.fields import parse_duration_seconds, parse_peer_ip
+from rr_service.calico.v3.resources import BGPConfig, parse_resources, relevant_key
 
 V4, V6 = ipaddress.IPv4Address, ipaddress.IPv6Address
 
@@ -168,6 +163,5 @@ def test_unsupported_peer_fields_are_flagged():
 ])
 def test_peer_ip_that_bird_cannot_use_is_rejected(peer_ip, reason):
     # A multihop session to a link-local or scoped address makes BIRD refuse the whole config.
-    from rr_service.calico.v3.resources import parse_peer_ip
     with pytest.raises(InvalidValue, match=reason):
         parse_peer_ip(peer_ip)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -12,10 +11,11 @@ import time
 from typing import Optional, Sequence
 
 from rr_service import __version__
-from rr_service.app import wiring as components
+from rr_service.app import register, wiring
 from rr_service.bird.control import BirdClient, BirdSocketError
 from rr_service.sources.base import DatastoreError
-from rr_service.core.values import InvalidValue, parse_as_number, parse_cluster_id, rejection_message
+from rr_service.core.pipeline import Computed
+from rr_service.core.values import InvalidValue, rejection_message
 from rr_service.app.settings import DEFAULT_CONFIG_PATH, LogSettings, Settings, SettingsError, load_settings
 from rr_service.app.state_dir import StateDir
 
@@ -154,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     }[args.command]
     try:
         return handler(args, settings)
-    except components.FlavourError as exc:
+    except wiring.FlavourError as exc:
         print(f"calico-rr: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except DatastoreError as exc:
@@ -185,16 +185,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return daemon.run()
 
 
-def _compute_now(settings: Settings, render) -> components.Computed:
-    """One read of etcd through the whole pipeline, as `run` would compute it."""
-    data, store, raw, _revision = components.read_with_schema(settings)
-    store.close()
-    log.info("reading the Calico %s data under %s", data.name, data.prefix)
-    return components.compute(raw, components.identity(settings), render, data)
+def _compute_now(settings: Settings, render) -> Computed:
+    """One read of the datastore through the whole pipeline, as `run` would compute it."""
+    data, computed = wiring.compute_now(settings, render)
+    log.info("reading the Calico %s data", data.rules)
+    return computed
 
 
 def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
-    render = components.renderer(settings, args.flavour)
+    render = wiring.renderer(settings, args.flavour)
     computed = _compute_now(settings, render)
     for rejected in computed.rejected:
         log.warning("%s", rejection_message(rejected))
@@ -205,7 +204,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         print(f"calico-rr: {computed.plan.error}; `run` would not apply these configs "
               "(BIRD keeps the ones it runs)", file=sys.stderr)
         return EXIT_ERROR
-    targets = components.targets(settings, render.flavour)
+    targets = wiring.targets(settings, render.flavour)
     chosen = [name for name in targets if args.only in (None, name)]
     if not chosen:
         print(f"calico-rr: this BIRD flavour has no {args.only} config", file=sys.stderr)
@@ -224,64 +223,21 @@ def _log_modes(the_plan) -> None:
             log.info("IPv%d: %s", family_plan.family, family_plan.mode)
 
 
-def _own_entries(settings: Settings) -> list[tuple[str, str]]:
-    entries = [("rr_v4", settings.reflector.ip)]
-    if settings.reflector.ip6:
-        entries.append(("rr_v6", settings.reflector.ip6))
-    return entries
-
-
-V3_ONLY_OPTIONS = (("label", "--label"), ("node", "--node"), ("as_number", "--as-number"),
-                   ("node_selector", "--node-selector"))
-
-
 def cmd_register(args: argparse.Namespace, settings: Settings) -> int:
-    for option, value, check in (("--cluster-id", args.cluster_id, parse_cluster_id),
-                                 ("--as-number", args.as_number, parse_as_number)):
-        try:
-            if value:
-                check(value)
-        except InvalidValue as exc:
-            print(f"calico-rr: {option}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    cluster_id = parse_cluster_id(args.cluster_id or "") or ""
-    if components.decide_schema(settings) == "v3":
-        return _register_v3(args, settings)
-    for attribute, option in V3_ONLY_OPTIONS:
-        if getattr(args, attribute) not in (None, False, []):
-            print(f"calico-rr: {option} needs the Calico v3 data ([etcd] schema)", file=sys.stderr)
-            return EXIT_USAGE
-    store = components.datastore(settings)
     try:
-        for family_key, ip in _own_entries(settings):
-            value = json.dumps({"ip": ip, "cluster_id": cluster_id})
-            store.put(f"{family_key}/{ip}", value.encode())
-            print(f"registered {settings.etcd.prefix}/{family_key}/{ip} = {value}")
-    finally:
-        store.close()
-    return EXIT_OK
-
-
-def _register_v3(args: argparse.Namespace, settings: Settings) -> int:
-    from rr_service.calico.v3 import register as v3_register
-
-    try:
-        labels = dict(v3_register.parse_label_option(text) for text in args.label)
+        labels = dict(register.split_label(text) for text in args.label)
     except InvalidValue as exc:
         print(f"calico-rr: --label: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.node and (args.as_number is not None or args.node_selector is not None):
-        print("calico-rr: --as-number and --node-selector are for the BGPPeers, not --node", file=sys.stderr)
-        return EXIT_USAGE
-    store = components.datastore(settings, components.v3_resources.PREFIX)
+    options = register.Options(cluster_id=args.cluster_id, labels=labels, node=args.node,
+                               as_number=args.as_number, node_selector=args.node_selector)
+    store = wiring.source(settings)
     try:
-        # Written only if nobody wrote the resource since we read it, else read again
-        # (calico/node and calicoctl update them too): their change is kept, never overwritten.
-        writes = _v3_node_write(args, settings, labels) if args.node else _v3_peer_writes(args, settings, store, labels)
-        for key, change in writes:
-            existing, value = store.update(key, change)
-            print(f"{'updated' if existing is not None else 'created'} "
-                  f"{components.v3_resources.PREFIX}/{key} = {value.decode()}")
+        for line in register.register(settings, store, options):
+            print(line)
+    except register.RegisterError as exc:
+        print(f"calico-rr: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except InvalidValue as exc:
         print(f"calico-rr: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -290,87 +246,11 @@ def _register_v3(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _v3_node_write(args: argparse.Namespace, settings: Settings, labels: dict) -> list:
-    from rr_service.calico.v3 import register as v3_register
-    from rr_service.app.local_addresses import prefix_length
-
-    name = components.node_name(settings)
-
-    def change(existing: Optional[bytes]) -> bytes:
-        ipv4, ipv6 = v3_register.node_addresses(existing, (settings.reflector.ip, settings.reflector.ip6), prefix_length)
-        return v3_register.updated_node(existing, name, ipv4, ipv6, args.cluster_id, labels)
-
-    return [(f"nodes/{name}", change)]
-
-
-def _v3_peer_writes(args: argparse.Namespace, settings: Settings, store, labels: dict) -> list:
-    from rr_service.calico.v3 import register as v3_register
-    from rr_service.calico.v3.external import reflector_peer_name
-
-    name = components.node_name(settings)
-    as_num = parse_as_number(args.as_number) if args.as_number is not None else None
-    default_as = as_num if as_num is not None else _global_as(store)
-    writes = []
-    for family, address in ((4, settings.reflector.ip), (6, settings.reflector.ip6)):
-        if not address:
-            continue
-        peer_name = reflector_peer_name(name, family)
-
-        def change(existing: Optional[bytes], address: str = address, peer_name: str = peer_name) -> bytes:
-            return v3_register.updated_reflector_peer(existing, peer_name, name, address, as_num, default_as,
-                                                      args.cluster_id, args.node_selector, labels)
-
-        writes.append((f"bgppeers/{peer_name}", change))
-    return writes
-
-
-def _global_as(store) -> int:
-    """The cluster's AS (BGPConfiguration default), as the nodes use it for us."""
-    from rr_service.calico.v3 import resources
-
-    raw = store.get("bgpconfigurations/default")
-    if raw is None:
-        return resources.DEFAULT_AS
-    try:
-        config = resources.parse_bgp_configuration("default", raw)
-    except InvalidValue as exc:
-        raise InvalidValue(f"BGPConfiguration default is invalid ({exc}); give --as-number") from None
-    return config.as_num if config.as_num is not None else resources.DEFAULT_AS
-
-
 def cmd_unregister(args: argparse.Namespace, settings: Settings) -> int:
-    if components.decide_schema(settings) == "v3":
-        return _unregister_v3(settings)
-    store = components.datastore(settings)
+    store = wiring.source(settings)
     try:
-        for family_key, ip in _own_entries(settings):
-            removed = store.delete(f"{family_key}/{ip}")
-            print(f"{'removed' if removed else 'not present:'} {settings.etcd.prefix}/{family_key}/{ip}")
-    finally:
-        store.close()
-    return EXIT_OK
-
-
-def _unregister_v3(settings: Settings) -> int:
-    from rr_service.calico.v3.external import reflector_peer_name
-
-    name = components.node_name(settings)
-    prefix = components.v3_resources.PREFIX
-    store = components.datastore(settings, prefix)
-    try:
-        removed = 0
-        for family in (4, 6):
-            key = f"bgppeers/{reflector_peer_name(name, family)}"
-            gone = store.delete(key)
-            removed += gone
-            print(f"{'removed' if gone else 'not present:'} {prefix}/{key}")
-        if removed:
-            print("the nodes and the other reflectors drop their sessions to this reflector; a calico-rr still "
-                  "running here holds back dropping its own ([safety] max_drop_share): stop it, or run "
-                  "`calico-rr accept`")
-        if store.get(f"nodes/{name}") is not None:
-            print(f"our Node resource {prefix}/nodes/{name} stays: remove it with `calicoctl delete node {name}` "
-                  "(this also releases its IPAM data)")
+        for line in register.unregister(settings, store):
+            print(line)
     finally:
         store.close()
     return EXIT_OK
@@ -401,18 +281,18 @@ def cmd_accept(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from rr_service.core.status import status_table
 
-    render = components.renderer(settings)
+    render = wiring.renderer(settings)
     computed = _compute_now(settings, render)
     for warning in computed.plan.warnings:
         log.warning("%s", warning)
-    family_targets = components.family_targets(render.flavour)
+    family_targets = wiring.family_targets(render.flavour)
     # Every BIRD the settings configure, also when the data leaves its family out (v3: our Node
     # missing): the sessions it still runs are what a held-back render protects.
-    me = components.identity(settings)
+    me = wiring.identity(settings)
     wanted = {family_targets[f] for f in (4, 6) if me.address(f) is not None}
     bird_protocols: dict = {}
     bird_errors: dict = {}
-    for name, target in components.targets(settings, render.flavour).items():
+    for name, target in wiring.targets(settings, render.flavour).items():
         if name not in wanted:
             continue
         try:

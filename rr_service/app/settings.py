@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import ipaddress
 import os
 import re
-import stat
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
-try:  # Python >= 3.11
-    import tomllib as _toml
-except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
-    import tomli as _toml  # type: ignore[no-redef]
+from rr_service.app import setting_values as values
+from rr_service.app import settings_file
+
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -47,7 +44,7 @@ __all__ = [
 DEFAULT_CONFIG_PATH = "/etc/calico-routereflector/config.toml"
 
 # A real settings file is a few KiB; anything much bigger is a mistake (or an attack).
-MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_BYTES = settings_file.MAX_CONFIG_BYTES
 
 
 class SettingsError(Exception):
@@ -142,212 +139,6 @@ _SECTION_CLASSES: Dict[str, type] = {
     "safety": SafetySettings,
 }
 
-# --------------------------------------------------------------------------- validators
-# A validator takes the (type-checked) value and returns the normalised value,
-# or raises ValueError with a message that does not start with the setting name.
-# Validators of secret settings must not put the value in their message.
-
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_DNS_NAME_RE = re.compile(
-    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
-)
-
-
-def _safe_repr(value: Any, limit: int = 80) -> str:
-    """repr() that cannot flood or mess up a terminal (repr escapes non-printables)."""
-    text = repr(value)
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return text
-
-
-def _has_control(value: str) -> bool:
-    return not value.isprintable() or _CONTROL_RE.search(value) is not None
-
-
-def _ipv4(value: str) -> str:
-    if value == "":
-        return ""  # unset; load_settings(require_ip=True) reports it
-    try:
-        addr = ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError(f"{_safe_repr(value)} is not an IPv4 address") from None
-    if addr.is_unspecified or addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
-        raise ValueError(f"{_safe_repr(value)} cannot be used as this host's address")
-    return str(addr)
-
-
-def _ipv6(value: str) -> str:
-    if value == "":
-        return ""
-    if "%" in value:
-        raise ValueError(f"{_safe_repr(value)}: scoped (%zone) addresses are not supported")
-    try:
-        addr = ipaddress.IPv6Address(value)
-    except ValueError:
-        raise ValueError(f"{_safe_repr(value)} is not an IPv6 address") from None
-    if addr.is_unspecified or addr.is_multicast or addr.ipv4_mapped is not None:
-        raise ValueError(f"{_safe_repr(value)} cannot be used as this host's address")
-    return str(addr)  # canonical (compressed, lower-case) form
-
-
-def _endpoint(value: str) -> str:
-    """One etcd endpoint URL -> normalised 'scheme://host:port'."""
-    shown = _safe_repr(value)
-    if value == "":
-        raise ValueError("empty URL")
-    if _has_control(value) or any(c.isspace() for c in value):
-        raise ValueError(f"{shown} contains whitespace or control characters")
-    m = re.fullmatch(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(/?)", value)
-    if m is None:
-        if "://" not in value:
-            raise ValueError(f"{shown} is not a URL like http://127.0.0.1:2379")
-        raise ValueError(f"{shown} must not have a path, query or fragment")
-    scheme, netloc = m.group(1).lower(), m.group(2)
-    if scheme not in ("http", "https"):
-        raise ValueError(f"{shown} must start with http:// or https://")
-    if "@" in netloc:
-        raise ValueError(f"{shown} must not contain credentials; use [etcd] username and password")
-    if re.search(r"[^A-Za-z0-9.:\[\]-]", netloc):
-        raise ValueError(f"{shown}: the host and port contain invalid characters")
-    if netloc.startswith("["):
-        m6 = re.fullmatch(r"\[([^\]]*)\](?::(.*))?", netloc)
-        if m6 is None:
-            raise ValueError(f"{shown} has a malformed [IPv6] host")
-        host, port = m6.group(1), m6.group(2)
-        try:
-            host = f"[{ipaddress.IPv6Address(host)}]"
-        except ValueError:
-            raise ValueError(f"{shown}: the host in brackets is not an IPv6 address") from None
-    else:
-        if ":" in netloc:
-            host, _, port = netloc.rpartition(":")
-        else:
-            host, port = netloc, None
-        if ":" in host:
-            raise ValueError(f"{shown}: IPv6 addresses must be in brackets, e.g. http://[2001:db8::1]:2379")
-        if host == "":
-            raise ValueError(f"{shown} has no host")
-        if re.fullmatch(r"[0-9.]+", host):
-            try:
-                host = str(ipaddress.IPv4Address(host))
-            except ValueError:
-                raise ValueError(f"{shown}: the host is not a valid IPv4 address") from None
-        elif not _DNS_NAME_RE.fullmatch(host):
-            raise ValueError(f"{shown}: the host is not a valid host name")
-        host = host.lower()
-    if port is None or port == "":
-        raise ValueError(f"{shown} has no port; write it like {scheme}://host:2379")
-    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{shown}: the port must be a number from 1 to 65535")
-    return f"{scheme}://{host}:{int(port)}"
-
-
-def _endpoints(values: List[str]) -> Tuple[str, ...]:
-    if not values:
-        raise ValueError("needs at least one URL")
-    result: List[str] = []
-    for value in values:
-        url = _endpoint(value)
-        if url in result:
-            raise ValueError(f"{_safe_repr(value)} is listed twice")
-        result.append(url)
-    schemes = {url.split(":", 1)[0] for url in result}
-    if len(schemes) > 1:
-        raise ValueError("mixes http:// and https:// URLs; use one or the other")
-    return tuple(result)
-
-
-def _prefix(value: str) -> str:
-    shown = _safe_repr(value)
-    if not value.startswith("/"):
-        raise ValueError(f"{shown} must start with '/'")
-    if _has_control(value) or any(c.isspace() for c in value):
-        raise ValueError(f"{shown} contains whitespace or control characters")
-    stripped = value.rstrip("/")
-    if stripped == "":
-        raise ValueError(f"{shown} must not be just '/'")
-    if "//" in stripped:
-        raise ValueError(f"{shown} contains an empty path component ('//')")
-    return stripped
-
-
-def _path(value: str, optional: bool) -> str:
-    if value == "":
-        if optional:
-            return ""
-        raise ValueError("must not be empty")
-    shown = _safe_repr(value)
-    if _has_control(value):
-        raise ValueError(f"{shown} contains control characters or line breaks")
-    if not value.startswith("/"):
-        raise ValueError(f"{shown} must be an absolute path (start with '/')")
-    if value.endswith("/"):
-        raise ValueError(f"{shown} must name a file, not a directory")
-    return value
-
-
-def _file(value: str) -> str:
-    return _path(value, optional=False)
-
-
-def _optional_file(value: str) -> str:
-    return _path(value, optional=True)
-
-
-def _username(value: str) -> str:
-    if _has_control(value):
-        raise ValueError(f"{_safe_repr(value)} contains control characters or line breaks")
-    return value
-
-
-def _password(value: str) -> str:
-    # Never echo the value.  Line breaks would break the gRPC metadata it is sent in.
-    if _has_control(value):
-        raise ValueError("contains control characters or line breaks")
-    return value
-
-
-def _share(value: float) -> float:
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{_safe_repr(value)} is not a share between 0 (exclusive) and 1 (1 = never hold)")
-    return float(value)
-
-
-def _seconds(value: float) -> float:
-    if not 0.0 <= value <= 86400.0:
-        raise ValueError(f"{_safe_repr(value)} is not a number of seconds between 0 and 86400")
-    return float(value)
-
-
-def _short_seconds(value: float) -> float:
-    # A reload held back longer than this would look like a hang to whoever made the change.
-    if not 0.0 <= value <= 10.0:
-        raise ValueError(f"{_safe_repr(value)} is not a number of seconds between 0 and 10")
-    return float(value)
-
-
-def _node_name(value: str) -> str:
-    """A Calico node name (a Kubernetes DNS-1123 subdomain, '_' tolerated); "" = host name."""
-    if value == "":
-        return ""
-    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?", value):
-        raise ValueError(f"{_safe_repr(value)} is not a valid Calico node name")
-    return value
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if value.lower() in choices:
-            return value.lower()
-        hint = difflib.get_close_matches(value.lower(), choices, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"{_safe_repr(value)} is not one of {', '.join(choices)}{extra}")
-
-    return check
-
-
 # --------------------------------------------------------------------------- schema
 
 
@@ -364,30 +155,30 @@ class Setting(NamedTuple):
 # fmt: off
 SCHEMA: Tuple[Setting, ...] = (
     #       section      key         type         default                      validator                          env                  secret
-    Setting("reflector", "ip",       "str",       None,                        _ipv4,                             "IP"),
-    Setting("reflector", "ip6",      "str",       "",                          _ipv6,                             "IP6"),
-    Setting("reflector", "node_name", "str",      "",                          _node_name),
-    Setting("etcd",      "endpoints", "list[str]", ("http://127.0.0.1:2379",), _endpoints,                        "ETCD_ENDPOINTS"),
-    Setting("etcd",      "prefix",   "str",       "/calico/bgp/v1",            _prefix),
-    Setting("etcd",      "ca_cert",  "str",       "",                          _optional_file,                    "ETCD_CA_CERT_FILE"),
-    Setting("etcd",      "cert",     "str",       "",                          _optional_file,                    "ETCD_CERT_FILE"),
-    Setting("etcd",      "key",      "str",       "",                          _optional_file,                    "ETCD_KEY_FILE"),
-    Setting("etcd",      "username", "str",       "",                          _username,                         "ETCD_USERNAME"),
-    Setting("etcd",      "password", "str",       "",                          _password,                         "ETCD_PASSWORD",     True),
-    Setting("etcd",      "schema",   "str",       "auto",                      _choice("auto", "v1", "v3")),
-    Setting("bird",      "flavour",  "str",       "auto",                      _choice("auto", "bird1", "bird2")),
-    Setting("bird",      "config",   "str",       "/etc/bird/bird.conf",       _file),
-    Setting("bird",      "config6",  "str",       "/etc/bird/bird6.conf",      _file),
-    Setting("bird",      "socket",   "str",       "/run/bird/bird.ctl",        _file),
-    Setting("bird",      "socket6",  "str",       "/run/bird/bird6.ctl",       _file),
-    Setting("bird",      "binary",   "str",       "/usr/sbin/bird",            _file),
-    Setting("bird",      "binary6",  "str",       "/usr/sbin/bird6",           _file),
-    Setting("bird",      "burst_settle_seconds", "number", 0.1,                _short_seconds),
-    Setting("bird",      "burst_max_delay_seconds", "number", 0.5,             _short_seconds),
-    Setting("log",       "level",    "str",       "info",                      _choice("debug", "info", "warning", "error")),
-    Setting("safety",    "max_drop_share", "number", 0.5,                      _share),
-    Setting("safety",    "hold_seconds", "number", 300.0,                      _seconds),
-    Setting("safety",    "state_dir", "str",      "/run/calico-routereflector", _file),
+    Setting("reflector", "ip",       "str",       None,                        values.ipv4,                             "IP"),
+    Setting("reflector", "ip6",      "str",       "",                          values.ipv6,                             "IP6"),
+    Setting("reflector", "node_name", "str",      "",                          values.node_name),
+    Setting("etcd",      "endpoints", "list[str]", ("http://127.0.0.1:2379",), values.endpoints,                        "ETCD_ENDPOINTS"),
+    Setting("etcd",      "prefix",   "str",       "/calico/bgp/v1",            values.prefix),
+    Setting("etcd",      "ca_cert",  "str",       "",                          values.optional_file,                    "ETCD_CA_CERT_FILE"),
+    Setting("etcd",      "cert",     "str",       "",                          values.optional_file,                    "ETCD_CERT_FILE"),
+    Setting("etcd",      "key",      "str",       "",                          values.optional_file,                    "ETCD_KEY_FILE"),
+    Setting("etcd",      "username", "str",       "",                          values.username,                         "ETCD_USERNAME"),
+    Setting("etcd",      "password", "str",       "",                          values.password,                         "ETCD_PASSWORD",     True),
+    Setting("etcd",      "schema",   "str",       "auto",                      values.choice("auto", "v1", "v3")),
+    Setting("bird",      "flavour",  "str",       "auto",                      values.choice("auto", "bird1", "bird2")),
+    Setting("bird",      "config",   "str",       "/etc/bird/bird.conf",       values.file),
+    Setting("bird",      "config6",  "str",       "/etc/bird/bird6.conf",      values.file),
+    Setting("bird",      "socket",   "str",       "/run/bird/bird.ctl",        values.file),
+    Setting("bird",      "socket6",  "str",       "/run/bird/bird6.ctl",       values.file),
+    Setting("bird",      "binary",   "str",       "/usr/sbin/bird",            values.file),
+    Setting("bird",      "binary6",  "str",       "/usr/sbin/bird6",           values.file),
+    Setting("bird",      "burst_settle_seconds", "number", 0.1,                values.short_seconds),
+    Setting("bird",      "burst_max_delay_seconds", "number", 0.5,             values.short_seconds),
+    Setting("log",       "level",    "str",       "info",                      values.choice("debug", "info", "warning", "error")),
+    Setting("safety",    "max_drop_share", "number", 0.5,                      values.share),
+    Setting("safety",    "hold_seconds", "number", 300.0,                      values.seconds),
+    Setting("safety",    "state_dir", "str",      "/run/calico-routereflector", values.file),
 )
 # fmt: on
 
@@ -424,7 +215,7 @@ _check_schema()
 
 def _name(text: str) -> str:
     """A section or key name as it may be shown to the user."""
-    return text if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text) else _safe_repr(text)
+    return text if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text) else values.safe_repr(text)
 
 
 def _label(section: str, key: str) -> str:
@@ -439,84 +230,6 @@ def _suggest_key(section: str, key: str) -> str:
     if elsewhere:
         return f" (did you mean {_label(elsewhere[0], key)}?)"
     return ""
-
-
-def _read_file(path: str) -> Dict[str, Any]:
-    """Read and parse the TOML file; every failure is a SettingsError."""
-
-    def fail(problem: str) -> SettingsError:
-        return SettingsError(f"{path}: {problem}", path=path)
-
-    try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise fail("not a regular file")
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
-    except SettingsError:
-        raise
-    except FileNotFoundError:
-        raise fail("no such file") from None
-    except PermissionError:
-        raise fail("permission denied (the file is meant to be readable by root and group bird)") from None
-    except OSError as exc:
-        raise fail(f"cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise fail(f"file is too large (over {MAX_CONFIG_BYTES // 1024} KiB)")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise fail(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
-    try:
-        doc = _toml.loads(text)
-    except _toml.TOMLDecodeError as exc:
-        # tomllib's message ends with "(at line L, column C)" or "(at end of document)".
-        raise fail(f"TOML syntax error: {exc}") from None
-    except RecursionError:
-        raise fail("TOML syntax error: values are nested too deeply") from None
-    return doc
-
-
-def _check_type(setting: Setting, value: Any) -> Optional[str]:
-    """Return a problem description, or None if value has the setting's type."""
-    if setting.type == "str":
-        if not isinstance(value, str):
-            return f"must be a string, not {_toml_type(value)}"
-    elif setting.type == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            return f"must be a number, not {_toml_type(value)}"
-    elif setting.type == "list[str]":
-        if isinstance(value, str):
-            return 'must be a list of strings, e.g. ["http://127.0.0.1:2379"], not a single string'
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return f"must be a list of strings, not {_toml_type(value)}"
-    return None
-
-
-def _toml_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list containing non-strings" if value and not all(isinstance(v, str) for v in value) else "a list"
-    return "a date/time"
-
-
-def _from_env(setting: Setting, raw: str) -> Any:
-    if setting.type == "list[str]":
-        items = [item.strip() for item in raw.split(",")]
-        for i, item in enumerate(items):
-            if item == "":
-                raise ValueError(f"item {i + 1} of the comma-separated list is empty")
-        return items
-    return raw
 
 
 def load_settings(
@@ -542,7 +255,10 @@ def load_settings(
     source = path
     doc: Dict[str, Any] = {}
     if explicit or os.path.lexists(path):
-        doc = _read_file(path)
+        try:
+            doc = settings_file.read_file(path)
+        except settings_file.FileProblem as exc:
+            raise SettingsError(f"{path}: {exc}", path=path) from None
     else:
         source = "(defaults)"
 
@@ -567,13 +283,13 @@ def load_settings(
             known = ", ".join(f"[{s}]" for s in _SECTIONS)
             raise fail(f"[{_name(section)}]", f"unknown section{hint}; known sections: {known}")
         if not isinstance(table, dict):
-            raise fail(f"[{section}]", f"must be a table (a [{section}] header), not {_toml_type(table)}")
+            raise fail(f"[{section}]", f"must be a table (a [{section}] header), not {settings_file.toml_type(table)}")
         for key, value in table.items():
             if key not in _SECTIONS[section]:
                 raise fail(_label(section, _name(key)), f"unknown setting{_suggest_key(section, key)}")
             setting = _BY_NAME[(section, key)]
             label = _label(section, key)
-            problem = _check_type(setting, value)
+            problem = settings_file.check_type(setting, value)
             if problem:
                 raise fail(label, problem)
             values[(section, key)] = value
@@ -584,7 +300,7 @@ def load_settings(
         if setting.env is not None and setting.env in environ:
             label = f"environment variable {setting.env}"
             try:
-                values[(setting.section, setting.key)] = _from_env(setting, environ[setting.env])
+                values[(setting.section, setting.key)] = settings_file.from_env(setting, environ[setting.env])
             except ValueError as exc:
                 raise fail(label, str(exc)) from None
             origin[(setting.section, setting.key)] = label

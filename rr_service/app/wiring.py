@@ -1,25 +1,21 @@
-"""Builds the daemon's parts from Settings, so `run`, `render` and `status` agree on them."""
+"""Builds the reflector's parts from Settings, so `run`, `render`, `status` and `register`
+agree on them: this reflector's identity, the BIRD flavour and its config targets, the
+datastore source, the rule set and the pipeline."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
-from typing import Callable, Mapping, Optional
+from typing import Callable, Optional
 
+from rr_service.app.settings import Settings
 from rr_service.bird.apply import BirdTarget
 from rr_service.bird.version import BirdVersionError, bird_version, flavour_of
-from rr_service.sources.etcd.client import EtcdConfig, EtcdDatastore
-from rr_service.core.values import Rejected
-from rr_service.calico.v1.snapshot import parse_snapshot
-from rr_service.core.plan import Identity, Plan
-from rr_service.calico.v1.rules import plan
+from rr_service.calico import rule_set
+from rr_service.core.pipeline import Computed, compute_once
+from rr_service.core.plan import Identity
 from rr_service.core.render import Renderer
-from rr_service.app.settings import Settings
-from rr_service.calico.v3 import resources as v3_resources
-from rr_service.calico.v3.rules import plan_v3
-
-V3_NODES = "nodes/"
+from rr_service.sources.base import DataSet, Source
 
 FLAVOURS = ("bird1", "bird2")
 
@@ -28,11 +24,17 @@ class FlavourError(Exception):
     """The configured BIRD flavour does not match the installed BIRD, or cannot be found out."""
 
 
+def node_name(settings: Settings) -> str:
+    """Our Calico name: the setting, else the host name as calico/node picks it."""
+    return settings.reflector.node_name or socket.gethostname().strip().lower()
+
+
 def identity(settings: Settings) -> Identity:
     ip6 = settings.reflector.ip6
     return Identity(
         ipv4=ipaddress.IPv4Address(settings.reflector.ip),
         ipv6=ipaddress.IPv6Address(ip6) if ip6 else None,
+        node_name=node_name(settings),
     )
 
 
@@ -78,130 +80,28 @@ def targets(settings: Settings, flavour_name: str) -> dict[str, BirdTarget]:
     return {"bird": ipv4, "bird6": ipv6}
 
 
-def _every_key(key: str) -> bool:
-    return True
-
-
-@dataclass(frozen=True)
-class Schema:
-    """One way Calico keeps its BGP data in etcd: where it lives and how it becomes a Plan."""
-
-    name: str
-    prefix: str
-    to_plan: Callable[[Mapping[str, bytes], Identity], tuple[Plan, tuple[Rejected, ...]]]
-    # Which keys under the prefix matter; the daemon keeps (and reacts to) only those.
-    keep: Callable[[str], bool] = _every_key
-
-
-class SchemaUndecided(Exception):
-    """[etcd] schema = "auto" is decided by reading etcd: use read_with_schema()."""
-
-
-def _legacy_plan(raw: Mapping[str, bytes], me: Identity) -> tuple[Plan, tuple[Rejected, ...]]:
-    snapshot = parse_snapshot(raw)
-    return plan(snapshot, me), snapshot.rejected
-
-
-def node_name(settings: Settings) -> str:
-    """Our Calico Node's name: the setting, else the host name as calico/node picks it."""
-    return settings.reflector.node_name or socket.gethostname().strip().lower()
-
-
-def _v3_planner(name: str) -> Callable[[Mapping[str, bytes], Identity], tuple[Plan, tuple[Rejected, ...]]]:
-    def to_plan(raw: Mapping[str, bytes], me: Identity) -> tuple[Plan, tuple[Rejected, ...]]:
-        data = v3_resources.parse_resources(raw)
-        return plan_v3(data, name, me), data.rejected
-
-    return to_plan
-
-
-def schema(settings: Settings, decided: Optional[str] = None) -> Schema:
-    """The v1 or v3 schema; with [etcd] schema = "auto", `decided` says which (see detect)."""
-    name = decided or settings.etcd.schema
-    if name == "v3":
-        return Schema(name="v3", prefix=v3_resources.PREFIX, to_plan=_v3_planner(node_name(settings)),
-                      keep=v3_resources.relevant_key)
-    if name == "v1":
-        return Schema(name="v1", prefix=settings.etcd.prefix, to_plan=_legacy_plan)
-    raise SchemaUndecided('[etcd] schema = "auto" is decided from etcd\'s data')
-
-
-def holds_v3_nodes(raw: Mapping[str, bytes]) -> bool:
-    """auto's rule, on a snapshot of the v3 prefix: any Node resource means Calico v3."""
-    return any(key.startswith(V3_NODES) for key in raw)
-
-
-def decide_schema(settings: Settings) -> str:
-    """"v1" or "v3": the setting, or for "auto" whether etcd holds any v3 Node resource."""
-    if settings.etcd.schema != "auto":
-        return settings.etcd.schema
-    store = datastore(settings, v3_resources.PREFIX + "/" + V3_NODES)
-    try:
-        raw, _revision = store.snapshot()
-    finally:
-        store.close()
-    return "v3" if raw else "v1"
-
-
-def read_with_schema(settings: Settings, heartbeat: Optional[Callable[[], None]] = None
-                     ) -> tuple[Schema, "EtcdDatastore", dict, int]:
-    """One snapshot under the schema in force, deciding "auto" from it.
-
-    auto reads the v3 prefix first: any `nodes/` key means v3, and that snapshot is the
-    data; otherwise the v1 prefix is read. A failed read raises DatastoreError and decides
-    nothing. The returned store is open (the caller watches from it, then closes it).
-    `heartbeat`: see EtcdDatastore.
-    """
-    if settings.etcd.schema != "auto":
-        chosen = schema(settings)
-        store = datastore(settings, chosen.prefix, heartbeat)
-        try:
-            raw, revision = store.snapshot()
-        except BaseException:
-            store.close()
-            raise
-        return chosen, store, raw, revision
-    store = datastore(settings, v3_resources.PREFIX, heartbeat)
-    try:
-        raw, revision = store.snapshot()
-        if holds_v3_nodes(raw):
-            return schema(settings, "v3"), store, raw, revision
-        chosen = schema(settings, "v1")
-        store.retarget(chosen.prefix)
-        raw, revision = store.snapshot()
-        return chosen, store, raw, revision
-    except BaseException:
-        store.close()
-        raise
-
-
-def datastore(settings: Settings, prefix: Optional[str] = None,
-              heartbeat: Optional[Callable[[], None]] = None) -> EtcdDatastore:
-    etcd = settings.etcd
-    config = EtcdConfig(
-        endpoints=tuple(etcd.endpoints),
-        ca_cert=etcd.ca_cert,
-        cert=etcd.cert,
-        key=etcd.key,
-        username=etcd.username,
-        password=etcd.password,
-    )
-    return EtcdDatastore(config, prefix or etcd.prefix, heartbeat)
-
-
-@dataclass(frozen=True)
-class Computed:
-    plan: Plan
-    rejected: tuple[Rejected, ...]
-    configs: dict[str, str]  # target name -> config text
-
-
-def compute(raw: Mapping[str, bytes], me: Identity, render: Renderer, data: Schema) -> Computed:
-    """The whole pure pipeline: etcd's keys to the BIRD config text."""
-    the_plan, rejected = data.to_plan(raw, me)
-    return Computed(the_plan, rejected, render.render(the_plan))
-
-
 def family_targets(flavour_name: str) -> dict[int, str]:
     """Which BIRD config (and socket) carries each address family."""
     return {4: "bird", 6: "bird"} if flavour_name == "bird2" else {4: "bird", 6: "bird6"}
+
+
+def source(settings: Settings, heartbeat: Optional[Callable[[], None]] = None) -> Source:
+    """The datastore the settings name. Imported here, not at the top: `--help` and the pure
+    parts must work without the datastore's client library."""
+    from rr_service.sources.etcd.config import EtcdConfig
+    from rr_service.sources.etcd.source import EtcdSource
+
+    etcd = settings.etcd
+    config = EtcdConfig(endpoints=tuple(etcd.endpoints), ca_cert=etcd.ca_cert, cert=etcd.cert, key=etcd.key,
+                        username=etcd.username, password=etcd.password)
+    return EtcdSource(config, etcd.schema, etcd.prefix, heartbeat)
+
+
+def compute_now(settings: Settings, render: Renderer) -> tuple[DataSet, Computed]:
+    """One read of the datastore through the whole pipeline, as `run` would compute it."""
+    store = source(settings)
+    try:
+        data = store.read()
+    finally:
+        store.close()
+    return data, compute_once(rule_set(data.rules), data.items, identity(settings), render)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Callable
+from typing import Callable, Optional
 
 BURST_KEYS = 100
 BURST_WINDOW = 1.0
@@ -27,9 +27,10 @@ class BurstDetector:
         self._recent: deque[tuple[float, int]] = deque()  # (when, how many keys changed)
         self._count = 0
 
-    def note(self, changed_keys: int) -> bool:
-        """Record a batch of changed keys; True while a burst is under way."""
-        now = self._clock()
+    def note(self, changed_keys: int, now: Optional[float] = None) -> bool:
+        """Record a batch of changed keys (at `now`, else the clock's time); True while a
+        burst is under way."""
+        now = self._clock() if now is None else now
         if changed_keys:
             self._recent.append((now, changed_keys))
             self._count += changed_keys

@@ -1,58 +1,86 @@
-"""The daemon's way from etcd's keys to config text, redoing only what a change touches.
+"""From a rule set's data to BIRD's config text, redoing only what a change touches. Pure.
 
-For the legacy schema a change re-parses its own keys (SnapshotParser.apply), re-plans only
-the nodes it changed (Planner) and re-renders only the sessions that changed
-(IncrementalRenderer): Python-level work in proportion to the change, plus a tuple() of the
-sessions and a str.join of the kept blocks. A change of global data (reflectors, global
-peers, global_as) plans over from the snapshot, reusing every session and block that stays
-equal. The Calico v3 schema is recomputed in full. Either way the result equals
-`components.compute` over the same keys (tests/test_pipeline.py holds it to that).
+A rule set (calico/v1, calico/v3) brings an incremental parser (a change re-parses its own
+keys and says which nodes differ and whether anything global did) and an incremental
+planner (a changed node re-decides its own neighbours; a global change plans over, reusing
+every session that stays equal); IncrementalRenderer re-renders only the sessions that
+changed. The pipeline feeds one into the next. `render`, `status` and the daemon all use it:
+one implementation, so what `render` prints is what the daemon applies.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Mapping, Optional, Protocol
 
-from rr_service.app.wiring import Computed, Schema
-from rr_service.calico.v1.snapshot import SnapshotParser
-from rr_service.core.plan import Identity
-from rr_service.calico.v1.rules import Planner
+from rr_service.core.plan import Identity, Plan, Planned
 from rr_service.core.render import IncrementalRenderer, Renderer
+from rr_service.core.values import Rejected
+
+
+class Parser(Protocol):
+    def clear(self) -> None: ...
+
+    def apply(self, changes: Mapping[str, Optional[bytes]]): ...  # has .rejected
+
+
+class Planner(Protocol):
+    def update(self, parsed) -> Planned: ...
+
+
+class RuleSet(Protocol):
+    """One of Calico's data models and the rules that read it."""
+
+    name: str  # "v1", "v3"
+
+    def wanted(self, key: str) -> bool: ...  # the keys it reads; every other key is ignored
+
+    def parser(self) -> Parser: ...
+
+    def planner(self, me: Identity) -> Planner: ...
+
+
+@dataclass(frozen=True)
+class Computed:
+    plan: Plan
+    rejected: tuple[Rejected, ...]
+    configs: dict[str, str]  # target name (bird, bird6) -> config text
 
 
 class Pipeline:
-    def __init__(self, schema: Schema, me: Identity, renderer: Renderer):
-        self.schema, self.me, self.renderer = schema, me, renderer
-        self.raw: dict = {}
-        self._incremental = schema.name == "v1"
-        self._parser = SnapshotParser()
-        self._planner = Planner(me)
+    def __init__(self, rules: RuleSet, me: Identity, renderer: Renderer):
+        self.rules, self.me, self.renderer = rules, me, renderer
+        self.items: dict = {}
+        self._parser = rules.parser()
+        self._planner = rules.planner(me)
         self._blocks = IncrementalRenderer(renderer)
         self._pending: Optional[dict] = None  # None: everything is new (after a reset)
 
-    def reset(self, raw: dict) -> None:
-        """Start over from `raw`, which the pipeline takes over and changes (no copy: at
+    def reset(self, items: dict) -> None:
+        """Start over from `items`, which the pipeline takes over and changes (no copy: at
         10,000 nodes a copy beside the snapshot's own dict only raised the start's peak)."""
-        self.raw = raw
+        for key in [key for key in items if not self.rules.wanted(key)]:
+            del items[key]
+        self.items = items
         self._pending = None
 
-    def change(self, key: str, value: Optional[bytes]) -> None:
+    def change(self, key: str, value: Optional[bytes]) -> bool:
+        """Take in one changed key; False when it changes nothing (not ours, the same value)."""
+        if not self.rules.wanted(key) or self.items.get(key) == value:
+            return False
         if value is None:
-            self.raw.pop(key, None)
+            del self.items[key]
         else:
-            self.raw[key] = value
+            self.items[key] = value
         if self._pending is not None:
             self._pending[key] = value
+        return True
 
     def compute(self) -> Computed:
-        if not self._incremental:
-            the_plan, rejected = self.schema.to_plan(self.raw, self.me)
-            self._pending = {}
-            return Computed(the_plan, rejected, self.renderer.render(the_plan))
         try:
             if self._pending is None:
                 self._parser.clear()
-                parsed = self._parser.apply(self.raw)
+                parsed = self._parser.apply(self.items)
             else:
                 parsed = self._parser.apply(self._pending)
             planned = self._planner.update(parsed)
@@ -61,6 +89,15 @@ class Pipeline:
             # A render error (or anything else) midway leaves the kept state half updated:
             # the next compute starts over from the keys.
             self._pending = None
+            self._parser.clear()
+            self._planner = self.rules.planner(self.me)
             raise
         self._pending = {}
-        return Computed(planned.plan, parsed.snapshot.rejected, configs)
+        return Computed(planned.plan, parsed.rejected, configs)
+
+
+def compute_once(rules: RuleSet, items: dict, me: Identity, renderer: Renderer) -> Computed:
+    """The whole pipeline over one data set (`render`, `status`)."""
+    pipeline = Pipeline(rules, me, renderer)
+    pipeline.reset(items)
+    return pipeline.compute()

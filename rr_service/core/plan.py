@@ -26,10 +26,12 @@ ROLE_ORDER = {MESH: 0, PEER: 1, CLIENT: 2}
 
 @dataclass(frozen=True)
 class Identity:
-    """This reflector: its IPv4 address (also the router id) and optional IPv6 address."""
+    """This reflector: its IPv4 address (also the router id), optional IPv6 address, and the
+    name Calico v3 data knows it by (its Node, its BGPPeers)."""
 
     ipv4: ipaddress.IPv4Address
     ipv6: Optional[ipaddress.IPv6Address] = None
+    node_name: str = ""
 
     def address(self, family: int) -> Optional[IPAddress]:
         return self.ipv4 if family == 4 else self.ipv6

@@ -365,7 +365,7 @@ def test_check_mode_predicts_a_registration_change_without_writing(converged, in
     r = playbook(c, inventory, "--check", "--diff", "-e", "calico_rr_cluster_id=244.0.0.9")
     assert r.rc == 0 and r.failed == 0, str(r)
     assert r.changed == 1, str(r)
-    assert "changed: [rr1]" in task_output(r.out, "Register the reflector in etcd"), str(r)
+    assert "changed: [rr1]" in task_output(r.out, "Register the reflector in its datastore"), str(r)
     assert '"cluster_id": "244.0.0.9"' in r.out, str(r)
     got = etcdctl(c, "get", "--print-value-only", f"/calico/bgp/v1/rr_v4/{ansenv.HOST_IP}").stdout
     assert json.loads(got)["cluster_id"] == CLUSTER_ID
@@ -442,23 +442,38 @@ def test_config_change_reloads_also_when_enabling_the_service(converged, invento
 
 
 def test_v3_registration_is_idempotent(converged, inventory):
-    """Calico v3 data: the register task creates the reflector's Node resource (addresses
-    from the facts, with the interface's prefix length; cluster id; labels), then leaves it
-    alone."""
+    """Calico v3 data: the register task creates the reflector's BGPPeers (peerIP its
+    addresses, the cluster's AS, labelled as a reflector with its cluster id), then leaves
+    them alone; with calico_rr_register_node it creates the reflector's Node resource instead
+    (addresses from the facts, with the interface's prefix length; cluster id; labels), then
+    leaves that alone too."""
     c = converged
-    v3 = ["-e", "calico_rr_etcd_schema=v3",
-           "-e", '{"calico_rr_register_labels": {"route-reflector": "true"}}']
+    name = c.sh("hostname").stdout.strip().lower()
+    prefix = "/calico/resources/v3/projectcalico.org"
+    v3 = ["-e", "calico_rr_etcd_schema=v3", "-e", '{"calico_rr_register_labels": {"rack": "a"}}']
     r = playbook(c, inventory, *v3)
     assert r.rc == 0 and r.failed == 0, str(r)
-    name = c.sh("hostname").stdout.strip().lower()
-    got = etcdctl(c, "get", "--print-value-only",
-                  f"/calico/resources/v3/projectcalico.org/nodes/{name}").stdout
+    got = etcdctl(c, "get", "--print-value-only", f"{prefix}/bgppeers/calico-rr-{name}-ipv4").stdout
+    peer = json.loads(got)
+    assert peer["spec"] == {"peerIP": ansenv.HOST_IP, "asNumber": 64512}, peer
+    assert peer["metadata"]["labels"] == {"rack": "a", "calico-rr/reflector": name,
+                                          "calico-rr/cluster-id": CLUSTER_ID}, peer
+    assert json.loads(etcdctl(c, "get", "--print-value-only",
+                              f"{prefix}/bgppeers/calico-rr-{name}-ipv6").stdout)["spec"]["peerIP"] == ansenv.HOST_IP6
+    again = playbook(c, inventory, *v3)
+    assert again.rc == 0 and again.changed == 0, str(again)
+    assert etcdctl(c, "get", "--print-value-only", f"{prefix}/bgppeers/calico-rr-{name}-ipv4").stdout == got
+
+    as_node = ["-e", "calico_rr_etcd_schema=v3", "-e", "calico_rr_register_node=true",
+               "-e", '{"calico_rr_register_labels": {"route-reflector": "true"}}']
+    r = playbook(c, inventory, *as_node)
+    assert r.rc == 0 and r.failed == 0, str(r)
+    got = etcdctl(c, "get", "--print-value-only", f"{prefix}/nodes/{name}").stdout
     node = json.loads(got)
     assert node["metadata"]["labels"] == {"route-reflector": "true"}, node
     assert node["spec"]["bgp"] == {"ipv4Address": f"{ansenv.HOST_IP}/24",
                                    "ipv6Address": f"{ansenv.HOST_IP6}/64",
                                    "routeReflectorClusterID": CLUSTER_ID}, node
-    again = playbook(c, inventory, *v3)
+    again = playbook(c, inventory, *as_node)
     assert again.rc == 0 and again.changed == 0, str(again)
-    assert etcdctl(c, "get", "--print-value-only",
-                   f"/calico/resources/v3/projectcalico.org/nodes/{name}").stdout == got
+    assert etcdctl(c, "get", "--print-value-only", f"{prefix}/nodes/{name}").stdout == got

@@ -13,8 +13,8 @@ The daemon runs with NOTIFY_SOCKET pointing at a datagram socket the test binds 
 the file system works across network namespaces), so the test reads every STATUS= it sends.
 Its runtime folder ([safety] state_dir) is private to the test.
 
-Everything polls with deadlines. The only fixed waits hold an outage for the time the issue
-names (see the tests). Everything started is stopped, every mount unmounted, every namespace
+Everything polls with deadlines. The only fixed waits hold an outage for the time the
+guarantee names (see the tests and docs/reliability.md). Everything started is stopped, every mount unmounted, every namespace
 deleted, also on failure (the Lab's close(), plus finalizers here).
 """
 
@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from rr_service.app.daemon import BIRD_CHECK, BIRD_RETRY, TICK  # noqa: E402
+from rr_service.loop import BIRD_CHECK, BIRD_RETRY, TICK  # noqa: E402
 from tests.lab import (CalicoData, Lab, LabError, Reflector, proto_name,  # noqa: E402
                        start_bird, wait_for)
 from tests.lab.bird import BirdProc, same_since  # noqa: E402
@@ -64,10 +64,7 @@ class FaultReflector(Reflector):
                  prefix: str = "/calico/bgp/v1"):
         self.state_dir = lab.tmp / f"{host.name}-state"
         safety = {"state_dir": str(self.state_dir), **(safety or {})}
-        lines = ["[safety]"]
-        for key, value in safety.items():
-            lines.append(f"{key} = " + (f'"{value}"' if isinstance(value, str) else repr(value)))
-        super().__init__(lab, host, etcd_endpoints, prefix=prefix, extra_toml="\n".join(lines) + "\n")
+        super().__init__(lab, host, etcd_endpoints, prefix=prefix, settings={"safety": safety})
         self.notify = NotifySocket(lab.tmp / f"{host.name}-notify.sock")
         self.extra_env = dict(env or {})
 

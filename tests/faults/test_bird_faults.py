@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from rr_service.app.daemon import BIRD_CHECK, BIRD_RETRY
+from rr_service.loop import BIRD_CHECK, BIRD_RETRY
 from tests.faults.faultlab import (CHECK_BOUND, EVENTUALLY, RETRY_BOUND, SESSION_TIMEOUT,
                                    dropped_sessions, etcd_revision, fingerprint, read_bytes,
                                    stray_files)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rr_service.app.daemon import BIRD_RETRY
+from rr_service.loop import BIRD_RETRY
 from tests.faults.faultlab import EVENTUALLY, RETRY_BOUND, dropped_sessions, fingerprint, stray_files
 from tests.lab import proto_name, wait_for
 from tests.lab.world import NODES

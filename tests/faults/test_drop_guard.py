@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Set
 
 import pytest
 
-from rr_service.app.daemon import TICK
+from rr_service.loop import TICK
 from tests.faults.faultlab import (EVENTUALLY, FaultWorld, established_count, etcd_python,
                                    fingerprint, session_changes)
 from tests.lab import proto_name, wait_for
@@ -101,9 +101,8 @@ def test_drop_guard_wrong_prefix_applied_after_hold(fault_world, figures):
     w = fault_world(safety={"hold_seconds": HOLD_SHORT})
     rr = w.rr
     before, prints = w.sessions(), _files(w)
-    text = rr.config.read_text()
-    assert 'prefix = "/calico/bgp/v1"' in text
-    rr.config.write_text(text.replace('prefix = "/calico/bgp/v1"', 'prefix = "/calico/bgp/v1-wrong"'))
+    assert rr.settings["etcd"]["prefix"] == "/calico/bgp/v1"
+    rr.set({"etcd": {"prefix": "/calico/bgp/v1-wrong"}})
     released = _released(rr)
     t_hup = time.monotonic()
     rr.signal(signal.SIGHUP)

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.integration
 # The issue's figure: etcd down for 60 s. RR_FAULTS_ETCD_OUTAGE shortens it for a quick run
 # (the figure recorded says how long it really was).
 OUTAGE = float(os.environ.get("RR_FAULTS_ETCD_OUTAGE", "60"))
-APPLY_AFTER_ETCD_BACK = 2.0  # the issue: a change made after etcd returns is applied within 2 s
-APPLY_AFTER_MEMBER_KILLED = 5.0  # the issue: new changes applied within 5 s
+APPLY_AFTER_ETCD_BACK = 2.0  # promised (docs/reliability.md): a change made after etcd returns is applied within 2 s
+APPLY_AFTER_MEMBER_KILLED = 5.0  # promised (docs/reliability.md): new changes applied within 5 s
 C_IP = NODES["c"].ipv4
 FAILOVER_WRITES = 10  # changes put through a survivor after the first, all through the failover
 FAILOVER_PAUSE = 0.3  # seconds between them: the window spans the daemon's move
@@ -59,7 +59,7 @@ def test_etcd_down(fault_world, figures):
                           what="STATUS= saying etcd is unreachable")
     report_seconds = time.monotonic() - t_stopped
 
-    # Hold the outage for the time the issue names, checking all along (a session that
+    # Hold the outage for the time the guarantee names, checking all along (a session that
     # flapped and came back would show a new `since`; a rewrite a new inode/mtime/hash).
     drops, rewrites, samples = set(), set(), 0
     while time.monotonic() < t_stopped + OUTAGE:

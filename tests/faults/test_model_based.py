@@ -12,8 +12,8 @@ After every batch, at quiescence (the daemon's STATUS= says it applied etcd's la
     peer entry naming us) makes the data unusable: STATUS= says NOT APPLIED, `calico-rr
     render` fails naming it, BIRD still runs what is on disk; then the test deletes those keys
     (the model follows) and checks on as below;
-  * each config file equals, byte for byte, `components.compute` over etcd's keys (the pure
-    pipeline) and what `calico-rr render` prints from etcd;
+  * each config file equals, byte for byte, an independent full recompute over etcd's keys
+    (tests/oracles/v1.py, rendered by Renderer.render) and what `calico-rr render` prints;
   * BIRD runs that plan: per BGP protocol of `show protocols all`, the neighbour address, the
     neighbour AS and the local AS are the planned session's, and there is no other protocol.
     (BIRD 1.6 does not show the local AS of a session that is not up: the test runs once per
@@ -34,6 +34,7 @@ import pytest
 
 from rr_service.app import wiring as components
 from rr_service.core.render import Renderer
+from rr_service.core.pipeline import Computed
 from rr_service.core.safety import session_names
 from rr_service.app.settings import load_settings
 from tests import prereq
@@ -44,6 +45,7 @@ from tests.lab.etcd import start_etcd
 from tests.lab.netns import REPO_ROOT
 from tests.lab.reflector import PYTHON, _env
 from tests.lab.world import ETCD_IP, RR1
+from tests.oracles import v1 as oracle
 
 pytestmark = pytest.mark.integration
 
@@ -102,16 +104,14 @@ def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
             etcd = start_etcd(lab, etcd_host)
             name, ip4, ip6 = RR1
             rr_host = lab.add_host(name, ip4, ip6)
-            rr = Reflector(lab, rr_host, [etcd.endpoint], flavour=flavour, bird2_binary=bird2, extra_toml=(
-                "\n[safety]\nmax_drop_share = 1.0\n"
-                f'state_dir = "{lab.tmp / "rr-state"}"\n'))
+            rr = Reflector(lab, rr_host, [etcd.endpoint], flavour=flavour, bird2_binary=bird2, settings={
+                "safety": {"max_drop_share": 1.0, "state_dir": str(lab.tmp / "rr-state")}})
             env = dict(_env(), NOTIFY_SOCKET=notify.path)
             rr.daemon = rr_host.popen([PYTHON, "-m", "rr_service", "--config", str(rr.config), "run"],
                                       name=f"{name}-rr_service", env=env, cwd=str(REPO_ROOT))
             driver = EtcdDriver(etcd_host.ns, etcd.endpoint, "/calico/bgp/v1", lab.tmp / "driver.log")
 
             settings = load_settings(str(rr.config), environ={})
-            schema = components.schema(settings, "v1")
             renderer = Renderer(flavour=flavour)
             targets = components.targets(settings, flavour)
             birds = {"bird": rr.bird, "bird6": rr.bird6}
@@ -132,7 +132,9 @@ def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
                 figures_seen["restarts"] += 1
 
             def compute(kvs):
-                return components.compute(kvs, components.identity(settings), renderer, schema)
+                snap = oracle.snapshot(kvs)
+                the_plan = oracle.plan(snap, components.identity(settings))
+                return Computed(the_plan, snap.rejected, renderer.render(the_plan))
 
             def settled() -> tuple:
                 """etcd's revision and keys (= the model), once the daemon has seen that revision."""

@@ -22,15 +22,13 @@ import json
 from dataclasses import dataclass
 
 from rr_service.core.plan import Identity
+from tests.v1data import j
 
 REJECT, ACCEPT, IGNORE = "reject", "accept", "ignore"
 MIB = 1024 * 1024
 
 ME = Identity(ipaddress.IPv4Address("192.0.2.10"), ipaddress.IPv6Address("2001:db8::10"))
 
-
-def j(**fields) -> bytes:
-    return json.dumps(fields).encode()
 
 
 # The realistic data set every case is placed into. The good sessions it gives this

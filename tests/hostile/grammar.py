@@ -1,7 +1,7 @@
 """What a rendered config may contain, and BIRD's own parser on many configs at once.
 
-`assert_only_allowed_lines(text, flavour)` extends tests/test_render.py's grammar of BIRD 1.6
-lines with the lines of the BIRD 2 template: any other line is an injection or a bug.
+`assert_only_allowed_lines(text, flavour)`: the tests' one grammar of the lines a rendered
+config may contain (BIRD 1.6, and BIRD 2's on top): any other line is an injection or a bug.
 `BirdChecker` runs `bird -p -c FILE` on many configs in a small thread pool, each distinct
 text once.
 """
@@ -19,11 +19,37 @@ from pathlib import Path
 from typing import Iterable
 
 from tests.prereq import bird2_binary  # noqa: F401  (the corpus and property tests use it from here)
-from tests.test_render import ALLOWED_LINES, COMMENT_BODY
 
 BIRD1 = {"bird": shutil.which("bird") or "/usr/sbin/bird", "bird6": shutil.which("bird6") or "/usr/sbin/bird6"}
 
+# Every line a rendered BIRD 1.6 config may contain. Anything else is an injection or a bug.
 _ADDR = r"[0-9a-fA-F.:]+"
+ALLOWED_LINES = [re.compile(p) for p in (
+    r"",
+    r"# .*",  # comments: generated header, role and validated node names
+    rf"router id {_ADDR};",
+    r"protocol device \{",
+    r"  scan time 2;",
+    r"template bgp bgp_template \{",
+    r"  debug off;",
+    r'  description "Connection to BGP peer";',
+    r"  multihop;",
+    r"  import all;",
+    r"  export all;",
+    rf"  source address {_ADDR};",
+    r"  graceful restart;",
+    r"template bgp bgp_template_any_source \{",  # Calico v3: peers with sourceAddress: None
+    r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_template(_any_source)? \{",
+    r"  local as [0-9]+;",
+    rf"  neighbor {_ADDR}( port [0-9]+)? as [0-9]+;",
+    r"  rr client;",
+    rf"  rr cluster id {_ADDR};",
+    r"  next hop keep;",
+    r"  passive on;",
+    r"  graceful restart time [0-9]+;",
+    r"\}",
+)]
+COMMENT_BODY = re.compile(r"# (?:(mesh|client|peer): [A-Za-z0-9_., -]+|[A-Za-z ,:();/.-]+)")
 ALLOWED_LINES_BIRD2 = ALLOWED_LINES + [re.compile(p) for p in (
     r"template bgp bgp_template(_any_source)?_v[46] \{",
     r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_template(_any_source)?_v[46] \{",

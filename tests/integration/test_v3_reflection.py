@@ -19,7 +19,7 @@ and, for our own listenPort, a second cluster (its own etcd) of node-to-node mes
     rr4    192.0.2.13   reflector on BIRD 2, no cluster id
     d      192.0.2.24   Calico node; every node listens on 1790 (BGPConfiguration listenPort)
 
-Data (issue 3): BGPConfiguration default {nodeToNodeMeshEnabled: false, asNumber: 64500};
+Data: BGPConfiguration default {nodeToNodeMeshEnabled: false, asNumber: 64500};
 BGPPeer peer-with-route-reflectors {nodeSelector: "!has(route-reflector)",
 peerSelector: "has(route-reflector)"}; BGPPeer rr-mesh {nodeSelector/peerSelector:
 "has(route-reflector)"}.

@@ -85,11 +85,6 @@ def v3_reflector(lab: Lab, name: str, etcd: Etcd, ip4: str, ip6, schema: str, **
     """A reflector host whose daemon reads the v3 data as `[reflector] node_name = name`."""
     host = lab.add_host(name, ip4, ip6)
     state_dir = lab.tmp / f"{name}-rr" / "state"
-    rr = Reflector(lab, host, [etcd.endpoint], ipv6=ip6 is not None,
-                   extra_toml=f'\n[safety]\nstate_dir = "{state_dir}"\n', **kwargs)
-    text = rr.config.read_text()
-    patched = (text.replace("[reflector]\n", f'[reflector]\nnode_name = "{name}"\n', 1)
-                   .replace("[etcd]\n", f'[etcd]\nschema = "{schema}"\n', 1))
-    assert patched.count("node_name =") == 1 and patched.count("schema =") == 1, patched
-    rr.config.write_text(patched)
-    return rr
+    return Reflector(lab, host, [etcd.endpoint], ipv6=ip6 is not None, **kwargs,
+                     settings={"safety": {"state_dir": str(state_dir)}, "reflector": {"node_name": name},
+                               "etcd": {"schema": schema}})

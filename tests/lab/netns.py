@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from tests.polling import wait_for as _wait_for
+
 LAB_V4_NET = ipaddress.ip_network("192.0.2.0/24")
 LAB_V6_NET = ipaddress.ip_network("2001:db8::/64")
 NS_PREFIX = "rrlab-"
@@ -52,36 +54,11 @@ def _run(cmd: Sequence[str], check: bool = True, timeout: float = 30,
     return proc
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0,
-             interval: float = 0.2, what: str = "condition",
-             describe: Optional[Callable[[], str]] = None):
-    """Poll `predicate` until it returns something truthy; return that value.
-
-    Raises TimeoutError after `timeout` seconds, with `describe()` (the state
-    seen last) in the message.  Exceptions raised by the predicate count as
-    "not yet" and the last one is reported on timeout.
-    """
-    deadline = time.monotonic() + timeout
-    last_exc: Optional[BaseException] = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last_exc = None
-        except (LabError, OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            detail = ""
-            if describe is not None:
-                try:
-                    detail = "\nlast state:\n" + describe()
-                except Exception as exc:  # pragma: no cover - diagnostics only
-                    detail = f"\n(could not describe state: {exc})"
-            if last_exc is not None:
-                detail += f"\nlast error: {last_exc!r}"
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.2,
+             what: str = "condition", describe: Optional[Callable[[], str]] = None):
+    """tests.polling.wait_for, where a failing lab command counts as "not yet"."""
+    return _wait_for(predicate, timeout, what, interval, describe,
+                     retry_on=(LabError, OSError, subprocess.SubprocessError, ValueError, KeyError))
 
 
 class Proc:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 from typing import Optional, Sequence
 
 from .bird import BirdProc, minimal_bird_config, start_bird
 from .netns import REPO_ROOT, Host, Lab, LabError, Proc, wait_for
+from tests.tomlfile import write_settings
 
 PYTHON = "/usr/bin/python3"
 
@@ -37,18 +37,15 @@ def _env() -> dict:
     return env
 
 
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 class Reflector:
     """A reflector host: BIRD (+ BIRD6 when the host has IPv6) started on a
     minimal config, and the daemon started with `start()`."""
 
     def __init__(self, lab: Lab, host: Host, etcd_endpoints: Sequence[str],
                  prefix: str = "/calico/bgp/v1", ipv6: bool = True,
-                 log_level: str = "debug", extra_toml: str = "",
+                 log_level: str = "debug", settings: Optional[dict] = None,
                  flavour: str = "bird1", bird2_binary: Optional[str] = None):
+        """`settings`: sections to set on top of the lab's ({"safety": {"hold_seconds": 5}})."""
         self.lab = lab
         self.host = host
         self.dir = lab.tmp / f"{host.name}-rr"
@@ -60,28 +57,15 @@ class Reflector:
         self.bird6_conf = self.dir / "bird6.conf"
         self.sock = self.dir / "bird.ctl"
         self.sock6 = self.dir / "bird6.ctl"
-        eps = ", ".join(_toml_str(e) for e in etcd_endpoints)
-        self.config.write_text(f"""\
-[reflector]
-ip = {_toml_str(host.ipv4)}
-ip6 = {_toml_str(self.ip6)}
-
-[etcd]
-endpoints = [{eps}]
-prefix = {_toml_str(prefix)}
-
-[bird]
-flavour = {_toml_str(flavour)}
-config = {_toml_str(str(self.bird_conf))}
-config6 = {_toml_str(str(self.bird6_conf))}
-socket = {_toml_str(str(self.sock))}
-socket6 = {_toml_str(str(self.sock6))}
-binary = {_toml_str(bird2_binary if flavour == "bird2" else "/usr/sbin/bird")}
-binary6 = "/usr/sbin/bird6"
-
-[log]
-level = {_toml_str(log_level)}
-{extra_toml}""")
+        self.settings = {
+            "reflector": {"ip": host.ipv4, "ip6": self.ip6},
+            "etcd": {"endpoints": list(etcd_endpoints), "prefix": prefix},
+            "bird": {"flavour": flavour, "config": str(self.bird_conf), "config6": str(self.bird6_conf),
+                     "socket": str(self.sock), "socket6": str(self.sock6),
+                     "binary": bird2_binary if flavour == "bird2" else "/usr/sbin/bird", "binary6": "/usr/sbin/bird6"},
+            "log": {"level": log_level},
+        }
+        self.set(settings or {})
         self.flavour = flavour
         self.bird: BirdProc = start_bird(lab, host, minimal_bird_config(host.ipv4), 4,
                                          name=f"{host.name}-bird", config_path=self.bird_conf,
@@ -95,6 +79,17 @@ level = {_toml_str(log_level)}
                                     name=f"{host.name}-bird6", config_path=self.bird6_conf,
                                     socket_path=self.sock6)
         self.daemon: Optional[Proc] = None
+
+    def set(self, sections: dict) -> None:
+        """Change settings (section -> key -> value; None removes a key) and rewrite the file."""
+        for section, values in sections.items():
+            current = self.settings.setdefault(section, {})
+            for key, value in values.items():
+                if value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = value
+        write_settings(self.config, self.settings)
 
     def bird_for(self, family: int) -> BirdProc:
         b = self.bird if family == 4 else self.bird6

@@ -8,7 +8,6 @@ Every process, namespace, user and folder made here is removed again, also on fa
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from tests.lab import Lab, Reflector, requirements_missing, rr_service_available
 from tests.lab.etcd import ETCD, ETCDCTL, Etcd  # noqa: E402
 from tests.lab.netns import Host, LabError  # noqa: E402
 from tests.lab.reflector import PYTHON, _env  # noqa: E402
+from tests.tomlfile import write_settings
 
 
 # -- skipping ------------------------------------------------------------------------------
@@ -167,10 +167,16 @@ def start_secure_etcd(lab: Lab, host: Host, server_tls: Optional[dict] = None,
 def settings_file(rr: Reflector, name: str = "", **settings: str) -> Path:
     """rr's settings file with these [etcd] settings (ca_cert, cert, key, username, password):
     rewritten in place (name ""), or as a copy `<name>.toml` beside it. Mode 0640."""
-    lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
-    text = re.sub(r"(?m)^(ca_cert|cert|key|username|password) = .*\n", "", rr.config.read_text())
-    path = rr.dir / f"{name}.toml" if name else rr.config
-    path.write_text(text.replace("[etcd]\n", "[etcd]\n" + lines, 1))
+    etcd = {key: None for key in ("ca_cert", "cert", "key", "username", "password")}
+    etcd.update(settings)
+    if not name:
+        rr.set({"etcd": etcd})
+        os.chmod(rr.config, 0o640)
+        return rr.config
+    sections = {section: dict(values) for section, values in rr.settings.items()}
+    sections["etcd"] = {key: value for key, value in {**sections["etcd"], **etcd}.items() if value is not None}
+    path = rr.dir / f"{name}.toml"
+    write_settings(path, sections)
     os.chmod(path, 0o640)
     return path
 

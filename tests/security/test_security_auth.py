@@ -62,7 +62,7 @@ def auth_world(lab):
     assert refused.returncode != 0, "etcd answered without credentials"
     etcd.user = f"root:{ROOT_PASSWORD}"
     rr = Reflector(lab, lab.add_host(name, ip4, ip6), [etcd.endpoint],
-                   extra_toml=f'\n[safety]\nstate_dir = "{lab.tmp / "rr-state"}"\n')
+                   settings={"safety": {"state_dir": str(lab.tmp / "rr-state")}})
     settings_file(rr, username=USER, password=PASSWORD)
     return {"lab": lab, "etcd": etcd, "calico": calico, "rr": rr}
 
@@ -165,10 +165,10 @@ try:
 except SettingsError as exc:
     print("control error:", exc, repr(exc))
 bad = load_settings(sys.argv[1], environ={"ETCD_USERNAME": "calico-rr", "ETCD_PASSWORD": os.environ["WRONG"]})
-store = components.datastore(bad)
+store = components.source(bad)
 print("store:", repr(store), store.describe())
 try:
-    store.snapshot()
+    store.read()
 except Exception as exc:
     print("datastore error:", exc, repr(exc))
     print("".join(traceback.format_exception(exc)))

@@ -49,7 +49,7 @@ def tls_world(lab):
     calico.add_global_peer(ip4, AS_NUM)
     calico.add_node("a", NODES["a"].ipv4)
     rr = Reflector(lab, lab.add_host(name, ip4, ip6), [etcd.endpoint],
-                   extra_toml=f'\n[safety]\nstate_dir = "{lab.tmp / "rr-state"}"\n')
+                   settings={"safety": {"state_dir": str(lab.tmp / "rr-state")}})
     settings_file(rr, ca_cert=good.cert, cert=client_cert, key=client_key)
     node_host = lab.add_host("a", NODES["a"].ipv4)
     node_bird = lab.start_bird(node_host, calico_node_bird_config(

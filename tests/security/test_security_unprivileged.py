@@ -8,7 +8,6 @@ The user is made with `useradd --system` and removed again, also on failure.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -29,6 +28,7 @@ from tests.lab.netns import REPO_ROOT
 from tests.lab.reflector import PYTHON, _env
 from tests.lab.world import AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1, RR2
 from tests.security.security_helpers import no_traceback
+from tests.tomlfile import write_settings
 
 pytestmark = pytest.mark.integration
 
@@ -96,23 +96,14 @@ def test_daemon_runs_unprivileged_against_unprivileged_bird(lab, system_user, fi
             birds[family] = BirdProc(lab, host, family, proc, config, sock, pid)
             birds[family].wait_ready()
             assert _proc_status(proc.pid)["Uid"][0] == str(uid), "BIRD did not drop to the test user"
-        settings = work / "rr.toml"
-        settings.write_text(f"""\
-[reflector]
-ip = {json.dumps(ip4)}
-ip6 = {json.dumps(ip6)}
-[etcd]
-endpoints = [{json.dumps(etcd.endpoint)}]
-[bird]
-config = "{paths[4][0]}"
-config6 = "{paths[6][0]}"
-socket = "{paths[4][1]}"
-socket6 = "{paths[6][1]}"
-[log]
-level = "debug"
-[safety]
-state_dir = "{state}"
-""")
+        settings = Path(write_settings(work / "rr.toml", {
+            "reflector": {"ip": ip4, "ip6": ip6},
+            "etcd": {"endpoints": [etcd.endpoint]},
+            "bird": {"config": str(paths[4][0]), "config6": str(paths[6][0]),
+                     "socket": str(paths[4][1]), "socket6": str(paths[6][1])},
+            "log": {"level": "debug"},
+            "safety": {"state_dir": str(state)},
+        }))
         os.chown(settings, 0, gid)
         os.chmod(settings, 0o640)
         notify = NotifySocket(work / "notify.sock")

@@ -11,6 +11,8 @@ See sysenv.py for the cache (/var/cache/calico-rr-test) and docs/packaging.md.
 
 from __future__ import annotations
 
+import functools
+
 import re
 import shutil
 import subprocess
@@ -46,7 +48,7 @@ ETCD_DATA = [
     (f"/calico/bgp/v1/rr_v4/{RR_IP}", f'{{"ip":"{RR_IP}","cluster_id":"1.2.3.4"}}'),
     ("/calico/bgp/v1/global/as_num", AS_NUM),
     (f"/calico/bgp/v1/global/peer_v4/{RR_IP}", f'{{"ip":"{RR_IP}","as_num":"{AS_NUM}"}}'),
-    (f"/calico/bgp/v1/host/node1/ip_addr_v4", NODE_IP),
+    ("/calico/bgp/v1/host/node1/ip_addr_v4", NODE_IP),
 ]
 CLIENT_PROTOCOL = "Client_" + NODE_IP.replace(".", "_")
 
@@ -109,7 +111,7 @@ def configured(installed):
     for key, value in ETCD_DATA:
         c.sh(f"etcdctl put {shq(key)} {shq(value)}")
     # Truncate-and-write keeps the packaged mode and group (0640 root:bird).
-    c.sh(f"cat > /etc/calico-routereflector/config.toml", input=CONFIG)
+    c.sh("cat > /etc/calico-routereflector/config.toml", input=CONFIG)
     for svc in bird_services(c):
         assert c.sh(f"systemctl is-active {svc}", check=False).stdout.strip() == "active", \
             diag(c, svc)
@@ -127,8 +129,7 @@ def shq(s: str) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.3):
-    return _wait_for(predicate, timeout, what, interval)
+wait_for = functools.partial(_wait_for, interval=0.3)
 
 
 def prop(c, name: str, unit: str = UNIT) -> str:

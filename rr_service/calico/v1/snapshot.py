@@ -69,6 +69,10 @@ class Parsed:
     # may differ, so the planner starts over.
     globals_changed: bool
 
+    @property
+    def rejected(self) -> tuple:
+        return self.snapshot.rejected
+
 
 class SnapshotParser:
     """parse_snapshot that remembers: a change re-parses only its own keys and rebuilds only

@@ -20,22 +20,14 @@ from datetime import datetime, timezone
 from typing import Callable, Mapping, Optional
 
 from rr_service.core.values import InvalidValue, parse_cluster_id
-from rr_service.calico.v3.resources import (
-    API_VERSION,
-    CLUSTER_ID_LABEL,
-    REFLECTOR_LABEL,
-    _LABEL_KEY_RE,
-    parse_labels,
-    parse_name,
-    parse_peer_ip,
-    parse_selector_field,
-)
+from rr_service.calico.v3.fields import LABEL_KEY_RE, parse_labels, parse_name, parse_peer_ip, parse_selector_field
+from rr_service.calico.v3.resources import API_VERSION, CLUSTER_ID_LABEL, REFLECTOR_LABEL
 
 
 def parse_label_option(text: str) -> tuple[str, str]:
     """`--label KEY=VALUE` (VALUE may be empty)."""
     key, sep, value = text.partition("=")
-    if not sep or not _LABEL_KEY_RE.fullmatch(key):
+    if not sep or not LABEL_KEY_RE.fullmatch(key):
         raise InvalidValue(f"label {text!r} is not KEY=VALUE with a valid label key")
     parse_labels({key: value})  # the same checks as a stored label
     return key, value

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
@@ -27,22 +26,16 @@ from rr_service.core.values import (
     InvalidValue,
     Rejected,
     show,
-    check_neighbour,
     no_duplicate_fields,
-    parse_as_number,
     parse_cluster_id,
 )
-from rr_service.calico.v3.selector import MAX_SELECTOR_CHARS, Selector, SelectorError, parse_selector
+from rr_service.calico.v3 import fields
+from rr_service.calico.v3.selector import Selector
 
 PREFIX = "/calico/resources/v3/projectcalico.org"
 KINDS = {"nodes": "Node", "bgppeers": "BGPPeer", "bgpconfigurations": "BGPConfiguration"}
 API_VERSION = "projectcalico.org/v3"
 MAX_RESOURCE_BYTES = 256 * 1024  # a Node is ~1 KB; annotations can grow it, not this far
-MAX_LABELS = 256
-_LABEL_KEY_RE = re.compile(r"[A-Za-z0-9_./-]{1,317}")
-_LABEL_VALUE_MAX = 1024
-_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 # Labels `calico-rr register` puts on the BGPPeer that declares a reflector outside the
 # cluster (no Calico Node of its own): the reflector's name, and its cluster id, which Calico's
 # BGPPeer spec has no field for. Reflectors find each other by the first one.
@@ -117,8 +110,13 @@ class CalicoData:
     peers: tuple[BGPPeer, ...] = ()
     configs: Mapping[str, BGPConfig] = field(default_factory=dict)
     rejected: tuple[Rejected, ...] = field(default=(), compare=False)
+    # The nodes by name, when the caller keeps them so (table.ResourceTable): node() is then
+    # one lookup, not a walk over every node.
+    by_name: Optional[Mapping[str, CalicoNode]] = field(default=None, compare=False)
 
     def node(self, name: str) -> Optional[CalicoNode]:
+        if self.by_name is not None:
+            return self.by_name.get(name)
         return next((n for n in self.nodes if n.name == name), None)
 
     @property
@@ -146,138 +144,6 @@ class CalicoData:
         return self.default.listen_port
 
 
-# ---------------------------------------------------------------------------- values
-
-def parse_name(value: object) -> str:
-    if not isinstance(value, str) or not HOSTNAME_RE.fullmatch(value):
-        raise InvalidValue(f"name {show(value)} is not a valid resource name")
-    return value
-
-
-def parse_cidr_address(value: object, family: int) -> IPAddress:
-    """`10.192.0.2/16` (how Calico stores it) or a bare address."""
-    if not isinstance(value, str):
-        raise InvalidValue(f"address must be a string, not {type(value).__name__}")
-    try:
-        address = ipaddress.ip_interface(value.strip()).ip
-    except ValueError:
-        raise InvalidValue(f"{show(value)} is not an address in CIDR notation") from None
-    if address.version != family:
-        raise InvalidValue(f"{address} is an IPv{address.version} address, expected IPv{family}")
-    _check_peer_address(address, value)
-    return address
-
-
-def parse_peer_ip(value: object) -> tuple[IPAddress, Optional[int]]:
-    """`ip`, `ip:port`, `[ipv6]:port` (and a bare IPv6 address)."""
-    if not isinstance(value, str):
-        raise InvalidValue(f"peerIP must be a string, not {type(value).__name__}")
-    text = value.strip()
-    port_text = None
-    if text.startswith("["):
-        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})", text)
-        if not match:
-            raise InvalidValue(f"peerIP {show(value)} is not [ipv6]:port")
-        text, port_text = match.group(1), match.group(2)
-    elif text.count(":") == 1:
-        text, port_text = text.split(":")
-        if not re.fullmatch(r"[0-9]{1,5}", port_text):
-            raise InvalidValue(f"peerIP {show(value)} has a bad port")
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        raise InvalidValue(f"peerIP {show(value)} is not an IP address") from None
-    if port_text is not None and address.version == 6 and not value.strip().startswith("["):
-        raise InvalidValue(f"peerIP {show(value)}: write an IPv6 address with a port as [ipv6]:port")
-    _check_peer_address(address, value)
-    return address, (None if port_text is None else parse_port(int(port_text), "peerIP port"))
-
-
-def _check_peer_address(address: IPAddress, value: object) -> None:
-    check_neighbour(address, value)
-    if address.is_loopback:
-        raise InvalidValue(f"{address} cannot be a BGP neighbour")
-
-
-def parse_port(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InvalidValue(f"{what} {show(value)} is not a port number 1-65535")
-    return value
-
-
-def parse_duration_seconds(value: object) -> Optional[int]:
-    """A Go duration ("120s", "2m0s", "1h") as whole seconds; 0 or empty means unset."""
-    if value is None or value == "" or value == 0:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str) or len(value) > 64:
-        raise InvalidValue(f"maxRestartTime {show(value)} is not a duration like \"120s\"")
-    pos, total = 0, 0.0
-    while pos < len(value):
-        match = _DURATION_RE.match(value, pos)
-        if not match:
-            raise InvalidValue(f"maxRestartTime {show(value)} is not a duration like \"120s\"")
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    seconds = int(total)
-    if seconds == 0:
-        return None
-    if seconds > 65535:
-        raise InvalidValue(f"maxRestartTime {show(value)} is more than 65535 seconds")
-    return seconds
-
-
-def parse_selector_field(value: object, what: str) -> Optional[Selector]:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidValue(f"{what} must be a string, not {type(value).__name__}")
-    if len(value) > MAX_SELECTOR_CHARS:
-        raise InvalidValue(f"{what} is longer than {MAX_SELECTOR_CHARS} characters")
-    try:
-        return parse_selector(value)
-    except SelectorError as exc:
-        raise InvalidValue(f"{what} {show(value)} does not parse: {exc}") from None
-
-
-def parse_labels(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidValue(f"metadata.labels must be an object, not {type(value).__name__}")
-    if len(value) > MAX_LABELS:
-        raise InvalidValue(f"more than {MAX_LABELS} labels")
-    labels = {}
-    for key, text in value.items():
-        if not _LABEL_KEY_RE.fullmatch(key):
-            raise InvalidValue(f"label key {show(key)} is not a valid label key")
-        if not isinstance(text, str):
-            raise InvalidValue(f"label {key} must be a string, not {type(text).__name__} (calicoctl stores strings)")
-        if len(text) > _LABEL_VALUE_MAX or any(ord(c) < 32 for c in text):
-            raise InvalidValue(f"label {key} has a value that is too long or has control characters")
-        labels[key] = text
-    return labels
-
-
-def _object(value: object, what: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidValue(f"{what} must be an object, not {type(value).__name__}")
-    return value
-
-
-def _bool(value: object, what: str) -> Optional[bool]:
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise InvalidValue(f"{what} must be true or false, not {show(value)}")
-    return value
-
-
-def _optional_as(value: object) -> Optional[int]:
-    return None if value is None or value == "" or value == 0 else parse_as_number(value)
-
-
 # ---------------------------------------------------------------------------- resources
 
 def _load(raw: bytes, plural: str, key_name: str) -> tuple[str, dict]:
@@ -297,8 +163,8 @@ def _load(raw: bytes, plural: str, key_name: str) -> tuple[str, dict]:
     api = data.get("apiVersion", API_VERSION)
     if api != API_VERSION:
         raise InvalidValue(f"apiVersion is {show(api)}, expected {API_VERSION}")
-    metadata = _object(data.get("metadata"), "metadata")
-    name = parse_name(key_name)
+    metadata = fields.json_object(data.get("metadata"), "metadata")
+    name = fields.parse_name(key_name)
     if metadata.get("name", name) != name:
         raise InvalidValue(f"key names {name} but metadata.name is {show(metadata.get('name'))}")
     return name, data
@@ -306,35 +172,35 @@ def _load(raw: bytes, plural: str, key_name: str) -> tuple[str, dict]:
 
 def parse_node(key_name: str, raw: bytes) -> CalicoNode:
     name, data = _load(raw, "nodes", key_name)
-    metadata = _object(data.get("metadata"), "metadata")
-    bgp = _object(_object(data.get("spec"), "spec").get("bgp"), "spec.bgp")
+    metadata = fields.json_object(data.get("metadata"), "metadata")
+    bgp = fields.json_object(fields.json_object(data.get("spec"), "spec").get("bgp"), "spec.bgp")
     v4, v6 = bgp.get("ipv4Address"), bgp.get("ipv6Address")
     return CalicoNode(
         name=name,
-        labels=parse_labels(metadata.get("labels")),
-        ipv4=None if v4 in (None, "") else parse_cidr_address(v4, 4),
-        ipv6=None if v6 in (None, "") else parse_cidr_address(v6, 6),
-        as_num=_optional_as(bgp.get("asNumber")),
+        labels=fields.parse_labels(metadata.get("labels")),
+        ipv4=None if v4 in (None, "") else fields.parse_cidr_address(v4, 4),
+        ipv6=None if v6 in (None, "") else fields.parse_cidr_address(v6, 6),
+        as_num=fields.optional_as(bgp.get("asNumber")),
         cluster_id=parse_cluster_id(bgp.get("routeReflectorClusterID")),
     )
 
 
 def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
     name, data = _load(raw, "bgppeers", key_name)
-    spec = _object(data.get("spec"), "spec")
+    spec = fields.json_object(data.get("spec"), "spec")
     node = spec.get("node") or None
     if node is not None:
-        node = parse_name(node)
-    node_selector = parse_selector_field(spec.get("nodeSelector"), "nodeSelector")
-    peer_selector = parse_selector_field(spec.get("peerSelector"), "peerSelector")
+        node = fields.parse_name(node)
+    node_selector = fields.parse_selector_field(spec.get("nodeSelector"), "nodeSelector")
+    peer_selector = fields.parse_selector_field(spec.get("peerSelector"), "peerSelector")
     if node is not None and node_selector is not None:
         raise InvalidValue("node and nodeSelector cannot both be set")
     peer_ip, peer_port, as_num = None, None, None
     if spec.get("peerIP") not in (None, ""):
         if peer_selector is not None:
             raise InvalidValue("peerIP and peerSelector cannot both be set")
-        peer_ip, peer_port = parse_peer_ip(spec["peerIP"])
-        as_num = _optional_as(spec.get("asNumber"))
+        peer_ip, peer_port = fields.parse_peer_ip(spec["peerIP"])
+        as_num = fields.optional_as(spec.get("asNumber"))
         if as_num is None:
             raise InvalidValue("peerIP needs an asNumber")
     elif peer_selector is None:
@@ -354,9 +220,9 @@ def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
         peer_port=peer_port,
         as_num=as_num,
         peer_selector=peer_selector,
-        keep_next_hop=bool(_bool(spec.get("keepOriginalNextHop"), "keepOriginalNextHop")),
+        keep_next_hop=bool(fields.flag(spec.get("keepOriginalNextHop"), "keepOriginalNextHop")),
         no_source_address=source == "None",
-        max_restart_time=parse_duration_seconds(spec.get("maxRestartTime")),
+        max_restart_time=fields.parse_duration_seconds(spec.get("maxRestartTime")),
         reverse=reverse != "Manual",
         unsupported=tuple(f for f in UNSUPPORTED_PEER_FIELDS if spec.get(f) not in (None, "", [], {}, 0)),
         reflector=reflector,
@@ -368,7 +234,7 @@ def _reflector_labels(data: dict, peer_ip: Optional[IPAddress]) -> tuple[Optiona
     """(reflector name, cluster id) of a BGPPeer that declares a reflector, else (None, None).
     Only these two labels are read and checked: a BGPPeer's other labels select nothing in
     Calico, so an odd one must not cost the BGPPeer its sessions."""
-    labels = _object(data.get("metadata"), "metadata").get("labels")
+    labels = fields.json_object(data.get("metadata"), "metadata").get("labels")
     labels = labels if isinstance(labels, dict) else {}
     if REFLECTOR_LABEL not in labels:
         if CLUSTER_ID_LABEL in labels:
@@ -388,36 +254,32 @@ def _reflector_labels(data: dict, peer_ip: Optional[IPAddress]) -> tuple[Optiona
 
 def parse_bgp_configuration(key_name: str, raw: bytes) -> BGPConfig:
     name, data = _load(raw, "bgpconfigurations", key_name)
-    spec = _object(data.get("spec"), "spec")
+    spec = fields.json_object(data.get("spec"), "spec")
     port = spec.get("listenPort")
     return BGPConfig(
         name=name,
-        as_num=_optional_as(spec.get("asNumber")),
-        listen_port=None if port in (None, 0) else parse_port(port, "listenPort"),
-        mesh_enabled=_bool(spec.get("nodeToNodeMeshEnabled"), "nodeToNodeMeshEnabled"),
+        as_num=fields.optional_as(spec.get("asNumber")),
+        listen_port=None if port in (None, 0) else fields.parse_port(port, "listenPort"),
+        mesh_enabled=fields.flag(spec.get("nodeToNodeMeshEnabled"), "nodeToNodeMeshEnabled"),
     )
 
 
 _PARSERS = {"nodes": parse_node, "bgppeers": parse_bgp_peer, "bgpconfigurations": parse_bgp_configuration}
 
 
+def parse_resource(key: str, raw: bytes):
+    """One resource by its key (`nodes/<name>`, ...): (plural, record); None for a key of a
+    kind the reflector does not read. Raises InvalidValue with the reason."""
+    plural, _, rest = key.partition("/")
+    if plural not in KINDS:
+        return None
+    if "/" in rest or not rest:
+        raise InvalidValue("unexpected key layout (expected <plural>/<name>)")
+    return plural, _PARSERS[plural](rest, raw)
+
+
 def parse_resources(raw: Mapping[str, bytes]) -> CalicoData:
-    """Every Node, BGPPeer and BGPConfiguration under the v3 prefix, by relative key."""
-    found: dict = {plural: [] for plural in KINDS}
-    rejected: list[Rejected] = []
-    for key in sorted(raw):
-        plural, _, rest = key.partition("/")
-        if plural not in KINDS:
-            continue
-        try:
-            if "/" in rest or not rest:
-                raise InvalidValue("unexpected key layout (expected <plural>/<name>)")
-            found[plural].append(_PARSERS[plural](rest, raw[key]))
-        except InvalidValue as exc:
-            rejected.append(Rejected(key=key, reason=str(exc)))
-    return CalicoData(
-        nodes=tuple(found["nodes"]),
-        peers=tuple(found["bgppeers"]),
-        configs={c.name: c for c in found["bgpconfigurations"]},
-        rejected=tuple(rejected),
-    )
+    """Every Node, BGPPeer and BGPConfiguration, by key."""
+    from rr_service.calico.v3.table import ResourceTable
+
+    return ResourceTable().apply(raw).data

@@ -1,11 +1,12 @@
-"""The BGP sessions of this reflector under Calico v3 data, as a Plan. Pure.
+"""The Calico v3 rules: which sessions this reflector runs, per address family. Pure.
 
-Two rule sets combine, one session per neighbour address and port:
+Two rule sets combine, one session per neighbour address and port (docs/calico-v3.md):
 
 Calico's own rules for our Node, as calico/node renders them (checked against its confd
-fixtures; see docs/calico-v3.md):
+fixtures):
 - Node-to-node mesh (`nodeToNodeMeshEnabled`, default on) only when our Node has no
   `routeReflectorClusterID`: a reflector ignores the mesh setting, as calico/node does.
+  One-way like Calico's: passive where the peer's address sorts after ours as text.
 - A BGPPeer applies to us when `node` is our name, `nodeSelector` matches our labels, or it
   has neither. With `peerIP` it gives one session to that address (port: the one in peerIP,
   else the global `listenPort`); with `peerSelector`, one to every selected node.
@@ -22,23 +23,77 @@ address, and the mesh of declared reflectors. They apply with or without a Node 
 
 Which candidate wins a neighbour: the reflector mesh, then Calico's rules (BGPPeers by name,
 then the node-to-node mesh), then reverse peerIP peerings; a warning names the others when
-their settings differ, and `calico-rr status` shows the winner's rule.
+their settings differ, and `calico-rr status` shows the winner's rule. Every candidate has a
+rank that says so (`Candidate.rank`): the planner keeps, per neighbour, its candidates in rank
+order, so a changed node re-decides only its own neighbours.
+
+Everything that does not depend on a single other node is the Context: our Node, our
+address, AS and cluster id per family, the BGPPeers that apply to us or name us, the listen
+port. A change of a BGPPeer, a BGPConfiguration or our own Node builds a new one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Optional
 
-from rr_service.core.values import IPAddress, shown_key
-from rr_service.core.plan import CLIENT, MESH, PEER, FamilyPlan, Identity, Plan, Session, protocol_name, session_key
 from rr_service.calico.v3 import external
 from rr_service.calico.v3.external import CALICO, NODE_MESH, REFLECTOR_MESH, REVERSE_PEER_IP, Target
 from rr_service.calico.v3.resources import BGPPeer, CalicoData, CalicoNode
+from rr_service.core.plan import CLIENT, MESH, PEER, Identity, Session, protocol_name
+from rr_service.core.values import IPAddress, shown_key
 
-def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
-    warnings: list[str] = []
+# Rank groups, in the order their candidates win a neighbour.
+RANK_REFLECTOR_MESH, RANK_CALICO, RANK_NODE_MESH, RANK_REVERSE_PEER_IP = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rank: tuple  # (group, BGPPeer name, 0 forward / 1 reverse, node name)
+    target: Target
+
+
+@dataclass
+class FamilyContext:
+    """What every candidate of one family rests on."""
+
+    family: int
+    mine: Optional[IPAddress]  # None: no sessions in this family
+    reason: Optional[str]  # why mine is None although the family is configured somewhere
+    our_as: int
+    cluster_id: Optional[str]
+    mode: Optional[str]
+    naming: list  # BGPPeers whose peerIP is our address, by name
+    registered: bool
+    warnings: list = field(default_factory=list)
+    globals: list = field(default_factory=list)  # candidates that depend on no single node
+
+
+@dataclass
+class Context:
+    """Everything global: our Node, the BGPPeers that concern every node, the listen port."""
+
+    data: CalicoData
+    ours: Optional[CalicoNode]
+    node_name: str
+    families: dict  # family -> FamilyContext
+    warnings: list  # not tied to a family: missing Node, unsupported fields, listen port
+    listen_port: Optional[int]
+    error: Optional[str]
+    # The BGPPeers the per-node rules walk, in name order: those that apply to us with a
+    # peerSelector (they select nodes), those whose peerSelector selects us (reverse).
+    forward: tuple = ()
+    reverse: tuple = ()
+    node_mesh: bool = False
+
+
+def context(data: CalicoData, me: Identity) -> Context:
+    node_name = me.node_name
     ours = data.node(node_name)
-    naming = {family: external.naming_peers(data, me.address(family)) for family in (4, 6)}
+    warnings: list[str] = []
+    peers = sorted(data.peers, key=lambda p: p.name)
+    naming = {family: [p for p in peers if p.peer_ip is not None and p.peer_ip == me.address(family)]
+              for family in (4, 6)}
     if ours is None and not any(naming.values()):
         addresses = " or ".join(str(a) for a in (me.ipv4, me.ipv6) if a is not None)
         warnings.append(
@@ -46,16 +101,138 @@ def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
             f"{addresses}: no BGP sessions are configured until one exists (calico-rr register creates "
             f"this reflector's BGPPeer)"
         )
-    for peer in data.peers:
+    for peer in peers:
         if peer.unsupported:
             warnings.append(f"bgppeer {peer.name}: {', '.join(peer.unsupported)} not supported by the reflector; ignored")
-    families = {family: _plan_family(data, ours, me, family, naming[family], warnings) for family in (4, 6)}
-    listen_port = _listen_port(data, node_name, ours, naming, warnings)
-    return Plan(router_id=me.ipv4, v4=families[4], v6=families[6], warnings=tuple(warnings), schema="v3",
-                listen_port=listen_port, error=_plan_error(data, node_name))
+    ctx = Context(data, ours, node_name, {}, warnings, None, plan_error(data, node_name))
+    if ours is not None:
+        ctx.forward = tuple(p for p in peers if p.peer_selector is not None and p.applies_to(ours))
+        ctx.reverse = tuple(p for p in peers if p.reverse and p.peer_selector is not None
+                            and p.peer_selector.matches(ours.labels))
+        ctx.node_mesh = ours.cluster_id is None and data.mesh_enabled
+    for family in (4, 6):
+        ctx.families[family] = _family_context(ctx, me, family, naming[family], peers)
+    ctx.listen_port = _listen_port(ctx, naming, warnings)
+    return ctx
 
 
-def _plan_error(data: CalicoData, node_name: str) -> Optional[str]:
+def _family_context(ctx: Context, me: Identity, family: int, naming: list, peers: list) -> FamilyContext:
+    data, ours = ctx.data, ctx.ours
+    mine, reason = _local_address(ours, me, family, naming)
+    own = external.own_reflector_peer(naming)
+    fam = FamilyContext(family, mine, reason, 0, None, None, naming, ours is not None)
+    # A missing Node with nothing naming us is warned about once, by context().
+    if reason is not None and (ours is not None or naming):
+        fam.warnings.append(reason)
+    fam.cluster_id = _cluster_id(ours, own, family, fam.warnings)
+    if mine is None:
+        return fam
+    fam.registered = True
+    fam.our_as = data.as_of(ours) if ours is not None else (own.as_num if own is not None else data.global_as)
+    fam.mode = _mode(ours, naming, own, mine)
+    if own is not None or (ours is not None and ours.cluster_id is not None):
+        for target in external.reflector_mesh_targets(data, mine, family):
+            fam.globals.append(Candidate((RANK_REFLECTOR_MESH, target.source, 0, ""), target))
+            if target.as_num != fam.our_as:
+                fam.warnings.append(f"IPv{family} {target.address}: {target.description} is in AS {target.as_num}, "
+                                    f"this reflector in AS {fam.our_as}: an eBGP session, not a reflector mesh member")
+    if ours is not None:
+        for peer in peers:
+            if peer.peer_ip is not None and peer.peer_ip.version == family and peer.applies_to(ours):
+                port = peer.peer_port if peer.peer_port is not None else data.default.listen_port
+                target = Target(peer.peer_ip, port, peer.as_num, None, f"bgppeer {peer.name}",
+                                f"bgppeer {peer.name}", CALICO, peer)
+                fam.globals.append(Candidate((RANK_CALICO, peer.name, 0, ""), target))
+    return fam
+
+
+def node_candidates(ctx: Context, fam: FamilyContext, node: CalicoNode) -> tuple:
+    """What one other node gives this family: its candidates, in rank order."""
+    address = node.address(fam.family)
+    if fam.mine is None or address is None or address == fam.mine or node.name == ctx.node_name:
+        return ()
+    data, name = ctx.data, node.name
+    port, asn, cid, description = data.listen_port_of(name), data.as_of(node), node.cluster_id, f"node {name}"
+    found = []
+    for peer in ctx.forward:
+        if peer.peer_selector.matches(node.labels):
+            found.append(Candidate((RANK_CALICO, peer.name, 0, name),
+                                   Target(address, port, asn, cid, f"bgppeer {peer.name}", description, CALICO, peer)))
+    for peer in ctx.reverse:
+        if peer.applies_to(node):
+            found.append(Candidate((RANK_CALICO, peer.name, 1, name),
+                                   Target(address, port, asn, cid, f"bgppeer {peer.name} (reverse)", description,
+                                          CALICO, peer)))
+    if ctx.node_mesh:
+        found.append(Candidate((RANK_NODE_MESH, "", 0, name),
+                               Target(address, port, asn, cid, "node-to-node mesh", description, NODE_MESH,
+                                      passive=str(address) > str(fam.mine))))
+    for peer in fam.naming:
+        if peer.applies_to(node):
+            found.append(Candidate((RANK_REVERSE_PEER_IP, peer.name, 0, name),
+                                   Target(address, port, asn, cid, f"bgppeer {peer.name} (peerIP names us)", description,
+                                          REVERSE_PEER_IP, peer, local_as=peer.as_num)))
+    found.sort(key=_rank)
+    return tuple(found)
+
+
+def _rank(candidate: Candidate) -> tuple:
+    return candidate.rank
+
+
+def conflict_warning(fam: FamilyContext, first: Target, later: Target) -> Optional[str]:
+    """Two BGPPeers asking for one neighbour with different settings: worth a warning."""
+    if first.peer is None or later.peer is None or first.peer.name == later.peer.name:
+        return None
+
+    def options(t: Target) -> tuple:
+        local = t.local_as if t.local_as is not None else fam.our_as
+        return (t.as_num, local, t.peer.keep_next_hop, t.peer.no_source_address, t.peer.max_restart_time)
+    if options(first) == options(later):
+        return None
+    address, port = first.address, first.port
+    spelled = str(address) if port is None else (f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}")
+    return f"IPv{fam.family} {spelled}: {later.source} ignored, {first.source} already peers there"
+
+
+def session(fam: FamilyContext, target: Target) -> Session:
+    """The session a winning candidate gives."""
+    local_as = target.local_as if target.local_as is not None else fam.our_as
+    role, client = _role(target, local_as, fam.cluster_id)
+    peer = target.peer
+    return Session(
+        name=protocol_name(role, target.address, target.port),
+        role=role,
+        neighbor=target.address,
+        local_as=local_as,
+        neighbor_as=target.as_num,
+        rr_client=client,
+        cluster_id=fam.cluster_id if client else None,
+        description=target.description,
+        port=target.port,
+        next_hop_keep=bool(peer and peer.keep_next_hop),
+        passive=target.passive,
+        no_source_address=bool(peer and peer.no_source_address),
+        graceful_restart_time=peer.max_restart_time if peer else None,
+        origin=target.source,
+    )
+
+
+def _role(target: Target, local_as: int, our_cluster_id: Optional[str]) -> tuple[str, bool]:
+    """(role, rr client?) of a candidate."""
+    if target.rule in (NODE_MESH, REFLECTOR_MESH):
+        return MESH, False
+    internal = target.as_num == local_as
+    if target.rule == REVERSE_PEER_IP:
+        # A node dialling us as its reflector is our client whether or not we have a cluster
+        # id (the original image's rule), unless it is a reflector of our own cluster.
+        client = internal and not (target.cluster_id is not None and target.cluster_id == our_cluster_id)
+    else:
+        client = internal and our_cluster_id is not None and target.cluster_id != our_cluster_id
+    return (CLIENT if client else PEER), client
+
+
+def plan_error(data: CalicoData, node_name: str) -> Optional[str]:
     """Why the plan must not be applied: a rejected resource every session of ours rests on.
     Planned without it, a bad `default` BGPConfiguration would move every session to AS 64512
     and switch the node-to-node mesh on, a bad Node of ours would drop every session, a bad
@@ -75,18 +252,18 @@ def _plan_error(data: CalicoData, node_name: str) -> Optional[str]:
     return "; ".join(reasons) or None
 
 
-def _listen_port(data: CalicoData, node_name: str, ours: Optional[CalicoNode], naming: dict,
-                 warnings: list) -> Optional[int]:
+def _listen_port(ctx: Context, naming: dict, warnings: list) -> Optional[int]:
     """Where BIRD listens. With our Node, Calico's rule for every node (node.<name>
     listenPort, else the default's); without, the port the BGPPeers naming us give (the one in
     peerIP, else the default listenPort: where the nodes dial). One BIRD listens on one port:
     a BGPPeer asking for another one is named in a warning."""
+    data, node_name = ctx.data, ctx.node_name
     asked: dict[Optional[int], str] = {}
     for peer in sorted((p for peers in naming.values() for p in peers), key=lambda p: p.name):
         asked.setdefault(peer.peer_port if peer.peer_port is not None else data.default.listen_port, peer.name)
-    if ours is not None or not asked:
+    if ctx.ours is not None or not asked:
         chosen = data.listen_port_of(node_name)
-        why = f"our Node {node_name}'s listenPort" if ours is not None else "the default listenPort"
+        why = f"our Node {node_name}'s listenPort" if ctx.ours is not None else "the default listenPort"
     else:
         chosen = next(iter(asked))
         why = f"as bgppeer {asked[chosen]} asks"
@@ -121,45 +298,6 @@ def _local_address(ours: Optional[CalicoNode], me: Identity, family: int,
     return configured, None
 
 
-def _plan_family(data: CalicoData, ours: Optional[CalicoNode], me: Identity, family: int, naming: list,
-                 warnings: list) -> FamilyPlan:
-    mine, reason = _local_address(ours, me, family, naming)
-    # A missing Node with nothing naming us is warned about once, by plan_v3.
-    if reason is not None and (ours is not None or any(p.peer_ip is not None for p in naming)):
-        warnings.append(reason)
-    own = external.own_reflector_peer(naming)
-    cluster_id = _cluster_id(ours, own, family, warnings)
-    if mine is None:
-        return FamilyPlan(family, None, ours is not None, cluster_id, (), reason)
-    our_as = data.as_of(ours) if ours is not None else (own.as_num if own is not None else data.global_as)
-    targets: list[Target] = []
-    if own is not None or (ours is not None and ours.cluster_id is not None):
-        targets += external.reflector_mesh_targets(data, mine, family)
-    if ours is not None:
-        targets += _bgp_peer_targets(data, ours, family) + _mesh_targets(data, ours, mine, family)
-    targets += external.reverse_peer_ip_targets(data, naming, ours, family)
-    chosen: dict[tuple, Target] = {}
-    for target in targets:
-        if target.address == mine:
-            continue  # "Skipping ourselves"
-        key = (target.address, target.port)
-        if key in chosen:
-            first = chosen[key]
-            if _conflict(first, target, our_as):
-                warnings.append(
-                    f"IPv{family} {_spelled(key)}: {target.source} ignored, {first.source} already peers there"
-                )
-            continue
-        chosen[key] = target
-    sessions = [_session(t, our_as, cluster_id) for t in chosen.values()]
-    for session in sessions:
-        if session.role == MESH and session.origin.startswith("reflector mesh") and session.local_as != session.neighbor_as:
-            warnings.append(f"IPv{family} {session.neighbor}: {session.description} is in AS {session.neighbor_as}, "
-                            f"this reflector in AS {session.local_as}: an eBGP session, not a reflector mesh member")
-    ordered = tuple(sorted(sessions, key=session_key))
-    return FamilyPlan(family, mine, True, cluster_id, ordered, mode=_mode(ours, naming, own, mine))
-
-
 def _cluster_id(ours: Optional[CalicoNode], own: Optional[BGPPeer], family: int, warnings: list) -> Optional[str]:
     """Our cluster id: our Node's routeReflectorClusterID, else our reflector BGPPeer's label."""
     if ours is None:
@@ -182,100 +320,3 @@ def _mode(ours: Optional[CalicoNode], naming: list, own: Optional[BGPPeer], mine
     if own is not None:
         text += f", declared by bgppeer {own.name}"
     return text
-
-
-def _conflict(first: Target, later: Target, our_as: int) -> bool:
-    """Two BGPPeers asking for one neighbour with different settings: worth a warning."""
-    if first.peer is None or later.peer is None or first.peer.name == later.peer.name:
-        return False
-
-    def options(t: Target) -> tuple:
-        local = t.local_as if t.local_as is not None else our_as
-        return (t.as_num, local, t.peer.keep_next_hop, t.peer.no_source_address, t.peer.max_restart_time)
-    return options(first) != options(later)
-
-
-def _spelled(key: tuple) -> str:
-    address, port = key
-    if port is None:
-        return str(address)
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-
-
-def _bgp_peer_targets(data: CalicoData, ours: CalicoNode, family: int) -> list[Target]:
-    targets: list[Target] = []
-    for peer in sorted(data.peers, key=lambda p: p.name):
-        source = f"bgppeer {peer.name}"
-        if peer.applies_to(ours):
-            if peer.peer_ip is not None:
-                if peer.peer_ip.version == family:
-                    port = peer.peer_port if peer.peer_port is not None else data.default.listen_port
-                    targets.append(Target(peer.peer_ip, port, peer.as_num, None, source, f"bgppeer {peer.name}",
-                                          CALICO, peer))
-            else:
-                for node in data.nodes:
-                    if peer.peer_selector.matches(node.labels):
-                        targets.extend(_node_target(data, node, family, source, peer))
-        if peer.reverse and peer.peer_selector is not None and peer.peer_selector.matches(ours.labels):
-            for node in data.nodes:
-                if peer.applies_to(node):
-                    targets.extend(_node_target(data, node, family, source + " (reverse)", peer))
-    return targets
-
-
-def _node_target(data: CalicoData, node: CalicoNode, family: int, source: str, peer: BGPPeer) -> list[Target]:
-    address = node.address(family)
-    if address is None:
-        return []
-    return [Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id, source,
-                   f"node {node.name}", CALICO, peer)]
-
-
-def _mesh_targets(data: CalicoData, ours: CalicoNode, mine: IPAddress, family: int) -> list[Target]:
-    if ours.cluster_id is not None or not data.mesh_enabled:
-        return []
-    targets = []
-    for node in data.nodes:
-        address = node.address(family)
-        if address is None or node.name == ours.name:
-            continue
-        # Calico makes the mesh one-way: the side whose address sorts lower (as text) connects.
-        targets.append(Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id,
-                              "node-to-node mesh", f"node {node.name}", NODE_MESH, passive=str(address) > str(mine)))
-    return targets
-
-
-def _role(target: Target, local_as: int, our_cluster_id: Optional[str]) -> tuple[str, bool]:
-    """(role, rr client?) of a candidate."""
-    if target.rule in (NODE_MESH, REFLECTOR_MESH):
-        return MESH, False
-    internal = target.as_num == local_as
-    if target.rule == REVERSE_PEER_IP:
-        # A node dialling us as its reflector is our client whether or not we have a cluster
-        # id (the original image's rule), unless it is a reflector of our own cluster.
-        client = internal and not (target.cluster_id is not None and target.cluster_id == our_cluster_id)
-    else:
-        client = internal and our_cluster_id is not None and target.cluster_id != our_cluster_id
-    return (CLIENT if client else PEER), client
-
-
-def _session(target: Target, our_as: int, our_cluster_id: Optional[str]) -> Session:
-    local_as = target.local_as if target.local_as is not None else our_as
-    role, client = _role(target, local_as, our_cluster_id)
-    peer = target.peer
-    return Session(
-        name=protocol_name(role, target.address, target.port),
-        role=role,
-        neighbor=target.address,
-        local_as=local_as,
-        neighbor_as=target.as_num,
-        rr_client=client,
-        cluster_id=our_cluster_id if client else None,
-        description=target.description,
-        port=target.port,
-        next_hop_keep=bool(peer and peer.keep_next_hop),
-        passive=target.passive,
-        no_source_address=bool(peer and peer.no_source_address),
-        graceful_restart_time=peer.max_restart_time if peer else None,
-        origin=target.source,
-    )

@@ -25,31 +25,19 @@ fresh channel (no inherited reconnect backoff) and a fresh token.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
 import queue
-import threading
-from dataclasses import dataclass, field
-from typing import Callable, TypeVar
-from urllib.parse import urlsplit
-
-# gRPC's C core prints its own raw line for TLS failures to stderr ("E1125 ...
-# ssl_transport_security.cc:1501] Handshake failed ..."), on every retry: `calico-rr render`
-# showed it above our one-line error and the daemon's journal would get one every 2 s of an
-# outage. Our messages say it once, in words (_explain). Read when gRPC initialises, so set
-# before its first import; GRPC_VERBOSITY=ERROR in the environment brings the lines back.
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+from typing import Callable, Sequence, TypeVar
 
 import etcd3
 import grpc
 from etcd3 import etcdrpc
-from etcd3.etcdrpc import kv_pb2
 from etcd3.utils import increment_last_byte
 
+from rr_service.sources.etcd.config import EtcdConfig, Endpoint
+from rr_service.sources.etcd.errors import explain, is_token_rejected
+from rr_service.sources.etcd.watch import KeyEvent, WatchStream, decode
 from rr_service.sources.base import (
-    Change,
-    DatastoreConfigError,
     DatastoreError,
     DatastoreUnavailable,
     ResyncNeeded,
@@ -57,7 +45,6 @@ from rr_service.sources.base import (
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 2379
 # https without ca_cert trusts Debian's system store, not gRPC's bundled one.
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -94,144 +81,7 @@ SNAPSHOT_ATTEMPTS = 3
 T = TypeVar("T")
 
 
-# -- configuration ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Endpoint:
-    url: str  # as configured, for messages
-    host: str  # gRPC target without the port: "ipv4:…", "ipv6:[…]" or "dns:///…"
-    port: int
-    tls: bool
-
-
-def _parse_endpoint(url: str) -> _Endpoint:
-    """Parse ``http(s)://host[:port]``; host is an IPv4/IPv6 address or a DNS name.
-
-    A DNS name is resolved by gRPC each time a client is built (after every
-    failure) and all its addresses are tried; with TLS, the certificate must
-    name it.
-    """
-    bad = DatastoreConfigError(
-        f"etcd endpoints: {url!r} is not a URL like http://192.0.2.1:2379, "
-        "https://[2001:db8::1]:2379 or https://etcd.example.net:2379")
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise bad from None
-    host = parts.hostname
-    if (parts.scheme not in ("http", "https") or not host or parts.username is not None
-            or parts.path not in ("", "/") or parts.query or parts.fragment):
-        raise bad
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        if not all(c.isascii() and (c.isalnum() or c in "-.") for c in host):
-            raise bad from None
-        target = f"dns:///{host}"
-    else:
-        target = f"ipv4:{addr}" if addr.version == 4 else f"ipv6:[{addr}]"
-    return _Endpoint(url=url.strip().rstrip("/"), host=target, port=port,
-                     tls=parts.scheme == "https")
-
-
-@dataclass(frozen=True)
-class EtcdConfig:
-    """How to reach etcd. Checked when built: errors name the setting.
-
-    ``endpoints`` are URLs (a comma-separated string is accepted too), all http
-    or all https. With https, ``ca_cert`` defaults to Debian's system CA store;
-    ``cert`` and ``key`` (client certificate) go together, as do ``username``
-    and ``password``. ``timeout`` bounds every call, in seconds.
-    """
-
-    endpoints: tuple[str, ...]
-    ca_cert: str = ""
-    cert: str = ""
-    key: str = ""
-    username: str = ""
-    password: str = field(default="", repr=False)
-    timeout: float = 5.0
-
-    def __post_init__(self) -> None:
-        endpoints = self.endpoints
-        if isinstance(endpoints, str):
-            endpoints = endpoints.split(",")
-        endpoints = tuple(e.strip() for e in endpoints if e and e.strip())
-        object.__setattr__(self, "endpoints", endpoints)
-        if not endpoints:
-            raise DatastoreConfigError("etcd endpoints: at least one URL is needed")
-        parsed = self.parsed_endpoints()
-        if len({e.tls for e in parsed}) > 1:
-            raise DatastoreConfigError(
-                "etcd endpoints mix http:// and https:// URLs: use one scheme for all "
-                f"({', '.join(endpoints)})")
-        if bool(self.cert) != bool(self.key):
-            raise DatastoreConfigError("etcd cert and key must be set together (client certificate)")
-        tls_files = [name for name in ("ca_cert", "cert", "key") if getattr(self, name)]
-        if tls_files and not parsed[0].tls:
-            raise DatastoreConfigError(
-                f"etcd {', '.join(tls_files)} set but the etcd endpoints use http://: "
-                "use https:// URLs or remove the TLS settings")
-        if bool(self.username) != bool(self.password):
-            raise DatastoreConfigError("etcd username and password must be set together")
-        if not self.timeout > 0:
-            raise DatastoreConfigError(f"etcd timeout must be > 0 seconds, not {self.timeout!r}")
-
-    def parsed_endpoints(self) -> list[_Endpoint]:
-        return [_parse_endpoint(url) for url in self.endpoints]
-
-
 # -- errors ----------------------------------------------------------------------
-
-
-def _rpc_error(exc: BaseException) -> grpc.RpcError | None:
-    # python-etcd3 re-raises UNAVAILABLE / DEADLINE_EXCEEDED as its own
-    # exceptions without the details; the gRPC error stays in __context__.
-    for candidate in (exc, exc.__context__):
-        if isinstance(candidate, grpc.RpcError) and hasattr(candidate, "code"):
-            return candidate
-    return None
-
-
-def _is_token_rejected(exc: BaseException) -> bool:
-    rpc = _rpc_error(exc)
-    return (rpc is not None and rpc.code() == grpc.StatusCode.UNAUTHENTICATED
-            and "auth token" in (rpc.details() or ""))
-
-
-def _explain(exc: BaseException, endpoint: _Endpoint, timeout: float) -> str:
-    """One line a person can act on, from a gRPC / python-etcd3 error."""
-    rpc = _rpc_error(exc)
-    if rpc is None:
-        return str(exc) or type(exc).__name__
-    code, details = rpc.code(), (rpc.details() or "").strip()
-    lowered = details.lower()
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"no answer within {timeout:g} s"
-    if "handshake failed" in lowered:
-        reason = details.rsplit("::", 1)[-1] if "::" in details else details.rsplit(":", 1)[-1]
-        return f"TLS handshake failed: {reason.strip()}"
-    if "not in peer certificate" in lowered:
-        return f"TLS: the server certificate does not name {endpoint.url}"
-    if "connection refused" in lowered:
-        return "connection refused"
-    if "connection reset" in lowered:
-        if endpoint.tls:  # etcd refusing our client certificate resets as often as it closes
-            return ("connection reset by etcd during TLS setup: etcd may have rejected the "
-                    "client certificate (cert, key)")
-        return "connection reset by etcd"
-    if code == grpc.StatusCode.UNAVAILABLE and ("endpoint read failed" in lowered
-                                                or "socket closed" in lowered):
-        if endpoint.tls:
-            return ("connection closed during TLS setup: etcd may have rejected the "
-                    "client certificate (cert, key) or not speak TLS")
-        return "connection closed by etcd: does it want https:// ?"
-    if code == grpc.StatusCode.UNAVAILABLE and "keepalive" in lowered:
-        return "no answer to keepalive pings: etcd hung or unreachable"
-    details = details.removeprefix("etcdserver: ")
-    return f"{code.name.lower()}: {details}" if details else code.name.lower()
 
 
 class _EndpointFailure(Exception):
@@ -279,7 +129,7 @@ class EtcdDatastore:
         self._prefix = prefix.rstrip("/") + "/"
         self._current = 0
         self._client: etcd3.Etcd3Client | None = None
-        self._watch: _WatchStream | None = None
+        self._watch: WatchStream | None = None
 
     def retarget(self, prefix: str) -> None:
         """Read (and later watch) another prefix over the same connection: deciding
@@ -290,14 +140,24 @@ class EtcdDatastore:
 
     # -- reading ---------------------------------------------------------------
 
-    def snapshot(self, page_keys: int | None = SNAPSHOT_PAGE_KEYS) -> tuple[dict[str, bytes], int]:
-        """All keys under the prefix and the etcd revision they were read at.
+    def snapshot(self, page_keys: int | None = SNAPSHOT_PAGE_KEYS,
+                 under: Sequence[str] = ("",)) -> tuple[dict[str, bytes], int]:
+        """All keys under the prefix (or only under the sub-prefixes `under`, relative) and
+        the etcd revision they were read at.
 
         To see every later change, call ``start_watch(revision + 1)``. Read in pages of
         `page_keys` keys (None: in one Range), each page at the first one's revision, so the
         result is the same consistent view one Range gives.
         """
-        return self._call(lambda c: _read_prefix(c, self._prefix, page_keys))
+        return self._call(lambda c: _read_prefixes(c, self._prefix, under, page_keys))
+
+    def holds_any(self, sub: str) -> bool:
+        """Whether any key lies under the sub-prefix `sub` (one key read, not all of them)."""
+        start = (self._prefix + sub).encode()
+        request = etcdrpc.RangeRequest(key=start, range_end=increment_last_byte(start), limit=1, keys_only=True)
+        response = self._call(lambda c: c.kvstub.Range(request, c.timeout, credentials=c.call_credentials,
+                                                         metadata=c.metadata))
+        return bool(response.kvs)
 
     def get(self, key: str) -> bytes | None:
         absolute = self._absolute(key)
@@ -347,19 +207,22 @@ class EtcdDatastore:
 
     # -- watching --------------------------------------------------------------
 
-    def start_watch(self, from_revision: int) -> None:
-        """Watch the prefix for changes with revision >= from_revision.
+    def start_watch(self, from_revision: int, under: Sequence[str] = ("",)) -> None:
+        """Watch the prefix (or the smallest key range that holds every sub-prefix of
+        `under`) for changes with revision >= from_revision.
 
         Returns at once; failures (including a compacted from_revision) come
         out of next_changes(). Replaces any previous watch.
         """
         self._stop_watch()
         client = self._call(lambda c: c)  # builds (and authenticates) if needed
-        self._watch = _WatchStream(
-            client.channel, client.metadata, self._prefix, from_revision,
+        first, last = min(under), max(under)
+        self._watch = WatchStream(
+            client.channel, client.metadata, self._prefix, (self._prefix + first).encode(),
+            increment_last_byte((self._prefix + last).encode()), from_revision,
             self._endpoints[self._current], self._config.timeout)
 
-    def next_changes(self, timeout: float) -> list[Change]:
+    def next_changes(self, timeout: float) -> list[KeyEvent]:
         """Wait up to ``timeout`` s for changes, then take all already queued.
 
         Returns [] when nothing changed. Raises ResyncNeeded when the watch is
@@ -369,7 +232,7 @@ class EtcdDatastore:
         """
         if self._watch is None:
             raise ResyncNeeded("no etcd watch running: take a snapshot and start one")
-        changes: list[Change] = []
+        changes: list[KeyEvent] = []
         try:
             item = self._watch.events.get(timeout=timeout)
         except queue.Empty:
@@ -416,7 +279,7 @@ class EtcdDatastore:
                 try:
                     return operation(self._ensure_client())
                 except Exception as exc:
-                    if not _is_token_rejected(exc):
+                    if not is_token_rejected(exc):
                         raise
                     _log.info("etcd %s rejected our auth token; authenticating again", endpoint.url)
                     self._reset()
@@ -428,7 +291,7 @@ class EtcdDatastore:
             except _EndpointFailure as exc:
                 failures.append(f"{endpoint.url}: {exc}")
             except Exception as exc:
-                failures.append(f"{endpoint.url}: {_explain(exc, endpoint, self._config.timeout)}")
+                failures.append(f"{endpoint.url}: {explain(exc, endpoint, self._config.timeout)}")
             self._reset()
             self._current = (self._current + 1) % len(self._endpoints)
         if len(failures) == 1:
@@ -440,7 +303,7 @@ class EtcdDatastore:
             self._client = self._connect(self._endpoints[self._current])
         return self._client
 
-    def _connect(self, endpoint: _Endpoint) -> etcd3.Etcd3Client:
+    def _connect(self, endpoint: Endpoint) -> etcd3.Etcd3Client:
         """A new client for one endpoint (authenticated if configured)."""
         cfg = self._config
         tls = {}
@@ -460,7 +323,7 @@ class EtcdDatastore:
                     timeout=cfg.timeout)
             except grpc.RpcError as exc:
                 client.close()
-                reason = _explain(exc, endpoint, cfg.timeout)
+                reason = explain(exc, endpoint, cfg.timeout)
                 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                     reason = f"authentication failed for user {cfg.username}: {reason}"
                 raise _EndpointFailure(reason) from None
@@ -487,117 +350,36 @@ def _nothing() -> None:
     pass
 
 
-def _read_prefix(client: etcd3.Etcd3Client, prefix: str, page_keys: int | None) -> tuple[dict[str, bytes], int]:
+def _read_prefixes(client: etcd3.Etcd3Client, prefix: str, under: Sequence[str],
+                   page_keys: int | None) -> tuple[dict[str, bytes], int]:
+    """Every key under prefix + each of `under`, all at the revision of the first page."""
     cut = len(prefix)
-    first = prefix.encode()
-    end = increment_last_byte(first)
     for _attempt in range(SNAPSHOT_ATTEMPTS):
         data: dict[str, bytes] = {}
-        start, revision = first, None
+        revision = None
         try:
-            while True:
-                # Built here: python-etcd3 0.12's get_range_response drops `limit` and `revision`.
-                request = etcdrpc.RangeRequest(key=start, range_end=end, limit=page_keys or 0,
-                                               revision=revision or 0,
-                                               sort_order=etcdrpc.RangeRequest.ASCEND,
-                                               sort_target=etcdrpc.RangeRequest.KEY)
-                response = client.kvstub.Range(request, client.timeout, credentials=client.call_credentials,
-                                               metadata=client.metadata)
-                revision = revision or response.header.revision
-                for kv in response.kvs:
-                    data[_decode(kv.key)[cut:]] = kv.value
-                if not response.more:
-                    return data, revision
-                start = response.kvs[-1].key + b"\0"
-                del response  # one page held at a time: that is the point of paging
+            for sub in under:
+                start = (prefix + sub).encode()
+                end = increment_last_byte(start)
+                while True:
+                    # Built here: python-etcd3 0.12's get_range_response drops `limit` and `revision`.
+                    request = etcdrpc.RangeRequest(key=start, range_end=end, limit=page_keys or 0,
+                                                   revision=revision or 0,
+                                                   sort_order=etcdrpc.RangeRequest.ASCEND,
+                                                   sort_target=etcdrpc.RangeRequest.KEY)
+                    response = client.kvstub.Range(request, client.timeout, credentials=client.call_credentials,
+                                                   metadata=client.metadata)
+                    revision = revision or response.header.revision
+                    for kv in response.kvs:
+                        data[decode(kv.key)[cut:]] = kv.value
+                    if not response.more:
+                        break
+                    start = response.kvs[-1].key + b"\0"
+                    del response  # one page held at a time: that is the point of paging
+            return data, revision
         except grpc.RpcError as exc:
             # Compacted past the first page's revision while reading: read again, newer.
             if exc.code() != grpc.StatusCode.OUT_OF_RANGE or revision is None:
                 raise
             _log.info("etcd compacted past revision %d while reading %s; reading again", revision, prefix)
     raise DatastoreError(f"etcd compacted {prefix} faster than it could be read, {SNAPSHOT_ATTEMPTS} times")
-
-
-def _decode(key: bytes) -> str:
-    # Lossless for any bytes; the model rejects names that are not clean.
-    return key.decode("utf-8", "surrogateescape")
-
-
-class _WatchStream:
-    """One etcd watch on its own gRPC stream and thread.
-
-    The thread only queues lists of Change, or one DatastoreError and ends.
-    It never calls etcd itself (calling the client from a watch thread can
-    deadlock) and never retries (retrying is the daemon's resync).
-    """
-
-    def __init__(self, channel, metadata, prefix: str, from_revision: int,
-                 endpoint: _Endpoint, timeout: float):
-        self.events: queue.Queue = queue.Queue()
-        self._prefix_len = len(prefix)
-        self._endpoint = endpoint
-        self._timeout = timeout
-        self._stopped = threading.Event()
-        key = prefix.encode()
-        create = etcdrpc.WatchCreateRequest(
-            key=key, range_end=increment_last_byte(key),
-            start_revision=max(int(from_revision), 0))
-        request = etcdrpc.WatchRequest(create_request=create)
-
-        def requests():
-            yield request
-            # Returning would half-close the stream: keep it open until cancel.
-            self._stopped.wait()
-
-        # hasleader: a member cut off from its cluster's majority keeps answering pings but
-        # sees no more changes; with this, it cancels the watch ("no leader") and the daemon
-        # resyncs from another endpoint instead of waiting on a silent watch forever.
-        self._call = etcdrpc.WatchStub(channel).Watch(
-            requests(), metadata=tuple(metadata or ()) + (("hasleader", "true"),))
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"etcd-watch {prefix} @{from_revision}")
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self._stopped.set()
-        self._call.cancel()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=self._timeout)
-
-    def _run(self) -> None:
-        try:
-            for response in self._call:
-                if response.compact_revision:
-                    self._fail(ResyncNeeded(
-                        f"etcd watch revision compacted (etcd kept history from "
-                        f"{response.compact_revision} on): resync"))
-                    return
-                if response.canceled:
-                    reason = response.cancel_reason or "no reason given"
-                    self._fail(ResyncNeeded(f"etcd cancelled the watch: {reason}"))
-                    return
-                changes = [self._change(event) for event in response.events]
-                if changes:
-                    self.events.put(changes)
-            self._fail(ResyncNeeded("etcd ended the watch stream"))
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.CANCELLED and self._stopped.is_set():
-                return
-            reason = _explain(exc, self._endpoint, self._timeout)
-            self._fail(DatastoreUnavailable(f"etcd {self._endpoint.url}: watch lost: {reason}"))
-        except Exception as exc:  # a thread must not die silently
-            _log.exception("etcd watch thread failed")
-            self._fail(ResyncNeeded(f"etcd watch failed: {exc}"))
-        finally:
-            self._stopped.set()  # lets gRPC's request thread finish too
-
-    def _fail(self, error: DatastoreError) -> None:
-        if not self._stopped.is_set():
-            self.events.put(error)
-
-    def _change(self, event) -> Change:
-        kv = event.kv
-        deleted = event.type == kv_pb2.Event.DELETE
-        return Change(key=_decode(kv.key)[self._prefix_len:],
-                      value=None if deleted else kv.value,
-                      revision=kv.mod_revision)

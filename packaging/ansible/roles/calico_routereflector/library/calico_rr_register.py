@@ -8,15 +8,17 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: calico_rr_register
-short_description: Register a calico-routereflector host in etcd, idempotently
+short_description: Register a calico-routereflector host in its datastore, idempotently
 description:
-  - Reads this reflector's entries from etcd with the host's calico-routereflector settings
-    and compares them with what C(calico-rr register) would store. Only when they differ
-    does it run C(calico-rr register), so C(changed) means etcd was (or, in check mode,
+  - Computes, with the package's own code, what C(calico-rr register) would store for this
+    reflector and compares it with what the datastore holds. Only when they differ does it
+    run C(calico-rr register), so C(changed) means the datastore was (or, in check mode,
     would be) written.
   - Calico v1 data (C([etcd] schema) v1, or auto without v3 Nodes): the C(rr_v4/<ip>) and
-    C(rr_v6/<ip6>) entries. Calico v3 data: the reflector's Node resource (its BGP
-    addresses, C(routeReflectorClusterID) and the given labels; other fields are kept).
+    C(rr_v6/<ip6>) entries. Calico v3 data: the reflector's BGPPeers
+    C(calico-rr-<node_name>-ipv4) and C(-ipv6) (peerIP = its address; every Node they apply to
+    peers with it, and the other reflectors mesh with it), or with C(node) its Calico Node
+    resource. Fields the reflector does not own are kept.
   - Runs on the target with the Python that has the package's C(rr_service) module
     (Debian's /usr/bin/python3). Supports check mode and diff mode.
 options:
@@ -27,13 +29,25 @@ options:
   cluster_id:
     description:
       - Route-reflector cluster id (dotted quad). v1 entries store it as given (empty means
-        none); with v3 data an empty value keeps the cluster id stored on the Node.
+        none); with v3 data an empty value keeps the stored cluster id.
     type: str
     default: ""
   labels:
-    description: v3 only, labels to set on the Node (other labels are kept).
+    description: v3 only, labels to set on the BGPPeers (or with C(node) the Node); other labels are kept.
     type: dict
     default: {}
+  node:
+    description: v3 only, register the reflector as a Calico Node resource instead of BGPPeers.
+    type: bool
+    default: false
+  as_number:
+    description: v3 BGPPeers only, the AS the nodes peer with the reflector in (default the stored one, else the cluster's).
+    type: str
+    default: ""
+  node_selector:
+    description: v3 BGPPeers only, the Calico selector of the Nodes that peer with the reflector (default all).
+    type: str
+    default: ""
 author: calico-routereflector team
 """
 
@@ -49,7 +63,7 @@ schema:
   type: str
   returned: success
 keys:
-  description: The etcd keys of this reflector's entries.
+  description: Where this reflector's entries are in the datastore (etcd keys).
   type: list
   elements: str
   returned: success
@@ -77,47 +91,15 @@ def _parsed(raw):
         return raw.decode("utf-8", "replace")
 
 
-def _v1_wanted(settings, cluster_id):
-    """{key relative to [etcd] prefix: value} exactly as cmd_register writes it."""
-    from rr_service.core.values import parse_cluster_id
-
-    cid = parse_cluster_id(cluster_id) or ""
-    wanted = {"rr_v4/" + settings.reflector.ip: {"ip": settings.reflector.ip, "cluster_id": cid}}
-    if settings.reflector.ip6:
-        wanted["rr_v6/" + settings.reflector.ip6] = {"ip": settings.reflector.ip6, "cluster_id": cid}
-    return wanted
-
-
-def _v1(module, settings, components, cluster_id):
-    wanted = _v1_wanted(settings, cluster_id)
-    store = components.datastore(settings)
-    try:
-        before = {key: _parsed(store.get(key)) for key in wanted}
-    finally:
-        store.close()
-    prefix = settings.etcd.prefix
-    return ([prefix + "/" + key for key in wanted],
-            {prefix + "/" + k: v for k, v in before.items()},
-            {prefix + "/" + k: v for k, v in wanted.items()})
-
-
-def _v3(module, settings, components, cluster_id, labels):
-    """The Node calico-rr register would store, computed with the package's own functions."""
-    from rr_service.calico.v3 import register as v3_register
-    from rr_service.app.local_addresses import prefix_length
-
-    name = components.node_name(settings)
-    key = "nodes/" + name
-    store = components.datastore(settings, components.v3_resources.PREFIX)
-    try:
-        existing = store.get(key)
-    finally:
-        store.close()
-    ipv4, ipv6 = v3_register.node_addresses(existing, (settings.reflector.ip, settings.reflector.ip6), prefix_length)
-    after = v3_register.updated_node(existing, name, ipv4, ipv6, cluster_id or None,
-                                     {str(k): str(v) for k, v in labels.items()})
-    full = components.v3_resources.PREFIX + "/" + key
-    return [full], {full: _parsed(existing)}, {full: _parsed(after)}
+def _ignoring_new_ids(before, after):
+    """A BGPPeer or Node register would create gets a fresh uid and timestamp each time: they
+    are not a difference worth reporting in check mode."""
+    if before is None and isinstance(after, dict):
+        metadata = dict(after.get("metadata") or {})
+        metadata.pop("uid", None)
+        metadata.pop("creationTimestamp", None)
+        after = dict(after, metadata=metadata)
+    return after
 
 
 def main():
@@ -126,18 +108,21 @@ def main():
             config=dict(type="path", default="/etc/calico-routereflector/config.toml"),
             cluster_id=dict(type="str", default=""),
             labels=dict(type="dict", default={}),
+            node=dict(type="bool", default=False),
+            as_number=dict(type="str", default=""),
+            node_selector=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
-    config = module.params["config"]
-    cluster_id = module.params["cluster_id"] or ""
-    labels = module.params["labels"] or {}
+    params = module.params
+    config = params["config"]
+    labels = {str(k): str(v) for k, v in (params["labels"] or {}).items()}
 
     try:
-        from rr_service.app import wiring as components
-        from rr_service.sources.base import DatastoreError
-        from rr_service.core.values import InvalidValue
+        from rr_service.app import register, wiring
         from rr_service.app.settings import SettingsError, load_settings
+        from rr_service.core.values import InvalidValue
+        from rr_service.sources.base import DatastoreError
     except ImportError as exc:
         if module.check_mode:
             module.exit_json(changed=True, msg="calico-routereflector is not installed yet (check mode)")
@@ -145,32 +130,46 @@ def main():
     if module.check_mode and not os.path.exists(config):
         module.exit_json(changed=True, msg="%s does not exist yet (check mode)" % config)
 
+    options = register.Options(cluster_id=params["cluster_id"] or None, labels=labels, node=params["node"],
+                               as_number=params["as_number"] or None, node_selector=params["node_selector"] or None)
     try:
         # As `calico-rr register` below reads them: the file, then the environment.
         settings = load_settings(config)
-        schema = components.decide_schema(settings)
-        if labels and schema != "v3":
-            module.fail_json(msg="labels need the Calico v3 data ([etcd] schema)")
-        if schema == "v3":
-            keys, before, after = _v3(module, settings, components, cluster_id, labels)
-        else:
-            keys, before, after = _v1(module, settings, components, cluster_id)
+        source = wiring.source(settings)
+        try:
+            schema, writes = register.writes(settings, source, options)
+            before, after = {}, {}
+            for write in writes:
+                where = source.where(write.key)
+                current = source.get(write.key)
+                before[where] = _parsed(current)
+                after[where] = _ignoring_new_ids(current, _parsed(write.change(current)))
+        finally:
+            source.close()
+    except register.RegisterError as exc:
+        module.fail_json(msg="calico-rr register: %s" % exc)
     except (SettingsError, InvalidValue) as exc:
         module.fail_json(msg="calico-rr register: %s" % exc)
     except DatastoreError as exc:
-        module.fail_json(msg="calico-rr register: etcd: %s" % exc)
+        module.fail_json(msg="calico-rr register: datastore: %s" % exc)
 
     changed = before != after
-    result = dict(changed=changed, schema=schema, keys=keys)
+    result = dict(changed=changed, schema=schema, keys=sorted(before))
     if module._diff:
         result["diff"] = dict(before=json.dumps(before, indent=2, sort_keys=True) + "\n",
                               after=json.dumps(after, indent=2, sort_keys=True) + "\n",
-                              before_header="etcd", after_header="etcd")
+                              before_header="datastore", after_header="datastore")
     if changed and not module.check_mode:
         # The write itself is the package's own command.
         cmd = [CALICO_RR, "--config", config, "register"]
-        if cluster_id:
-            cmd += ["--cluster-id", cluster_id]
+        if params["cluster_id"]:
+            cmd += ["--cluster-id", params["cluster_id"]]
+        if params["node"]:
+            cmd += ["--node"]
+        if params["as_number"]:
+            cmd += ["--as-number", params["as_number"]]
+        if params["node_selector"]:
+            cmd += ["--node-selector", params["node_selector"]]
         for k, v in sorted(labels.items()):
             cmd += ["--label", "%s=%s" % (k, v)]
         rc, out, err = module.run_command(cmd)

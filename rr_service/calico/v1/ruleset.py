@@ -1,0 +1,23 @@
+"""The legacy v1 rule set, as the pipeline (core/pipeline.py) takes it."""
+
+from __future__ import annotations
+
+from rr_service.calico.v1.rules import Planner
+from rr_service.calico.v1.snapshot import SnapshotParser
+from rr_service.core.plan import Identity
+
+
+class V1Rules:
+    name = "v1"
+
+    def wanted(self, key: str) -> bool:
+        return True  # every key under the v1 prefix is read (the parser ignores the rest)
+
+    def parser(self) -> SnapshotParser:
+        return SnapshotParser()
+
+    def planner(self, me: Identity) -> Planner:
+        return Planner(me)
+
+
+RULES = V1Rules()

@@ -1,0 +1,134 @@
+"""An independent reference for the legacy v1 rules: the keys assembled and planned over from
+scratch by straightforward loops, the way README.md's rules table reads. It shares no code
+with rr_service/calico/v1's SnapshotParser or Planner (only the single-key validation
+`parse_entry` and core's types), so tests can hold the incremental path to it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from rr_service.calico.v1.keys import BadSetting, InvalidSetting, Node, parse_entry
+from rr_service.calico.v1.snapshot import Snapshot
+from rr_service.core.plan import CLIENT, MESH, FamilyPlan, Identity, Plan, Session
+from rr_service.core.values import DEFAULT_AS, InvalidValue, Rejected, shown_key
+
+
+def snapshot(raw: Mapping[str, bytes]) -> Snapshot:
+    reflectors, global_peers = {4: [], 6: []}, {4: [], 6: []}
+    global_as = DEFAULT_AS
+    fields: dict[str, dict] = {}
+    rejected, bad = [], []
+    for key in sorted(raw):
+        try:
+            entry = parse_entry(key, raw[key])
+        except InvalidValue as exc:
+            rejected.append(Rejected(key, str(exc)))
+            if isinstance(exc, InvalidSetting):
+                bad.append(BadSetting(key, str(exc), exc.kind, exc.family, exc.address))
+            continue
+        if entry is None:
+            continue
+        if entry.kind == "reflector":
+            reflectors[entry.family].append(entry.value)
+        elif entry.kind == "global_peer":
+            global_peers[entry.family].append(entry.value)
+        elif entry.kind == "global_as":
+            if entry.value is not None:
+                global_as = entry.value
+        else:
+            node = fields.setdefault(entry.node, {"name": entry.node, "peers_v4": [], "peers_v6": []})
+            if entry.kind == "node_address":
+                node["ipv4" if entry.family == 4 else "ipv6"] = entry.value
+            elif entry.kind == "node_as":
+                node["as_num"] = entry.value
+            else:
+                node[f"peers_v{entry.family}"].append(entry.value)
+
+    def peer_order(p):
+        return (p.ip, p.as_num is not None, p.as_num or 0)
+
+    def reflector_order(r):
+        return (r.ip, r.cluster_id is not None, r.cluster_id or "")
+
+    nodes = []
+    for name in sorted(fields):
+        node = fields[name]
+        node["peers_v4"] = tuple(sorted(node["peers_v4"], key=peer_order))
+        node["peers_v6"] = tuple(sorted(node["peers_v6"], key=peer_order))
+        nodes.append(Node(**node))
+    return Snapshot(reflectors_v4=tuple(sorted(reflectors[4], key=reflector_order)),
+                    reflectors_v6=tuple(sorted(reflectors[6], key=reflector_order)),
+                    global_as=global_as,
+                    global_peers_v4=tuple(sorted(global_peers[4], key=peer_order)),
+                    global_peers_v6=tuple(sorted(global_peers[6], key=peer_order)),
+                    nodes=tuple(nodes), rejected=tuple(rejected), bad_settings=tuple(bad))
+
+
+def _names(names: list, limit: int) -> str:
+    shown = names[:limit] + ([f"and {len(names) - limit} more"] if len(names) > limit else [])
+    return ", ".join(shown)
+
+
+def _family(snap: Snapshot, me: Identity, family: int, warnings: list) -> FamilyPlan:
+    mine = me.address(family)
+    if mine is None:
+        return FamilyPlan(family, None, False, None, ())
+    own = next((r for r in snap.reflectors(family) if r.ip == mine), None)
+    cluster_id = own.cluster_id if own else None
+    mesh = {}
+    if own is not None:
+        for r in snap.reflectors(family):
+            if r.ip != mine:
+                mesh[r.ip] = Session(f"Mesh_{str(r.ip).replace('.', '_').replace(':', '_')}", MESH, r.ip,
+                                     snap.global_as, snap.global_as, False, None, "reflector",
+                                     origin=f"rr_v{family} entry")
+    global_peer = next((p for p in snap.global_peers(family) if p.ip == mine), None)
+    claims: dict = {}
+    for node in snap.nodes:  # in name order
+        address = node.address(family)
+        own_peer = next((p for p in node.peers(family) if p.ip == mine), None)
+        if address is None or (own_peer is None and global_peer is None):
+            continue
+        peer_as = own_peer.as_num if own_peer is not None else global_peer.as_num
+        neighbor_as = node.as_num if node.as_num is not None else snap.global_as
+        local_as = peer_as if peer_as is not None else neighbor_as
+        internal = local_as == neighbor_as
+        claims.setdefault(address, []).append(Session(
+            f"Client_{str(address).replace('.', '_').replace(':', '_')}", CLIENT, address, local_as, neighbor_as,
+            internal, cluster_id if internal else None, node.name,
+            origin=f"{'host/<name>' if own_peer is not None else 'global'}/peer_v{family}"))
+    clients = []
+    for address in sorted(claims):
+        found = claims[address]
+        names = [s.description for s in found]
+        if address == mine:
+            warnings.append(f"node {_names(names, 10)} has this reflector's own address {mine}; no session to self")
+            continue
+        if address in mesh:
+            continue
+        first = found[0]
+        if len(found) > 1:
+            warnings.append(f"{len(found)} nodes share the address {address} ({_names(names, 10)}); one session, "
+                            f"settings of {first.description}")
+            first = Session(**{**{f: getattr(first, f) for f in first.__slots__}, "description": _names(names, 3)})
+        clients.append(first)
+    sessions = tuple(mesh[ip] for ip in sorted(mesh)) + tuple(clients)
+    return FamilyPlan(family, mine, own is not None, cluster_id, sessions)
+
+
+def plan(snap: Snapshot, me: Identity) -> Plan:
+    warnings: list = []
+    v4, v6 = _family(snap, me, 4, warnings), _family(snap, me, 6, warnings)
+    reasons = []
+    for bad in snap.bad_settings:
+        if bad.kind == "global_as":
+            what = "every session's AS"
+        elif bad.address is None or bad.address != me.address(bad.family):
+            continue
+        elif bad.kind == "reflector":
+            what = "this reflector's mesh and cluster id"
+        else:
+            what = f"which nodes are this reflector's IPv{bad.family} clients"
+        reasons.append(f"etcd key {shown_key(bad.key)} is invalid ({bad.reason}) and decides {what}")
+    return Plan(router_id=me.ipv4, v4=v4, v6=v6, warnings=tuple(warnings), error="; ".join(reasons) or None)
