@@ -25,10 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rr_service.app import wiring as components  # noqa: E402
-from rr_service.bird.control import BirdClient, BirdSocketError  # noqa: E402
-from rr_service.sources.base import DatastoreError  # noqa: E402
+from rr_service.app import wiring  # noqa: E402
 from rr_service.app.settings import load_settings  # noqa: E402
+from rr_service.bird.control import BirdClient, BirdSocketError  # noqa: E402
+from rr_service.calico import rule_set  # noqa: E402
+from rr_service.core.pipeline import compute_once  # noqa: E402
+from rr_service.sources.base import DatastoreError  # noqa: E402
+from rr_service.sources.etcd.client import EtcdDatastore  # noqa: E402
+from rr_service.sources.etcd.config import EtcdConfig  # noqa: E402
 
 log = logging.getLogger("baseline")
 
@@ -60,15 +64,15 @@ def main() -> int:
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
 
-    me = components.identity(settings)
-    renderer = components.renderer(settings)
-    schema = components.schema(settings, "v1")
-    targets = components.targets(settings, renderer.flavour)
-    store = components.datastore(settings, schema.prefix)
+    me = wiring.identity(settings)
+    renderer = wiring.renderer(settings)
+    rules = rule_set("v1")
+    targets = wiring.targets(settings, renderer.flavour)
+    store = EtcdDatastore(EtcdConfig(tuple(settings.etcd.endpoints)), settings.etcd.prefix)
 
     def one_pass() -> None:
         raw, _revision = store.snapshot(page_keys=None)  # the whole prefix in one Range, every time
-        computed = components.compute(raw, me, renderer, schema)
+        computed = compute_once(rules, raw, me, renderer)
         for name, target in targets.items():
             text = computed.configs[name]
             try:

@@ -1,5 +1,6 @@
 """The bench's tools: etcd writer, BIRD processes, a BIRD poller, sd_notify receiver,
-process statistics and the data set (legacy /calico/bgp/v1 keys).
+process statistics and the data sets: the legacy /calico/bgp/v1 keys (V1) and Calico v3
+resources as calicoctl stores them (V3).
 
 Everything here runs inside the reflector's network namespace (see run.py): BIRD, the
 daemon and the baseline are started from this process and inherit the namespace, whose
@@ -10,6 +11,7 @@ connects to the bench nodes wait, and the sessions sit in Connect.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import signal
@@ -17,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import time
+import zlib
 from pathlib import Path
 from typing import Iterable, Optional
 from tests.lab.notify import NotifySocket  # noqa: F401  (h.NotifySocket in measure.py)
@@ -24,6 +27,7 @@ from tests.lab.notify import NotifySocket  # noqa: F401  (h.NotifySocket in meas
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
 PREFIX = "/calico/bgp/v1"
+V3_PREFIX = "/calico/resources/v3/projectcalico.org"
 AS_NUM = 64512
 RR_IP = "192.0.2.10"          # the reflector (lab host address)
 ETCD_IP = "192.0.2.2"         # etcd's lab host
@@ -50,28 +54,100 @@ def proto_of(address: str) -> str:
     return "Client_" + address.replace(".", "_")
 
 
-def node_key(name: str) -> str:
-    return f"{PREFIX}/host/{name}/ip_addr_v4"
+class Layout:
+    """One of Calico's data layouts in etcd, as the bench writes it: the same N nodes, every
+    one of them the reflector's client (`Client_<ip>`), in either layout."""
+
+    name = ""
+    prefix = ""
+    settings: dict = {}
+
+    def global_items(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def node_item(self, name: str, ip: str) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def relative(self, key: str) -> str:
+        return key[len(self.prefix) + 1:]
+
+    def items(self, n: int) -> list[tuple[str, str]]:
+        return self.global_items() + [self.node_item(name, ip) for name, ip in base_nodes(n)]
+
+    def relative_raw(self, n: int) -> dict[str, bytes]:
+        """The data set as the daemon's source hands it over (keys relative to the prefix)."""
+        return {self.relative(k): v.encode() for k, v in self.items(n)}
+
+
+class V1Layout(Layout):
+    name = "v1"
+    prefix = PREFIX
+    settings = {"etcd": {"schema": "v1"}}
+
+    def global_items(self) -> list[tuple[str, str]]:
+        return [
+            (f"{PREFIX}/global/as_num", str(AS_NUM)),
+            (f"{PREFIX}/global/peer_v4/{RR_IP}", f'{{"ip": "{RR_IP}", "as_num": "{AS_NUM}"}}'),
+        ]
+
+    def node_item(self, name: str, ip: str) -> tuple[str, str]:
+        return f"{PREFIX}/host/{name}/ip_addr_v4", ip
+
+
+class V3Layout(Layout):
+    """The usual Calico >= 3 set-up: the reflector is a Node with a cluster id and a label, a
+    BGPPeer makes every other node peer with it (its reverse peering makes them our clients),
+    no node-to-node mesh. Each Node is about 1 KB, as calico/node writes them."""
+
+    name = "v3"
+    prefix = V3_PREFIX
+    settings = {"etcd": {"schema": "v3"}, "reflector": {"node_name": "bench-rr"}}
+
+    def global_items(self) -> list[tuple[str, str]]:
+        return [
+            (f"{V3_PREFIX}/bgpconfigurations/default", _v3("BGPConfiguration", "default", {
+                "nodeToNodeMeshEnabled": False, "asNumber": AS_NUM, "logSeverityScreen": "Info"})),
+            (f"{V3_PREFIX}/bgppeers/peer-with-route-reflectors", _v3("BGPPeer", "peer-with-route-reflectors", {
+                "nodeSelector": "!has(route-reflector)", "peerSelector": "has(route-reflector)"})),
+            (f"{V3_PREFIX}/nodes/bench-rr", _v3_node("bench-rr", RR_IP, {"route-reflector": "true"}, "244.0.0.1")),
+        ]
+
+    def node_item(self, name: str, ip: str) -> tuple[str, str]:
+        return f"{V3_PREFIX}/nodes/{name}", _v3_node(name, ip)
+
+
+def _v3(kind: str, name: str, spec: dict, labels: Optional[dict] = None) -> str:
+    metadata = {"name": name, "uid": f"00000000-0000-4000-8000-{zlib.crc32(name.encode()):012d}",
+                "creationTimestamp": "2026-11-01T00:00:00Z"}
+    if labels:
+        metadata["labels"] = labels
+    return json.dumps({"kind": kind, "apiVersion": "projectcalico.org/v3", "metadata": metadata, "spec": spec},
+                      separators=(",", ":"))
+
+
+def _v3_node(name: str, ip: str, labels: Optional[dict] = None, cluster_id: Optional[str] = None) -> str:
+    bgp = {"ipv4Address": f"{ip}/15", "ipv4IPIPTunnelAddr": "10.244.0.1"}
+    if cluster_id:
+        bgp["routeReflectorClusterID"] = cluster_id
+    spec = {"bgp": bgp, "addresses": [{"address": f"{ip}/15", "type": "CalicoNodeIP"}, {"address": ip, "type": "InternalIP"}],
+            "orchRefs": [{"nodeName": name, "orchestrator": "k8s"}],
+            "ipv4VXLANTunnelAddr": "", "wireguard": {}}
+    node_labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                   "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                   "topology.kubernetes.io/zone": "zone-a", "node.kubernetes.io/instance-type": "bench.large",
+                   **(labels or {})}
+    body = json.loads(_v3("Node", name, spec, node_labels))
+    body["status"] = {"podCIDRs": ["10.244.0.0/24"]}
+    return json.dumps(body, separators=(",", ":"))
+
+
+V1 = V1Layout()
+V3 = V3Layout()
+LAYOUTS = {"v1": V1, "v3": V3}
 
 
 def base_nodes(n: int) -> list[tuple[str, str]]:
     return [(f"bench-node-{i:05d}", addr(BASE_NET, i)) for i in range(n)]
-
-
-def global_keys() -> list[tuple[str, str]]:
-    return [
-        (f"{PREFIX}/global/as_num", str(AS_NUM)),
-        (f"{PREFIX}/global/peer_v4/{RR_IP}", f'{{"ip": "{RR_IP}", "as_num": "{AS_NUM}"}}'),
-    ]
-
-
-def relative_raw(n: int) -> dict[str, bytes]:
-    """The same data set as etcd holds, as the daemon's datastore hands it over (relative keys)."""
-    cut = len(PREFIX) + 1
-    raw = {k[cut:]: v.encode() for k, v in global_keys()}
-    for name, ip in base_nodes(n):
-        raw[node_key(name)[cut:]] = ip.encode()
-    return raw
 
 
 def percentile(values: list[float], q: float) -> Optional[float]:
@@ -131,12 +207,14 @@ class EtcdWriter:
         if not ok:
             raise RuntimeError("etcd transaction failed")
 
-    def reset(self, n: int) -> None:
-        """Exactly the bench's data set of n nodes under the prefix; history compacted."""
-        self.client.delete_prefix(PREFIX + "/")
-        self.client.delete_prefix("/bench/")
-        self.put_many(global_keys() + [(node_key(name), ip) for name, ip in base_nodes(n)])
-        revision = self.client.get_prefix_response(PREFIX + "/").header.revision
+    def reset(self, n: int, layout: "Layout" = None) -> None:
+        """Exactly the bench's data set of n nodes in one layout (v1 by default), nothing of
+        the other; history compacted."""
+        layout = layout or V1
+        for prefix in (PREFIX, V3_PREFIX, "/bench"):
+            self.client.delete_prefix(prefix + "/")
+        self.put_many(layout.items(n))
+        revision = self.client.get_prefix_response(layout.prefix + "/").header.revision
         self.client.compact(revision, physical=True)
 
     def close(self) -> None:

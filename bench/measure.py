@@ -11,10 +11,8 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import random
 import signal
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -36,26 +34,27 @@ class Env:
         self.syslog = h.SyslogSink(self.workdir / "syslog.sock")
         self.bird4 = h.Bird(self.workdir, 4, self.syslog)
         self.bird6 = h.Bird(self.workdir, 6, self.syslog)
-        self.config_path = self.workdir / "rr.toml"
-        self.config_path.write_text(f"""\
-# calico-routereflector settings of the bench (same file for the daemon and the baseline)
-[reflector]
-ip = "{h.RR_IP}"
-[etcd]
-endpoints = ["{args.etcd}"]
-[bird]
-config = "{self.bird4.config}"
-config6 = "{self.bird6.config}"
-socket = "{self.bird4.socket}"
-socket6 = "{self.bird6.socket}"
-[log]
-level = "info"
-[safety]
-max_drop_share = 1.0
-state_dir = "{self.workdir / 'state'}"
-""")
+        self.configs = {name: self._write_config(layout) for name, layout in h.LAYOUTS.items()}
+        self.config_path = self.configs["v1"]  # the baseline's, and the v1 daemon's
         self.load_log: list = []
         self._busy = h.machine_busy()
+
+    def _write_config(self, layout: h.Layout) -> Path:
+        """calico-routereflector settings of the bench for one data layout (the same file for
+        the daemon and the baseline)."""
+        from tests.tomlfile import write_settings
+
+        sections = {
+            "reflector": {"ip": h.RR_IP},
+            "etcd": {"endpoints": [self.args.etcd]},
+            "bird": {"config": str(self.bird4.config), "config6": str(self.bird6.config),
+                     "socket": str(self.bird4.socket), "socket6": str(self.bird6.socket)},
+            "log": {"level": "info"},
+            "safety": {"max_drop_share": 1.0, "state_dir": str(self.workdir / "state")},
+        }
+        for section, values in layout.settings.items():
+            sections[section] = {**sections.get(section, {}), **values}
+        return Path(write_settings(self.workdir / f"rr-{layout.name}.toml", sections))
 
     def mark(self, stage: str) -> None:
         """Record the machine's load at each stage: others share this machine."""
@@ -89,36 +88,43 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
     return times[len(times) // 2]
 
 
-def measure_render(env: Env, n: int) -> tuple[dict, str, str]:
-    from rr_service.app import wiring as components
-    from rr_service.calico.v1.snapshot import parse_snapshot
-    from rr_service.calico.v1.rules import plan
-    from rr_service.core.render import Renderer
+def measure_render(env: Env, n: int, layout: h.Layout) -> tuple[dict, str, str, str]:
+    """The pure pipeline over the whole data set: parse, plan, render (a cold start's work)."""
+    from rr_service.app import wiring
     from rr_service.app.settings import load_settings
+    from rr_service.calico import rule_set
+    from rr_service.core.pipeline import compute_once
+    from rr_service.core.render import IncrementalRenderer, Renderer
 
-    settings = load_settings(str(env.config_path))
-    me = components.identity(settings)
-    raw = h.relative_raw(n)
+    settings = load_settings(str(env.configs[layout.name]))
+    me = wiring.identity(settings)
+    rules = rule_set(layout.name)
+    raw = layout.relative_raw(n)
     repeat = 3 if env.args.quick else 5
-    snapshot = parse_snapshot(raw)
-    the_plan = plan(snapshot, me)
+    parsed = rules.parser().apply(raw)
+    planned = rules.planner(me).update(parsed)
+
+    def render(text_only=False):
+        return IncrementalRenderer(Renderer(flavour="bird1")).render(planned)
     out = {
-        "parse_ms": 1000 * median_time(lambda: parse_snapshot(raw), repeat),
-        "plan_ms": 1000 * median_time(lambda: plan(snapshot, me), repeat),
-        "render_ms": 1000 * median_time(lambda: Renderer(flavour="bird1").render(the_plan), repeat),
+        "parse_ms": 1000 * median_time(lambda: rules.parser().apply(raw), repeat),
+        "plan_ms": 1000 * median_time(lambda: rules.planner(me).update(parsed), repeat),
+        "render_ms": 1000 * median_time(render, repeat),
     }
     out["full_ms"] = out["parse_ms"] + out["plan_ms"] + out["render_ms"]
-    configs = Renderer(flavour="bird1").render(the_plan)
-    text = configs["bird"]
+
+    def text_of(data: dict) -> str:
+        return compute_once(rules, data, me, Renderer(flavour="bird1")).configs["bird"]
+    text = text_of(dict(raw))
     # the same data plus one more client: for BIRD's own `configure` floor
-    raw_plus = dict(raw)
-    raw_plus["host/bench-floor-extra/ip_addr_v4"] = h.addr(h.PROBE_NET, 250).encode()
-    text_plus = Renderer(flavour="bird1").render(plan(parse_snapshot(raw_plus), me))["bird"]
+    key, value = layout.node_item("bench-floor-extra", h.addr(h.PROBE_NET, 250))
+    text_plus = text_of({**raw, layout.relative(key): value.encode()})
     # ... and plus the burst's nodes: BIRD's own cost of taking them all in one reload
-    raw_burst = dict(raw)
+    burst = dict(raw)
     for i in range(env.args.burst):
-        raw_burst[f"host/bench-burst-{i:05d}/ip_addr_v4"] = h.addr(h.BURST_NET, i).encode()
-    text_burst = Renderer(flavour="bird1").render(plan(parse_snapshot(raw_burst), me))["bird"]
+        key, value = layout.node_item(f"bench-burst-{i:05d}", h.addr(h.BURST_NET, i))
+        burst[layout.relative(key)] = value.encode()
+    text_burst = text_of(burst)
     out["config_bytes"] = len(text.encode())
     out["sessions"] = text.count("\nprotocol bgp ")
 
@@ -230,34 +236,38 @@ class Timers:
 
 
 PHASES = [
-    ("parse", "parse: changed keys -> Snapshot"),
-    ("plan", "plan"),
-    ("render", "render (jinja2)"),
-    ("guard", "drop guard (session names of old + new text)"),
+    ("parse", "parse: the changed keys"),
+    ("plan", "plan: the sessions they touch"),
+    ("render", "render: their blocks (jinja2), one str.join"),
+    ("compute_other", "the rest of compute (session names per BIRD, ...)"),
+    ("guard", "drop guard (session names of old + new plan)"),
     ("read", "read the config on disk, compare"),
     ("write_fsync", "write + fsync the candidate"),
     ("configure", "BIRD `configure \"candidate\"` (socket round trip)"),
     ("rename_fsync", "rename + fsync the folder"),
     ("bird_p", "`bird -p` (only while BIRD is down)"),
     ("status", "STATUS= line"),
-    ("apply_other", "the rest of _apply (logging, bookkeeping)"),
+    ("apply_other", "the rest of apply (bookkeeping)"),
 ]
 
 
-def measure_breakdown(env: Env, n: int) -> dict:
+def measure_breakdown(env: Env, n: int, layout: h.Layout) -> dict:
     """The daemon's own objects, in this process, driven change by change against the real
-    BIRD: the same code as `calico-rr run` minus the etcd watch (measured in the floor)."""
+    BIRD: the same code as `calico-rr run` (the pipeline, the drop guard, the applier) minus
+    the etcd watch (measured in the floor) and the loop's bookkeeping."""
     import rr_service.bird.apply as apply_mod
-    from rr_service.app import wiring as components
+    from rr_service import loop
     from rr_service.app.daemon import Daemon
     from rr_service.app.notify import Notifier
-    from rr_service.sources.base import Change
-    from rr_service.core.pipeline import Pipeline
     from rr_service.app.settings import load_settings
+    from rr_service.calico import rule_set
+    from rr_service.core.pipeline import Pipeline
+    from rr_service.core.safety import DropGuard
+    from rr_service.loop.status import union
 
     env.fresh_birds()
     logger = logging.getLogger("calico-rr")
-    handler = logging.FileHandler(env.workdir / f"inprocess-{n}.log")
+    handler = logging.FileHandler(env.workdir / f"inprocess-{layout.name}-{n}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -272,32 +282,38 @@ def measure_breakdown(env: Env, n: int) -> dict:
             gc_log.append((info["generation"], time.perf_counter() - on_gc.started))
     original_read = apply_mod._read
     try:
-        settings = load_settings(str(env.config_path))
+        settings = load_settings(str(env.configs[layout.name]))
         d = Daemon(settings, reload_settings=lambda: settings, notifier=Notifier(environ={}))
-        d.schema = components.schema(settings, "v1")
-        d.pipeline = Pipeline(d.schema, d.me, d.renderer)
-        raw = h.relative_raw(n)
-        d.pipeline.reset(raw)
+        d.pipeline = Pipeline(rule_set(layout.name), d.me, d.renderer)
+        d.pipeline.reset(layout.relative_raw(n))
         apply_mod._read = timers.wrap("read", original_read)
         p = d.pipeline
         p._parser.apply = timers.wrap("parse", p._parser.apply)
         p._planner.update = timers.wrap("plan", p._planner.update)
         p._blocks.render = timers.wrap("render", p._blocks.render)
-        d._guard_allows = timers.wrap("guard", d._guard_allows)
-        d._publish_status = timers.wrap("status", d._publish_status)
         for applier in d.appliers.values():
             applier._write_temp = timers.wrap("write_fsync", applier._write_temp)
             applier._rename = timers.wrap("rename_fsync", applier._rename)
             applier._check = timers.wrap("bird_p", applier._check)
             applier.client.configure = timers.wrap("configure", applier.client.configure)
-        do_apply = timers.wrap("apply_other", d._apply)
+        compute = timers.wrap("compute_other", d._compute)
+        apply = timers.wrap("apply_other", d._apply)
+        guard = DropGuard(settings.safety.max_drop_share, settings.safety.hold_seconds)
+        check = timers.wrap("guard", guard.check)
+        status = timers.wrap("status", loop.status_line)
+        running = [frozenset()]
 
         gc.callbacks.append(on_gc)
 
         def step() -> tuple[float, dict]:
             t0 = time.perf_counter()
-            do_apply()
-            d._publish_status()
+            computed = compute()
+            new = union(computed.names.values())
+            check(running[0], new, time.monotonic())
+            apply(computed.configs)
+            running[0] = new
+            d.state.running_names.update(computed.names)  # as the loop records what BIRD runs
+            status(d.state, d.loop_settings)
             return time.perf_counter() - t0, timers.reset()
 
         cold_total, cold = step()
@@ -307,19 +323,19 @@ def measure_breakdown(env: Env, n: int) -> dict:
         gc_per_change = []
         slowest = []
         for i in range(count):
-            key = f"host/bench-probe-{i:04d}/ip_addr_v4"
-            for value in (h.addr(h.PROBE_NET, i).encode(), None):
+            key, value = layout.node_item(f"bench-probe-{i:04d}", h.addr(h.PROBE_NET, i))
+            for change in (value.encode(), None):
                 gc_log.clear()
                 t0 = time.perf_counter()
-                d._absorb([Change(key, value, 0)])  # what the daemon does with a watch event
+                d.pipeline.change(layout.relative(key), change)  # what the daemon does with a watch event
                 _, parts = step()
-                totals.append(time.perf_counter() - t0)  # with the bookkeeping above
+                totals.append(time.perf_counter() - t0)
                 for name, seconds in parts.items():
                     per_change.setdefault(name, []).append(seconds)
                 gc_ms = {g: 1000 * sum(t for gen, t in gc_log if gen == g) for g in (0, 1, 2)}
                 gc_per_change.append(gc_ms)
                 slowest.append((totals[-1], {k: round(1000 * v, 2) for k, v in parts.items()}, gc_ms))
-        d.store.close()
+        d.source.close()
     finally:
         if on_gc in gc.callbacks:
             gc.callbacks.remove(on_gc)
@@ -346,11 +362,11 @@ def measure_breakdown(env: Env, n: int) -> dict:
 
 IMPLS = {
     "daemon": {
-        "cmd": lambda env: [h.PYTHON, "-m", "rr_service", "--config", str(env.config_path), "run"],
+        "cmd": lambda env, layout: [h.PYTHON, "-m", "rr_service", "--config", str(env.configs[layout.name]), "run"],
         "reload_line": r" bird accepted ",
     },
     "baseline": {
-        "cmd": lambda env: [h.PYTHON, str(h.REPO / "bench" / "baseline.py"), "--config", str(env.config_path)],
+        "cmd": lambda env, layout: [h.PYTHON, str(h.REPO / "bench" / "baseline.py"), "--config", str(env.config_path)],
         "reload_line": r"baseline: bird configured",
     },
 }
@@ -373,16 +389,16 @@ class PySpy:
             self.proc.kill()
 
 
-def run_impl(env: Env, kind: str, n: int, spy: Optional[str] = None) -> dict:
+def run_impl(env: Env, kind: str, n: int, layout: h.Layout, spy: Optional[str] = None) -> dict:
     args = env.args
     spec = IMPLS[kind]
     env.fresh_birds()
-    env.mark(f"N={n} {kind}")
-    logpath = env.workdir / f"{kind}-{n}.log"
+    env.mark(f"N={n} {kind} {layout.name}")
+    logpath = env.workdir / f"{kind}-{layout.name}-{n}.log"
     reloads = h.LogWatcher(logpath, spec["reload_line"])
     last_base = h.proto_of(h.addr(h.BASE_NET, n - 1))
     result: dict = {}
-    proc, notify, t0 = start_impl(env, kind, logpath)
+    proc, notify, t0 = start_impl(env, kind, layout, logpath)
     try:
         # 3. cold start: READY=1 on our NOTIFY_SOCKET, and BIRD showing the last node's session
         poller = h.BirdPoller(str(env.bird4.socket))
@@ -404,22 +420,22 @@ def run_impl(env: Env, kind: str, n: int, spy: Optional[str] = None) -> dict:
         result["reloads_at_start"] = reloads.count
 
         # 1. single changes, one at a time
-        profiler = PySpy(spy, proc.pid, env.workdir / f"py-spy-{kind}-{n}.txt") if spy else None
+        profiler = PySpy(spy, proc.pid, env.workdir / f"py-spy-{kind}-{layout.name}-{n}.txt") if spy else None
         samples = {"add": [], "remove": []}
         put_rpc = []
         cpu0 = h.cpu_seconds(proc.pid)
         rng = random.Random(n)
         for i in range(args.changes // 2):
-            name = f"bench-chg-{i:04d}"
             ip = h.addr(h.CHANGE_NET, i)
+            key, value = layout.node_item(f"bench-chg-{i:04d}", ip)
             proto = h.proto_of(ip)
             for kind_of_change in ("add", "remove"):
                 before = reloads.poll()
                 t_start = now()
                 if kind_of_change == "add":
-                    env.etcd.put(h.node_key(name), ip)
+                    env.etcd.put(key, value)
                 else:
-                    env.etcd.delete(h.node_key(name))
+                    env.etcd.delete(key)
                 t_put = now()
                 try:
                     t_seen = poller.wait(proto, kind_of_change == "add", 30, args.poll_interval)
@@ -443,8 +459,8 @@ def run_impl(env: Env, kind: str, n: int, spy: Optional[str] = None) -> dict:
         result["change_samples_ms"] = [round(1000 * v, 3) for v in every]
 
         # 2. the burst: registrations within about one second, transactions of <= 128 puts
-        result["burst"] = burst(env, poller, reloads, add=True)
-        result["burst_remove"] = burst(env, poller, reloads, add=False)
+        result["burst"] = burst(env, poller, reloads, layout, add=True)
+        result["burst_remove"] = burst(env, poller, reloads, layout, add=False)
         status = h.proc_status(proc.pid)
         result["hwm_mb"] = status["VmHWM"] / 1024
         result["bird_rss_mb"] = env.bird4.rss_kb() / 1024
@@ -455,7 +471,7 @@ def run_impl(env: Env, kind: str, n: int, spy: Optional[str] = None) -> dict:
     # 3b. a restart: BIRD already runs the N-node config the previous run left in place (a
     # package upgrade, `systemctl restart`, or a reboot where BIRD starts from the file)
     reloads_before = reloads.poll()
-    proc, notify, t0 = start_impl(env, kind, logpath)
+    proc, notify, t0 = start_impl(env, kind, layout, logpath)
     try:
         poller = h.BirdPoller(str(env.bird4.socket))
         t_ready, _ = wait_started(kind, proc, notify, poller, last_base, logpath, t0)
@@ -466,8 +482,8 @@ def run_impl(env: Env, kind: str, n: int, spy: Optional[str] = None) -> dict:
         result["restart_exit_code"] = h.stop_process(proc)
         notify.close()
     result["restart_reloads"] = reloads.poll() - reloads_before  # the log is complete once it exited
-    log.info("N=%d %s: ready %.2f s (restart %.2f s), change p50 %.1f ms p99 %.1f ms, burst %d reloads %.2f s",
-             n, kind, result["ready_s"], result["restart_ready_s"], result["change"]["p50"], result["change"]["p99"],
+    log.info("N=%d %s %s: ready %.2f s (restart %.2f s), change p50 %.1f ms p99 %.1f ms, burst %d reloads %.2f s",
+             n, kind, layout.name, result["ready_s"], result["restart_ready_s"], result["change"]["p50"], result["change"]["p99"],
              result["burst"]["reloads"], result["burst"]["converged_after_last_put_s"])
     return result
 
@@ -482,11 +498,11 @@ def diagnose(env: Env, pid: int, logpath: Path) -> None:
         f.write("\n--- bench: py-spy dump after a timeout ---\n" + dump.stdout + dump.stderr)
 
 
-def start_impl(env: Env, kind: str, logpath: Path):
+def start_impl(env: Env, kind: str, layout: h.Layout, logpath: Path):
     notify = h.NotifySocket(env.workdir / f"notify-{kind}.sock")
     with open(logpath, "ab") as logfile:
         t0 = now()
-        proc = subprocess.Popen(IMPLS[kind]["cmd"](env), cwd=str(h.REPO), env=h.product_env(notify.path),
+        proc = subprocess.Popen(IMPLS[kind]["cmd"](env, layout), cwd=str(h.REPO), env=h.product_env(notify.path),
                                 stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     return proc, notify, t0
@@ -508,7 +524,7 @@ def wait_started(kind, proc, notify, poller, last_base, logpath, t0) -> tuple[fl
     return t_ready, t_configured
 
 
-def burst(env: Env, poller: h.BirdPoller, reloads: h.LogWatcher, add: bool) -> dict:
+def burst(env: Env, poller: h.BirdPoller, reloads: h.LogWatcher, layout: h.Layout, add: bool) -> dict:
     count = env.args.burst
     nodes = [(f"bench-burst-{i:05d}", h.addr(h.BURST_NET, i)) for i in range(count)]
     batches = [nodes[i:i + h.TXN_OPS] for i in range(0, count, h.TXN_OPS)]
@@ -520,9 +536,9 @@ def burst(env: Env, poller: h.BirdPoller, reloads: h.LogWatcher, add: bool) -> d
         if delay > 0:
             time.sleep(delay)
         if add:
-            env.etcd.txn_put([(h.node_key(name), ip) for name, ip in batch])
+            env.etcd.txn_put([layout.node_item(name, ip) for name, ip in batch])
         else:
-            env.etcd.txn_delete([h.node_key(name) for name, _ in batch])
+            env.etcd.txn_delete([layout.node_item(name, ip)[0] for name, ip in batch])
     t_last = now()
     t_conv = poller.wait(h.proto_of(nodes[-1][1]), add, 300, 0.001)
     after = reloads.wait_quiet(2.0, 120)
@@ -542,27 +558,33 @@ def burst(env: Env, poller: h.BirdPoller, reloads: h.LogWatcher, add: bool) -> d
 
 
 def run_size(env: Env, n: int) -> dict:
-    args = env.args
-    env.mark(f"N={n} load etcd")
-    t = now()
-    env.etcd.reset(n)
-    log.info("N=%d: %d nodes in etcd (%.1f s)", n, n, now() - t)
+    """Everything at N nodes for the legacy v1 layout (daemon and baseline); then the same for
+    Calico v3 data (the daemon: the baseline reads only v1), under `out["v3"]`."""
     out: dict = {"n": n}
-    env.mark(f"N={n} render")
-    out["render"], text, text_plus, text_burst = measure_render(env, n)
-    log.info("N=%d render: %s", n, {k: round(v, 1) for k, v in out["render"].items()})
-    env.mark(f"N={n} floor")
-    out["floor"] = measure_floor(env, n, text, text_plus, text_burst)
-    log.info("N=%d floor: etcd p50 %.2f ms, BIRD configure p50 %.1f ms", n,
-             out["floor"]["etcd_put_to_watch"]["p50"], out["floor"]["bird_configure"]["p50"])
-    env.mark(f"N={n} breakdown")
-    out["breakdown"] = measure_breakdown(env, n)
-    log.info("N=%d in-process change: p50 %.1f ms; %s", n, out["breakdown"]["total"]["p50"],
-             {k: round(v, 2) for k, v in out["breakdown"]["phases_mean_ms"].items()})
-    out["impls"] = {}
-    spy = args.py_spy if args.profile else None
-    for kind in args.impls:
-        out["impls"][kind] = run_impl(env, kind, n, spy if kind == "daemon" else None)
+    for layout in (h.V1, h.V3):
+        part = out if layout is h.V1 else out.setdefault("v3", {"n": n})
+        env.mark(f"N={n} {layout.name}: load etcd")
+        t = now()
+        env.etcd.reset(n, layout)
+        log.info("N=%d %s: %d nodes in etcd (%.1f s)", n, layout.name, n, now() - t)
+        env.mark(f"N={n} {layout.name}: render")
+        part["render"], text, text_plus, text_burst = measure_render(env, n, layout)
+        log.info("N=%d %s render: %s", n, layout.name, {k: round(v, 1) for k, v in part["render"].items()})
+        if layout is h.V1:  # the floor: etcd's delivery and BIRD's own configure of this size
+            env.mark(f"N={n} floor")
+            part["floor"] = measure_floor(env, n, text, text_plus, text_burst)
+            log.info("N=%d floor: etcd p50 %.2f ms, BIRD configure p50 %.1f ms", n,
+                     part["floor"]["etcd_put_to_watch"]["p50"], part["floor"]["bird_configure"]["p50"])
+        env.mark(f"N={n} {layout.name}: breakdown")
+        part["breakdown"] = measure_breakdown(env, n, layout)
+        log.info("N=%d %s in-process change: p50 %.1f ms; %s", n, layout.name, part["breakdown"]["total"]["p50"],
+                 {k: round(v, 2) for k, v in part["breakdown"]["phases_mean_ms"].items()})
+        part["impls"] = {}
+        spy = env.args.py_spy if env.args.profile else None
+        for kind in env.args.impls:
+            if kind == "baseline" and layout is not h.V1:
+                continue
+            part["impls"][kind] = run_impl(env, kind, n, layout, spy if kind == "daemon" else None)
     return out
 
 

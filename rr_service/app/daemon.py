@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import operator
 import signal
 import threading
 import time
+from itertools import chain
 from typing import Callable, Optional
 
 from rr_service import loop
@@ -31,6 +33,7 @@ from rr_service.sources.base import DatastoreError, ResyncNeeded
 
 log = logging.getLogger("calico-rr")
 
+_NAME = operator.attrgetter("name")
 _OUTCOMES = {ApplyStatus.APPLIED: loop.APPLIED, ApplyStatus.TAKEN_OVER: loop.TAKEN_OVER,
              ApplyStatus.UNCHANGED: loop.UNCHANGED, ApplyStatus.WRITTEN_BIRD_DOWN: loop.WRITTEN_BIRD_DOWN}
 
@@ -192,9 +195,10 @@ class Daemon:
             self._freeze_after_compute = False
         the_plan = computed.plan
         # The protocol names each BIRD gets, from the plan (the renderer names each protocol
-        # after its session), not from scanning the rendered text.
-        names = {target: frozenset(session.name for family, t in self._family_targets.items() if t == target
-                                   for session in the_plan.family(family).sessions)
+        # after its session), not from scanning the rendered text; built in C (map over the
+        # sessions): a Python loop over 10,000 sessions cost a millisecond per change.
+        names = {target: frozenset(chain.from_iterable(map(_NAME, the_plan.family(family).sessions)
+                                                       for family, t in self._family_targets.items() if t == target))
                  for target in self.appliers}
         disk = {target: applier.names_on_disk() for target, applier in self.appliers.items()
                 if target not in self.state.running_names}
