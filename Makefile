@@ -8,9 +8,11 @@ RUNTIME_DEBS := bird python3-etcd3 python3-sdnotify python3-jinja2
 # ... and what the tests and the demo need on top: a real etcd, network namespaces, openssl
 # for throw-away certificates, hypothesis for property tests, python3-kubernetes as a real
 # client of the test Kubernetes API server (tests/kubeapi; its kubectl is Debian's
-# kubernetes-client, unpacked by the tests, since it conflicts with a preinstalled kubectl).
+# kubernetes-client, unpacked by the tests, since it conflicts with a preinstalled kubectl),
+# the daemon's metrics (python3-prometheus-client), promtool for the alert rules' tests
+# (prometheus) and the BIRD exporter the package works beside (prometheus-bird-exporter).
 TEST_DEBS := $(RUNTIME_DEBS) etcd-server etcd-client python3-pytest python3-hypothesis python3-yaml python3-kubernetes \
-             iproute2 procps openssl
+             python3-prometheus-client prometheus prometheus-bird-exporter iproute2 procps openssl
 # Building and system-testing the package: a real systemd in a container.
 PACKAGE_DEBS := debhelper dh-python python3-all python3-setuptools pybuild-plugin-pyproject \
                 lintian debootstrap systemd-container build-essential systemd

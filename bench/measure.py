@@ -8,6 +8,7 @@ process against a freshly started BIRD: cold start, RSS, idle CPU, single change
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -51,6 +52,8 @@ class Env:
                      "socket": str(self.bird4.socket), "socket6": str(self.bird6.socket)},
             "log": {"level": "info"},
             "safety": {"max_drop_share": 1.0, "state_dir": str(self.workdir / "state")},
+            # as an operator runs it: its own metrics on (they must cost nothing measurable)
+            "metrics": {"listen": "" if self.args.no_metrics else "127.0.0.1:9824"},
         }
         for section, values in layout.settings.items():
             sections[section] = {**sections.get(section, {}), **values}
@@ -283,6 +286,8 @@ def measure_breakdown(env: Env, n: int, layout: h.Layout) -> dict:
     original_read = apply_mod._read
     try:
         settings = load_settings(str(env.configs[layout.name]))
+        # The daemon process measured next serves the metrics port; this one measures no scrape.
+        settings = dataclasses.replace(settings, metrics=dataclasses.replace(settings.metrics, listen=""))
         d = Daemon(settings, reload_settings=lambda: settings, notifier=Notifier(environ={}))
         d.pipeline = Pipeline(rule_set(layout.name), d.me, d.renderer)
         d.pipeline.reset(layout.relative_raw(n))

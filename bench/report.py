@@ -75,7 +75,7 @@ def rows_for(size: dict) -> list[dict]:
         ("restart: BIRD reloads", "", None, ("restart_reloads",), 0),
         ("peak RSS up to READY=1 + 1 s (VmHWM)", "MB", "rss", ("hwm_ready_mb",), 1),
         ("RSS 1 s after READY=1", "MB", None, ("rss_ready_mb",), 1),
-        (f"peak RSS over the whole run (incl. burst: N + burst nodes)", "MB", None, ("hwm_mb",), 1),
+        ("peak RSS over the whole run (incl. burst: N + burst nodes)", "MB", None, ("hwm_mb",), 1),
         ("CPU while idle (of one core)", "%", None, ("idle_cpu_pct",), 2),
         ("BIRD's own CPU meanwhile (N sessions waiting in Connect)", "%", None, ("bird_idle_cpu_pct",), 1),
     ]

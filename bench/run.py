@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy binary (for --profile)")
     p.add_argument("--docs", action="store_true", help="render docs/ even for --quick / --profile runs")
     p.add_argument("--no-docs", action="store_true", help="do not render docs/")
+    p.add_argument("--no-metrics", action="store_true",
+                   help="run the daemon without [metrics] listen (what the metrics cost: compare)")
     p.add_argument("--keep", action="store_true", help="keep the lab's temp dir (logs)")
     # internal: the part that runs inside the reflector's namespace
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
@@ -164,6 +165,8 @@ def outer(args) -> int:
                "--poll-interval", str(args.poll_interval), "--impls", ",".join(args.impls)]
         if args.quick:
             cmd.append("--quick")
+        if args.no_metrics:
+            cmd.append("--no-metrics")
         if args.profile:
             cmd += ["--profile", "--py-spy", args.py_spy]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "NOTIFY_SOCKET"}
@@ -193,7 +196,8 @@ def outer(args) -> int:
     results = {"mode": mode, "stamp": stamp, "argv": argv, "machine": info,
                "settings": {"sizes": args.sizes, "changes": args.changes, "burst": args.burst,
                             "burst_window_s": args.burst_window, "idle_s": args.idle,
-                            "poll_interval_s": args.poll_interval, "impls": args.impls},
+                            "poll_interval_s": args.poll_interval, "impls": args.impls,
+                            "metrics": not args.no_metrics},
                "complete": rc == 0 and all("impls" in s and len(s["impls"]) == len(args.impls)
                                            for s in inner["sizes"].values())
                and len(inner["sizes"]) == len(args.sizes),

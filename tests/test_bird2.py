@@ -112,9 +112,10 @@ def test_bird2_one_file_both_families():
     assert text.count("router id 192.0.2.10;") == 1
     assert "template bgp bgp_template_v4 {" in text and "  ipv4 {\n    import all;\n    export all;\n  };\n" in text
     assert "template bgp bgp_template_v6 {" in text and "  ipv6 {\n    import all;\n    export all;\n  };\n" in text
-    assert "protocol bgp Mesh_192_0_2_11 from bgp_template_v4 {\n  local as 64512;\n  neighbor 192.0.2.11 as 64512;\n}\n" in text
+    assert ("protocol bgp Mesh_192_0_2_11 from bgp_template_v4 {\n  description \"role=mesh\";\n"
+            "  local as 64512;\n  neighbor 192.0.2.11 as 64512;\n}\n") in text
     assert (
-        "protocol bgp Client_2001_db8__21 from bgp_template_v6 {\n  local as 64512;\n"
+        "protocol bgp Client_2001_db8__21 from bgp_template_v6 {\n  description \"role=client node=a\";\n  local as 64512;\n"
         "  neighbor 2001:db8::21 as 64512;\n  rr client;\n  rr cluster id 1.2.3.4;\n}\n"
     ) in text
     assert "protocol bgp Mesh_2001_db8__11 from bgp_template_v6 {" in text

@@ -93,3 +93,51 @@ def test_render_refuses_a_plan_on_an_invalid_global_as(tmp_path, etcd, prefix):
     assert "etcd key global/as_num is invalid (AS number '65000;' is not a number)" in result.stderr
     assert "`run` would not apply these configs" in result.stderr
     assert result.stdout == ""
+
+
+def test_status_with_etcd_down_shows_what_bird_runs_and_exits_1(etcd, prefix):
+    """Exactly when etcd is down an operator needs BIRD's view: `status` gives it, says the
+    datastore is unreachable, and exits 1; `--json` carries the same for scripts."""
+    import birdproc
+    import json
+
+    bird1_host()
+    with birdproc.short_tmpdir() as folder:
+        folder = Path(folder)
+        render = calico_rr(folder, "render", "--only", "bird", endpoint=etcd.url, prefix=prefix)
+        assert render.returncode == 0, render.stderr
+        (folder / "bird.conf").write_text(render.stdout)
+        with birdproc.BirdNetns(str(folder)) as bird:
+            bird.start(str(folder / "bird.conf"))  # its socket is folder/bird.ctl, where our settings look
+            down = calico_rr(folder, "status", endpoint="http://127.0.0.1:1", prefix=prefix)
+            assert down.returncode == 1, down.stderr
+            first = down.stdout.splitlines()[0]
+            assert first.startswith("datastore unreachable: etcd http://127.0.0.1:1: connection refused"), down.stdout
+            row = next(line.split() for line in down.stdout.splitlines() if " Client_192_0_2_21 " in line)
+            assert row[:4] == ["-", "-", "Client_192_0_2_21", "?"], down.stdout
+            as_json = calico_rr(folder, "status", "--json", endpoint="http://127.0.0.1:1", prefix=prefix)
+            assert as_json.returncode == 1
+            report = json.loads(as_json.stdout)
+            assert report["datastore"]["reachable"] is False and "connection refused" in report["datastore"]["error"]
+            assert [s["protocol"] for s in report["sessions"]] == ["Client_192_0_2_21"]
+            up = calico_rr(folder, "status", "--json", endpoint=etcd.url, prefix=prefix)
+            assert up.returncode == 0, up.stderr
+            report = json.loads(up.stdout)
+            assert report["datastore"] == {"reachable": True, "error": None}
+            assert [(s["protocol"], s["wanted"]) for s in report["sessions"]] == [("Client_192_0_2_21", "yes")]
+
+
+def test_global_options_work_after_the_command_and_messages_do_not_stutter(tmp_path):
+    result = calico_rr(tmp_path, "render", "--log-level", "error", endpoint="http://127.0.0.1:1")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "calico-rr: etcd http://127.0.0.1:1: connection refused"
+
+
+def test_accept_needs_neither_the_reflector_address_nor_the_datastore(tmp_path):
+    config = write_settings(tmp_path / "rr.toml", {"safety": {"state_dir": str(tmp_path / "state")}})
+    env = {k: v for k, v in os.environ.items() if k not in ("IP", "IP6", "ETCD_ENDPOINTS")}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([PYTHON, "-m", "rr_service", "accept", "--config", config], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "no config is held back; nothing to accept"

@@ -32,7 +32,7 @@ WATCHDOG_USEC = "200000"  # a ping every 0.1 s: each loop pass shows up as a WAT
 
 
 def settings_file(folder, *, endpoints, prefix="/calico/bgp/v1", config, socket_path,
-                  config6=None, socket6=None, flavour="bird1", binary="/usr/sbin/bird", level="info"):
+                  config6=None, socket6=None, flavour="bird1", binary="/usr/sbin/bird", level="info", metrics=None):
     return write_settings(Path(folder) / "rr.toml", {
         "reflector": {"ip": "192.0.2.10"},
         "etcd": {"endpoints": list(endpoints), "prefix": prefix, "schema": "v1"},
@@ -41,6 +41,7 @@ def settings_file(folder, *, endpoints, prefix="/calico/bgp/v1", config, socket_
                  "socket6": str(socket6 or Path(folder) / "no-bird6.ctl")},
         "log": {"level": level},
         "safety": {"state_dir": str(Path(folder) / "state")},
+        "metrics": {"listen": metrics},
     })
 
 
@@ -74,13 +75,13 @@ def node_data(etcd, prefix, nodes=("a",)):
 
 
 @contextmanager
-def bird_and_daemon(config_text, endpoints, prefix="/calico/bgp/v1"):
+def bird_and_daemon(config_text, endpoints, prefix="/calico/bgp/v1", metrics=None):
     """BIRD running config_text from <dir>/bird.conf, and the daemon configuring that file."""
     birdproc.skip_unless_possible()
     with birdproc.running_bird(config_text) as ns:
         conf = os.path.join(ns.workdir, "bird.conf")
         path = settings_file(ns.workdir, endpoints=endpoints, prefix=prefix, config=conf,
-                             socket_path=ns.socket_path)
+                             socket_path=ns.socket_path, metrics=metrics)
         with daemon_running(path):
             yield ns, Path(conf)
 
@@ -310,3 +311,118 @@ def test_log_level_option_survives_a_reload(tmp_path):
     assert cli._load(args).log.level == "error"
     args = cli.build_parser().parse_args(["--config", path, "run"])
     assert cli._load(args).log.level == "debug"
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+def scrape(port: int) -> dict:
+    """The endpoint's samples: `name{labels}` -> value."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+@pytest.mark.integration
+def test_metrics_say_what_the_daemon_does(etcd, prefix, notify):
+    """[metrics] listen: the daemon's own health, as a scrape sees it, following a change
+    and an etcd outage; counters without _created series."""
+    port = free_port()
+    node_data(etcd, prefix)
+    with bird_and_daemon(BASE, [etcd.url], prefix, metrics=f"127.0.0.1:{port}"):
+        wait_line(notify, lambda m: m == "READY=1", "READY=1")
+        m = wait_for(lambda: (lambda s: s if s.get('calico_rr_sessions{family="ipv4",role="client"}') == 1 else None)(
+            scrape(port)), DEADLINE, "one client in the metrics")
+        assert m['calico_rr_build_info{datastore="etcd",flavour="bird1",version="0.1.0"}'] == 1
+        assert m["calico_rr_datastore_connected"] == 1
+        assert m['calico_rr_applies_total{config="bird",result="applied"}'] >= 1
+        assert m['calico_rr_applies_total{config="bird6",result="error"}'] >= 1  # no bird6 here
+        assert m["calico_rr_last_apply_success_timestamp_seconds"] == 0  # bird6 never got its config
+        assert m["calico_rr_apply_duration_seconds_count"] >= 1
+        assert m["calico_rr_config_rejected"] == 0 and m["calico_rr_drop_guard_holding"] == 0
+        assert m["calico_rr_plan_blocked"] == 0 and m['calico_rr_sessions{family="ipv6",role="client"}'] == 0
+        assert not any(name.endswith("_created") for name in m)
+        events = m["calico_rr_datastore_events_total"]
+        put(etcd, prefix, "host/b/ip_addr_v4", "192.0.2.22")
+        m = wait_for(lambda: (lambda s: s if s.get('calico_rr_sessions{family="ipv4",role="client"}') == 2 else None)(
+            scrape(port)), DEADLINE, "two clients in the metrics")
+        assert m["calico_rr_datastore_events_total"] == events + 1
+        put(etcd, prefix, "global/as_num", "65000;")
+        wait_for(lambda: scrape(port)["calico_rr_plan_blocked"] == 1, DEADLINE, "plan_blocked 1")
+        etcd.ctl("del", f"{prefix}/global/as_num")
+        wait_for(lambda: scrape(port)["calico_rr_plan_blocked"] == 0, DEADLINE, "plan_blocked 0 again")
+
+
+@pytest.mark.integration
+def test_metrics_say_the_datastore_is_unreachable(notify, tmp_path):
+    port = free_port()
+    path = settings_file(tmp_path, endpoints=["http://127.0.0.1:1"], config=tmp_path / "bird.conf",
+                         socket_path=tmp_path / "bird.ctl", metrics=f"127.0.0.1:{port}")
+    with daemon_running(path):
+        wait_line(notify, lambda m: m == "READY=1", "READY=1 (etcd unreachable at start)")
+        m = scrape(port)
+        assert m["calico_rr_datastore_connected"] == 0
+        assert m["calico_rr_datastore_resyncs_total"] == 0 and m["calico_rr_datastore_events_total"] == 0
+
+
+@pytest.mark.integration
+def test_a_metrics_port_in_use_is_a_clear_start_error(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = settings_file(tmp_path, endpoints=["http://127.0.0.1:1"], config=tmp_path / "bird.conf",
+                             socket_path=tmp_path / "bird.ctl", metrics=f"127.0.0.1:{port}")
+        result = subprocess.run([sys.executable, "-m", "rr_service", "--config", path, "run"], cwd=REPO,
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": ""})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"calico-rr: [metrics] listen = '127.0.0.1:{port}': cannot serve there: "
+                                     "Address already in use")
+
+
+@pytest.mark.integration
+def test_a_reload_moves_the_metrics_endpoint_and_keeps_it_when_the_new_port_is_taken(notify, tmp_path, caplog):
+    """SIGHUP with a new [metrics] listen: served at the new port, the old port let go; a new port in use is logged and the endpoint stays where it was."""
+    import socket
+
+    first, second = free_port(), free_port()
+    common = dict(endpoints=["http://127.0.0.1:1"], config=tmp_path / "bird.conf", socket_path=tmp_path / "bird.ctl")
+    path = settings_file(tmp_path, metrics=f"127.0.0.1:{first}", **common)
+    with daemon_running(path) as daemon:
+        wait_line(notify, lambda m: m == "READY=1", "READY=1")
+        settings_file(tmp_path, metrics=f"127.0.0.1:{second}", **common)
+        daemon._reload.set()
+        wait_for(lambda: _answers(second), DEADLINE, f"metrics at port {second}")
+        assert scrape(second)["calico_rr_datastore_connected"] == 0
+        assert not _answers(first), f"port {first} still served after the move"
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = taken.getsockname()[1]
+            settings_file(tmp_path, metrics=f"127.0.0.1:{busy}", **common)
+            daemon._reload.set()
+            wait_for(lambda: any("cannot serve there" in r.getMessage() for r in caplog.records), DEADLINE,
+                     "the taken port logged")
+        message = next(r.getMessage() for r in caplog.records if "cannot serve there" in r.getMessage())
+        assert message == (f"[metrics] listen = '127.0.0.1:{busy}': cannot serve there: Address already in use; "
+                           f"the metrics stay at 127.0.0.1:{second}")
+        assert _answers(second)
+
+
+def _answers(port: int) -> bool:
+    try:
+        scrape(port)
+        return True
+    except OSError:
+        return False

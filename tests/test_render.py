@@ -53,12 +53,14 @@ def test_ipv4_config():
     assert "source address 192.0.2.10;" in text
     assert (
         "protocol bgp Mesh_192_0_2_11 from bgp_template {\n"
+        '  description "role=mesh";\n'
         "  local as 64512;\n"
         "  neighbor 192.0.2.11 as 64512;\n"
         "}\n"
     ) in text
     assert (
         "protocol bgp Client_192_0_2_21 from bgp_template {\n"
+        '  description "role=client node=a";\n'
         "  local as 64512;\n"
         "  neighbor 192.0.2.21 as 64512;\n"
         "  rr client;\n"
@@ -66,7 +68,8 @@ def test_ipv4_config():
         "}\n"
     ) in text
     # node b is in another AS: a plain eBGP session, BIRD refuses `rr client` there
-    assert "protocol bgp Client_192_0_2_22 from bgp_template {\n  local as 64512;\n  neighbor 192.0.2.22 as 65001;\n}\n" in text
+    assert ("protocol bgp Client_192_0_2_22 from bgp_template {\n  description \"role=client node=b\";\n"
+            "  local as 64512;\n  neighbor 192.0.2.22 as 65001;\n}\n") in text
     for option in ("multihop;", "import all;", "export all;", "graceful restart;"):
         assert f"  {option}\n" in text
     assert_only_allowed_lines(text)

@@ -17,6 +17,7 @@ from rr_service.app.settings import (
     BirdSettings,
     EtcdSettings,
     LogSettings,
+    MetricsSettings,
     SafetySettings,
     ReflectorSettings,
     Settings,
@@ -52,6 +53,7 @@ DEFAULTS = {
     ("safety", "max_drop_share"): 0.5,
     ("safety", "hold_seconds"): 300.0,
     ("safety", "state_dir"): "/run/calico-routereflector",
+    ("metrics", "listen"): "",
 }
 
 
@@ -95,7 +97,8 @@ def test_interface_names():
                                    "burst_settle_seconds", "burst_max_delay_seconds"]
     assert fields(LogSettings) == ["level"]
     assert fields(SafetySettings) == ["max_drop_share", "hold_seconds", "state_dir"]
-    assert fields(Settings) == ["reflector", "etcd", "bird", "log", "safety", "source"]
+    assert fields(MetricsSettings) == ["listen"]
+    assert fields(Settings) == ["reflector", "etcd", "bird", "log", "safety", "source", "metrics"]
 
 
 def test_schema_covers_every_default():
@@ -145,7 +148,7 @@ def test_missing_ip_message(no_default_file, environ):
     with pytest.raises(SettingsError) as ei:
         load_settings(environ=environ)
     assert str(ei.value) == (
-        f"reflector.ip is not set (set it in {no_default_file} or the IP environment variable)"
+        f"[reflector] ip is not set (set it in {no_default_file} or the IP environment variable)"
     )
 
 
@@ -306,7 +309,7 @@ FILE_ERRORS = [
     ("[reflector]\nip = 10\n", "[reflector] ip", "must be a string"),
     ("[reflector]\nip = true\n", "[reflector] ip", "a boolean"),
     ("[reflector]\nip = \"10.0.0.300\"\n", "[reflector] ip", "is not an IPv4 address"),
-    ("[reflector]\nip = \"2001:db8::1\"\n", "[reflector] ip", "is not an IPv4 address"),
+    ("[reflector]\nip = \"2001:db8::1\"\n", "[reflector] ip", "is an IPv6 address: IPv6 goes in [reflector] ip6"),
     ("[reflector]\nip = \"0.0.0.0\"\n", "[reflector] ip", "cannot be used"),
     ("[reflector]\nip6 = \"10.0.0.1\"\n", "[reflector] ip6", "is not an IPv6 address"),
     ("[reflector]\nip6 = \"fe80::1%eth0\"\n", "[reflector] ip6", "scoped"),
@@ -579,3 +582,9 @@ def test_password_never_in_errors(write, content, environ):
     assert SECRET not in str(ei.value)
     assert SECRET not in repr(ei.value)
     assert SECRET[:6] not in str(ei.value)
+
+
+@pytest.mark.parametrize("value", ["2001:db8::10", "fe80::1%eth0"])
+def test_an_ipv6_address_for_ip_says_where_it_goes(value):
+    with pytest.raises(SettingsError, match=r"is an IPv6 address: IPv6 goes in \[reflector\] ip6"):
+        load_settings(environ={"IP": value})

@@ -136,3 +136,38 @@ def test_a_plan_the_daemon_would_not_apply_says_so():
     the_plan = plan(parse_snapshot({**DATA, "global/as_num": b"65000;"}), ME)
     text = status_table(the_plan, {4: "bird", 6: "bird6"}, {"bird": [], "bird6": []}, {})
     assert text.splitlines()[0].startswith("NOT APPLIED: etcd key global/as_num is invalid"), text
+
+
+def test_datastore_unreachable_still_lists_what_bird_runs():
+    """No plan (the datastore did not answer): BIRD's sessions are listed, each as not known
+    to be wanted, and the first note says why."""
+    text = status_table(None, {4: "bird", 6: "bird6"}, {"bird": [proto("Client_192_0_2_21")], "bird6": []}, {},
+                        datastore_error="etcd http://192.0.2.2:2379: connection refused")
+    lines = text.splitlines()
+    assert lines[0] == ("datastore unreachable: etcd http://192.0.2.2:2379: connection refused; "
+                        "BIRD's sessions below are what it runs now")
+    row = next(line.split() for line in lines if "Client_192_0_2_21" in line)
+    assert row[:4] == ["-", "-", "Client_192_0_2_21", "?"] and row[4:7] == ["up", "09:00:00", "Established"]
+
+
+def test_the_json_report_has_what_a_script_needs():
+    from rr_service.core.status import status_report
+
+    the_plan = plan(parse_snapshot(DATA), ME)
+    report = status_report(the_plan, {4: "bird", 6: "bird6"},
+                           {"bird": [proto("Client_192_0_2_21"), proto("Client_192_0_2_99")]},
+                           {"bird6": "connection refused"}, held="the new data would drop 9 of 10")
+    json.dumps(report)  # plain data
+    assert report["datastore"] == {"reachable": True, "error": None}
+    assert report["held"] == "the new data would drop 9 of 10" and report["not_applied"] is None
+    assert report["bird"] == {"bird": {"answering": True, "error": None},
+                              "bird6": {"answering": False, "error": "connection refused"}}
+    assert report["families"][0] == {"family": 4, "address": "192.0.2.10",
+                                     "mode": "192.0.2.10 member of the reflector mesh", "cluster_id": "1.2.3.4",
+                                     "listen_port": None, "sessions": 2}
+    by_name = {s["protocol"]: s for s in report["sessions"]}
+    assert by_name["Client_192_0_2_21"] == {"family": "IPv4", "role": "client", "protocol": "Client_192_0_2_21",
+                                            "neighbor": "192.0.2.21", "as": "64512", "wanted": "yes", "state": "up",
+                                            "since": "09:00:00", "info": "Established", "rule": "global/peer_v4"}
+    assert by_name["Client_192_0_2_99"]["wanted"] == "no"  # BIRD runs it, the data does not call for it
+    assert by_name["Client_2001_db8__21"]["state"] == "?"  # bird6 did not answer

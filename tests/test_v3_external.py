@@ -331,10 +331,10 @@ def test_rendered_sessions(flavour):
     raw = {**NO_MESH, **A, **E, **OURS4, **RR2_4}
     text = Renderer(flavour=flavour).render(plan_v3(parse_resources(raw), "rr1", ME))["bird"]
     suffix = "_v4" if flavour == "bird2" else ""
-    assert (f"protocol bgp Client_192_0_2_21 from bgp_template{suffix} {{\n  local as 64512;\n"
+    assert (f"protocol bgp Client_192_0_2_21 from bgp_template{suffix} {{\n  description \"role=client node=a\";\n  local as 64512;\n"
             "  neighbor 192.0.2.21 as 64512;\n  rr client;\n  rr cluster id 244.0.0.1;\n}\n") in text
-    assert (f"protocol bgp Peer_192_0_2_23 from bgp_template{suffix} {{\n  local as 64512;\n"
+    assert (f"protocol bgp Peer_192_0_2_23 from bgp_template{suffix} {{\n  description \"role=peer node=e\";\n  local as 64512;\n"
             "  neighbor 192.0.2.23 as 65002;\n}\n") in text
-    assert (f"protocol bgp Mesh_192_0_2_11 from bgp_template{suffix} {{\n  local as 64512;\n"
+    assert (f"protocol bgp Mesh_192_0_2_11 from bgp_template{suffix} {{\n  description \"role=mesh node=rr2\";\n  local as 64512;\n"
             "  neighbor 192.0.2.11 as 64512;\n}\n") in text
     assert "router id 192.0.2.10;" in text

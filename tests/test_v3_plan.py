@@ -241,7 +241,7 @@ def test_render_of_v3_options(flavour):
     suffix = "_v4" if flavour == "bird2" else ""
     keep = "  ipv4 { next hop keep; };\n" if flavour == "bird2" else "  next hop keep;\n"
     assert (f"protocol bgp Peer_10_9_9_9_port_50 from bgp_template_any_source{suffix} {{\n"
-            "  local as 64512;\n  neighbor 10.9.9.9 port 50 as 65000;\n  graceful restart time 120;\n"
+            "  description \"role=peer\";\n  local as 64512;\n  neighbor 10.9.9.9 port 50 as 65000;\n  graceful restart time 120;\n"
             f"{keep}}}\n") in text
     assert f"template bgp bgp_template_any_source{suffix} {{" in text
     assert f"protocol bgp Client_10_0_1_1 from bgp_template{suffix} {{" in text
@@ -272,6 +272,8 @@ def test_listen_port_rendered_for_both_flavours():
     for target in ("bird", "bird6"):  # both BIRD 1.6 daemons listen where the nodes connect
         head = bird1[target].split("\n\n", 1)[0]
         assert head.endswith("router id 10.0.0.1;\n"
+                             "# Session times with date and seconds (show protocols, prometheus-bird-exporter uptime).\n"
+                             "timeformat protocol iso long;\n"
                              "# The other Calico nodes connect to us on this port (BGPConfiguration listenPort).\n"
                              "listen bgp port 1790;"), head
     # BIRD 2 has no global `listen bgp`: every template says where to listen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -52,17 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"calico-rr {__version__}")
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help=f"settings file (default {DEFAULT_CONFIG_PATH}; a missing default file is fine)",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=("debug", "info", "warning", "error"),
-        help="override [log] level",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _global_options(parser, argparse.SUPPRESS)
+    parser.set_defaults(config=None, log_level=None)
+    # The global options work after the command too (`calico-rr render --config FILE`), as
+    # kubectl's and systemctl's do: every command takes them, without a default of its own so
+    # that one given before the command stays.
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=_with_parents(common))
     commands.add_parser(
         "run",
         help="run the reflector daemon (what the systemd unit starts)",
@@ -127,19 +126,41 @@ def build_parser() -> argparse.ArgumentParser:
         "running BGP sessions at once, `run` holds the new config back for [safety] "
         "hold_seconds. `accept` tells it to apply that config now.",
     )
-    commands.add_parser(
+    status = commands.add_parser(
         "status",
-        help="compare the sessions etcd calls for with the sessions BIRD runs",
-        description="One line per session: role, protocol name, neighbour, AS, whether etcd "
-        "calls for it and the state BIRD reports over its control socket.",
+        help="compare the sessions the data calls for with the sessions BIRD runs",
+        description="One line per session: role, protocol name, neighbour, AS, whether the data "
+        "calls for it, the state BIRD reports over its control socket and the rule that gave it. "
+        "With the datastore unreachable, BIRD's sessions are listed anyway and the exit status is 1.",
     )
+    status.add_argument("--json", action="store_true",
+                        help="print one JSON document (datastore, drop guard, families, sessions, BIRD's "
+                        "sockets) for scripts")
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("--config", metavar="PATH", default=default,
+                        help=f"settings file (default {DEFAULT_CONFIG_PATH}; a missing default file is fine)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=default,
+                        help="override [log] level")
+
+
+def _with_parents(common: argparse.ArgumentParser):
+    """The subparsers' class: each command's parser has the global options as a parent."""
+    class CommandParser(argparse.ArgumentParser):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("parents", [common])
+            super().__init__(**kwargs)
+    return CommandParser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = _load(args)
+        # `accept` talks to the running daemon through its state folder only: it needs neither
+        # this reflector's address nor the datastore.
+        settings = _load(args, require_ip=args.command != "accept")
     except SettingsError as exc:
         print(f"calico-rr: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -158,14 +179,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"calico-rr: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except DatastoreError as exc:
-        print(f"calico-rr: etcd: {exc}", file=sys.stderr)
+        print(f"calico-rr: {exc}", file=sys.stderr)  # it names the store: "etcd http://…: …"
         return EXIT_ERROR
 
 
-def _load(args: argparse.Namespace) -> Settings:
+def _load(args: argparse.Namespace, require_ip: bool = True) -> Settings:
     """The settings file with the command line's --log-level over [log] level: at start and
     at every SIGHUP, so a reload keeps the override."""
-    settings = load_settings(args.config)
+    settings = load_settings(args.config, require_ip=require_ip)
     if args.log_level:
         settings = dataclasses.replace(settings, log=LogSettings(args.log_level))
     return settings
@@ -179,8 +200,13 @@ def setup_logging(level: str) -> None:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from rr_service.app.daemon import Daemon  # imported late: `--help` must work even without etcd3
+    from rr_service.app.metrics import MetricsError
 
-    daemon = Daemon(settings, reload_settings=lambda: _load(args))
+    try:
+        daemon = Daemon(settings, reload_settings=lambda: _load(args))
+    except MetricsError as exc:
+        print(f"calico-rr: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     daemon.install_signal_handlers()
     return daemon.run()
 
@@ -279,12 +305,19 @@ def cmd_accept(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from rr_service.core.status import status_table
+    """What the data calls for against what BIRD runs. The datastore unreachable is exactly
+    when BIRD's view matters most: BIRD's sessions are listed anyway, and the exit status is 1."""
+    from rr_service.core.status import status_report, status_table
 
     render = wiring.renderer(settings)
-    computed = _compute_now(settings, render)
-    for warning in computed.plan.warnings:
-        log.warning("%s", warning)
+    plan, datastore_error = None, None
+    try:
+        plan = _compute_now(settings, render).plan
+    except DatastoreError as exc:
+        datastore_error = str(exc)
+    if plan is not None and not args.json:
+        for warning in plan.warnings:
+            log.warning("%s", warning)
     family_targets = wiring.family_targets(render.flavour)
     # Every BIRD the settings configure, also when the data leaves its family out (v3: our Node
     # missing): the sessions it still runs are what a held-back render protects.
@@ -300,7 +333,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         except BirdSocketError as exc:
             bird_errors[name] = str(exc)
     held = StateDir(settings.safety.state_dir).held()
-    if held is not None:
-        print(f"HELD BACK by the running daemon: {held.get('reason', '?')}\n")
-    print(status_table(computed.plan, family_targets, bird_protocols, bird_errors))
-    return EXIT_OK
+    held_reason = held.get("reason", "?") if held is not None else None
+    if args.json:
+        report = status_report(plan, family_targets, bird_protocols, bird_errors, datastore_error, held_reason)
+        print(json.dumps(report, indent=1))
+    else:
+        print(status_table(plan, family_targets, bird_protocols, bird_errors, datastore_error, held_reason))
+    return EXIT_ERROR if datastore_error else EXIT_OK

@@ -21,7 +21,7 @@ from itertools import chain
 from typing import Callable, Optional
 
 from rr_service import loop
-from rr_service.app import wiring
+from rr_service.app import metrics, wiring
 from rr_service.app.notify import Notifier
 from rr_service.app.settings import Settings, SettingsError
 from rr_service.app.state_dir import StateDir
@@ -49,7 +49,9 @@ class Daemon:
         self._rules_name: Optional[str] = None
         self._freeze_after_compute = False
         self.state = loop.State()
+        self._reads = 0
         self._configure(settings, wiring.flavour(settings))
+        self.metrics = metrics.metrics(settings.metrics.listen, self.renderer.flavour, self.loop_settings.source)
 
     def _configure(self, settings: Settings, flavour: str) -> None:
         self.settings = settings
@@ -93,6 +95,7 @@ class Daemon:
             self.notifier.stopping()
             self.notifier.status("stopping")
             self.source.close()
+            self.metrics.close()
             self._hand_over()
             log.info("stopped")
         return 0
@@ -109,13 +112,17 @@ class Daemon:
         elif isinstance(action, loop.Compute):
             return self._compute()
         elif isinstance(action, loop.Apply):
-            return self._apply(action.configs)
+            started = time.monotonic()
+            applied = self._apply(action.configs)
+            self.metrics.observe_applied(applied.outcomes, time.monotonic() - started)
+            return applied
         elif isinstance(action, loop.CheckBird):
             return loop.BirdChecked(tuple(name for name, a in self.appliers.items() if not a.still_accepted()))
         elif isinstance(action, loop.Notify):
             self.notifier.status(action.status)
             if action.ready:
                 self.notifier.ready()
+            self.metrics.observe_state(self.state)
         elif isinstance(action, loop.Sleep):
             self._sleep(action.seconds)
         elif isinstance(action, loop.PublishHeld):
@@ -144,6 +151,10 @@ class Daemon:
             log.info("BIRD flavour is now %s (was %s)", flavour, self.renderer.flavour)
         self.source.close()
         self._configure(settings, flavour)
+        try:
+            self.metrics = metrics.reconfigured(self.metrics, settings.metrics.listen, flavour, self.loop_settings.source)
+        except metrics.MetricsError as exc:
+            log.error("%s; the metrics stay %s", exc, f"at {self.metrics.listen}" if self.metrics.listen else "off")
         self.pipeline = None  # new settings: nothing kept applies
         return True
 
@@ -153,7 +164,10 @@ class Daemon:
             self.source.follow(data.bookmark)
         except DatastoreError as exc:
             self.source.close()
+            self.metrics.observe_read(False, self._reads == 0)
             return loop.Failed(time.monotonic(), time.time(), str(exc))
+        self.metrics.observe_read(True, self._reads == 0)
+        self._reads += 1
         if self.settings.etcd.schema == "auto" and data.rules != self._rules_name:
             log.info("[etcd] schema = auto: using the Calico %s data", data.rules)
         self._rules_name = data.rules
@@ -176,8 +190,10 @@ class Daemon:
             return loop.Failed(time.monotonic(), time.time(), str(exc), resync=True)
         except DatastoreError as exc:
             self.source.close()
+            self.metrics.observe_read(False, False)
             return loop.Failed(time.monotonic(), time.time(), str(exc))
         count = sum(self.pipeline.change(change.key, change.value) for change in changes)
+        self.metrics.observe_changes(count)
         if count:
             log.debug("%d change(s), now at %s", count, self.source.position())
         return loop.Changes(time.monotonic(), count, self.source.position())

@@ -30,6 +30,14 @@ def ipv4(value: str) -> str:
     try:
         addr = ipaddress.IPv4Address(value)
     except ValueError:
+        if ":" in value:
+            try:
+                ipaddress.IPv6Address(value.split("%")[0])
+            except ValueError:
+                pass
+            else:
+                raise ValueError(f"{safe_repr(value)} is an IPv6 address: IPv6 goes in [reflector] ip6 "
+                                 "(environment variable IP6)") from None
         raise ValueError(f"{safe_repr(value)} is not an IPv4 address") from None
     if addr.is_unspecified or addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
         raise ValueError(f"{safe_repr(value)} cannot be used as this host's address")
@@ -157,3 +165,22 @@ def choice(*choices: str) -> Callable[[str], str]:
         raise ValueError(f"{safe_repr(value)} is not one of {', '.join(choices)}{extra}")
 
     return check
+
+
+def listen_address(value: str) -> str:
+    """`127.0.0.1:9824`, `[::1]:9824` or `0.0.0.0:9824`: an IP address and a port; "" = off."""
+    if value == "":
+        return ""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{safe_repr(value)} is not an address:port like 127.0.0.1:9824")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{safe_repr(value)}: {safe_repr(host)} is not an IP address "
+                         "(IPv6 in brackets: [::1]:9824)") from None
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{safe_repr(value)}: the port must be a number from 1 to 65535")
+    return f"[{address}]:{int(port)}" if address.version == 6 else f"{address}:{int(port)}"

@@ -122,6 +122,11 @@ class SafetySettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    listen: str = ""  # HOST:PORT of the Prometheus endpoint; "" = no metrics
+
+
+@dataclass(frozen=True)
 class Settings:
     reflector: ReflectorSettings
     etcd: EtcdSettings
@@ -129,6 +134,7 @@ class Settings:
     log: LogSettings
     safety: SafetySettings
     source: str  # the file read, or "(defaults)" when none was
+    metrics: MetricsSettings = MetricsSettings()
 
 
 _SECTION_CLASSES: Dict[str, type] = {
@@ -137,6 +143,7 @@ _SECTION_CLASSES: Dict[str, type] = {
     "bird": BirdSettings,
     "log": LogSettings,
     "safety": SafetySettings,
+    "metrics": MetricsSettings,
 }
 
 # --------------------------------------------------------------------------- schema
@@ -179,6 +186,7 @@ SCHEMA: Tuple[Setting, ...] = (
     Setting("safety",    "max_drop_share", "number", 0.5,                      values.share),
     Setting("safety",    "hold_seconds", "number", 300.0,                      values.seconds),
     Setting("safety",    "state_dir", "str",      "/run/calico-routereflector", values.file),
+    Setting("metrics",   "listen",   "str",       "",                          values.listen_address),
 )
 # fmt: on
 
@@ -324,7 +332,7 @@ def load_settings(
     # 4. Cross-setting checks.
     if require_ip and final[("reflector", "ip")] == "":
         raise SettingsError(
-            f"reflector.ip is not set (set it in {path} or the IP environment variable)",
+            f"[reflector] ip is not set (set it in {path} or the IP environment variable)",
             setting="[reflector] ip",
             path=path,
         )

@@ -57,6 +57,10 @@ class Session:
     # Which rule gave this session (`calico-rr status` shows it): never rendered into BIRD's
     # config, so it may name a key or a resource.
     origin: str = ""
+    # The Calico node (or declared reflector) behind the neighbour, "" for a router given by
+    # address: with the role it becomes the protocol's `description "role=client node=a"`,
+    # which prometheus-bird-exporter turns into labels. Validated like a host name.
+    node: str = ""
 
 
 @dataclass(frozen=True)

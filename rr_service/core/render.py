@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import jinja2
 
 from rr_service.core.values import AS_MAX
-from rr_service.core.plan import FamilyPlan, Plan, Planned, Session, session_key
+from rr_service.core.plan import ROLE_ORDER, FamilyPlan, Plan, Planned, Session, session_key
 from rr_service.core.slots import Slots
 
 INSTALLED_TEMPLATES = "/usr/share/calico-routereflector/templates"
@@ -32,6 +32,7 @@ SESSION_TEMPLATES = {"bird1": "bird1_session.j2", "bird2": "bird2_session.j2"}
 
 _SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _DESCRIPTION_RE = re.compile(r"[A-Za-z0-9_.:, -]{1,4096}")
+_NODE_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?")
 
 
 class RenderError(Exception):
@@ -219,6 +220,8 @@ def _check_session(session: Session, family: int) -> None:
         _check_port(number, session.name)
     if not _DESCRIPTION_RE.fullmatch(session.description):
         raise RenderError(f"description of {session.name} has unsafe characters")
+    if session.role not in ROLE_ORDER or (session.node and not _NODE_RE.fullmatch(session.node)):
+        raise RenderError(f"role or node of {session.name} has unsafe characters")
 
 
 def _check_port(number: object, where: str) -> None:

@@ -1,40 +1,52 @@
-"""The `calico-rr status` table: the sessions etcd calls for against what BIRD runs. Pure."""
+"""`calico-rr status`: the sessions the data calls for against what BIRD runs. Pure.
+
+`status_report()` builds one document (notes, families, sessions, BIRD's answers, the
+datastore's); `status_table()` prints it for a person, `--json` as JSON for scripts (the
+Ansible role's checks). Without the datastore (unreachable) there is no plan: BIRD's own
+sessions are still listed, each as not known to be wanted.
+"""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 from rr_service.core.plan import Plan
 
-HEADER = ("FAMILY", "ROLE", "PROTOCOL", "NEIGHBOR", "AS", "IN ETCD", "BIRD STATE", "SINCE", "INFO", "RULE")
+HEADER = ("FAMILY", "ROLE", "PROTOCOL", "NEIGHBOR", "AS", "WANTED", "BIRD STATE", "SINCE", "INFO", "RULE")
+_FIELDS = ("family", "role", "protocol", "neighbor", "as", "wanted", "state", "since", "info", "rule")
 
 
-def status_table(
-    plan: Plan,
+def status_report(
+    plan: Optional[Plan],
     family_targets: Mapping[int, str],
     bird_protocols: Mapping[str, Sequence],
     bird_errors: Mapping[str, str],
-) -> str:
+    datastore_error: Optional[str] = None,
+    held: Optional[str] = None,
+) -> dict:
     """`family_targets` says which BIRD (`bird`, `bird6`) carries each family;
-    `bird_protocols` and `bird_errors` are what each BIRD's socket answered."""
-    rows = []
-    notes = []
-    running = {
-        target: {p.name: p for p in protocols if p.proto.upper() == "BGP"}
-        for target, protocols in bird_protocols.items()
-    }
-    if plan.error:
-        # The daemon does not apply such a plan: the rows below are what etcd asks for, BIRD
-        # keeps running what it has.
+    `bird_protocols` and `bird_errors` are what each BIRD's socket answered; `plan` is None
+    when the datastore could not be read (`datastore_error` says why)."""
+    notes, sessions, families = [], [], []
+    running = {target: {p.name: p for p in protocols if p.proto.upper() == "BGP"}
+               for target, protocols in bird_protocols.items()}
+    if datastore_error:
+        notes.append(f"datastore unreachable: {datastore_error}; BIRD's sessions below are what it runs now")
+    if held:
+        notes.append(f"HELD BACK by the running daemon: {held}")
+    if plan is not None and plan.error:
+        # The daemon does not apply such a plan: the rows below are what the data asks for,
+        # BIRD keeps running what it has.
         notes.append(f"NOT APPLIED: {plan.error}")
     for target, error in sorted(bird_errors.items()):
         notes.append(f"{target}: control socket not answering: {error}")
-    for family_plan in (plan.v4, plan.v6):
+    for family_plan in (plan.v4, plan.v6) if plan is not None else ():
         label = f"IPv{family_plan.family}"
         if family_plan.local_address is None:
             # The planner says why when the data leaves a configured family out (v3: our Node).
             reason = family_plan.unconfigured_reason or "no address configured for this reflector"
             notes.append(f"{label}: {reason}")
+            families.append({"family": family_plan.family, "address": None, "reason": reason})
             continue
         target = family_targets[family_plan.family]
         in_bird = running.get(target, {})
@@ -44,16 +56,38 @@ def status_table(
                 state, since, info = proto.state, proto.since, proto.info
             else:
                 state, since, info = ("?" if target in bird_errors else "missing"), "", ""
-            rows.append((label, session.role, session.name, str(session.neighbor), str(session.neighbor_as), "yes",
-                         state, since, info, session.origin))
+            sessions.append(dict(zip(_FIELDS, (label, session.role, session.name, str(session.neighbor),
+                                               str(session.neighbor_as), "yes", state, since, info, session.origin))))
         role = family_plan.mode or f"{family_plan.local_address} {_registration(family_plan.registered)}"
         cluster = f", cluster id {family_plan.cluster_id}" if family_plan.cluster_id else ""
         port = f", listening on port {plan.listen_port}" if plan.listen_port else ""
         notes.append(f"{label}: {role}{cluster}{port}")
+        families.append({"family": family_plan.family, "address": str(family_plan.local_address),
+                         "mode": role, "cluster_id": family_plan.cluster_id, "listen_port": plan.listen_port,
+                         "sessions": len(family_plan.sessions)})
+    wanted = "?" if plan is None else "no"
     for target in sorted(running):
         for name, proto in sorted(running[target].items()):
-            rows.append(("-", "-", name, "", "", "no", proto.state, proto.since, proto.info, ""))
-    return "\n".join(notes + [""] + _columns([HEADER] + rows))
+            sessions.append(dict(zip(_FIELDS, ("-", "-", name, "", "", wanted, proto.state, proto.since, proto.info, ""))))
+    return {
+        "datastore": {"reachable": datastore_error is None, "error": datastore_error},
+        "held": held,
+        "not_applied": plan.error if plan is not None else None,
+        "warnings": list(plan.warnings) if plan is not None else [],
+        "families": families,
+        "bird": {target: {"answering": target not in bird_errors, "error": bird_errors.get(target)}
+                 for target in sorted({*bird_protocols, *bird_errors})},
+        "sessions": sessions,
+        "notes": notes,
+    }
+
+
+def status_table(plan: Optional[Plan], family_targets: Mapping[int, str], bird_protocols: Mapping[str, Sequence],
+                 bird_errors: Mapping[str, str], datastore_error: Optional[str] = None,
+                 held: Optional[str] = None) -> str:
+    report = status_report(plan, family_targets, bird_protocols, bird_errors, datastore_error, held)
+    rows = [tuple(row[field] for field in _FIELDS) for row in report["sessions"]]
+    return "\n".join(report["notes"] + [""] + _columns([HEADER] + rows))
 
 
 def _registration(registered: bool) -> str:

@@ -30,7 +30,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,9 @@ import sysenv  # noqa: E402  (the system test's machinery, shared as one module)
 REPO = sysenv.REPO
 # What a host that Ansible manages has on top of the system test's tree.
 EXTRA_PACKAGES = ["openssh-server", "sudo", "python3-apt"]
+# What the example inventory makes the role install beside the .deb, pre-downloaded for the
+# offline container: BIRD 2 and the monitoring packages.
+ROLE_PACKAGES = ("bird2", "prometheus-bird-exporter", "python3-prometheus-client")
 SSH_USER = "deploy"
 # Bump when the way the tree is derived changes.
 LAYOUT_VERSION = 1
@@ -185,7 +187,7 @@ def authorize_key(c: "sysenv.Container", public_key: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "cache":
         tree = ensure_tree()
-        sysenv.ensure_deb_dependencies(tree, Path(sys.argv[2]).resolve(), ("bird2",))
+        sysenv.ensure_deb_dependencies(tree, Path(sys.argv[2]).resolve(), ROLE_PACKAGES)
         print(tree)
     else:
         sys.exit(__doc__)

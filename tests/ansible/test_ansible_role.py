@@ -71,7 +71,7 @@ def host(deb, tmp_path_factory):
     """The booted container, reachable over SSH from the controller namespace, etcd up with
     authentication and the cluster's global BGP data."""
     tree = ansenv.ensure_tree()
-    sysenv.ensure_deb_dependencies(tree, deb, ("bird2",))
+    sysenv.ensure_deb_dependencies(tree, deb, ansenv.ROLE_PACKAGES)
     work = tmp_path_factory.mktemp("ansible")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "calico-rr-test",
                     "-f", str(work / "id_ed25519")], check=True, timeout=30)
@@ -157,7 +157,7 @@ def setup_etcd(c) -> None:
          f"etcdctl user add {ETCD_USER}:{ETCD_PW} --interactive=false && "
          f"etcdctl user grant-role {ETCD_USER} calico && "
          f"etcdctl auth enable")
-    for key, value in ((f"/calico/bgp/v1/global/as_num", AS_NUM),
+    for key, value in (("/calico/bgp/v1/global/as_num", AS_NUM),
                        (f"/calico/bgp/v1/global/peer_v4/{ansenv.HOST_IP}",
                         json.dumps({"ip": ansenv.HOST_IP, "as_num": AS_NUM}))):
         etcdctl(c, "put", key, value)
@@ -291,6 +291,7 @@ def test_converge(converged):
     assert f'ip = "{ansenv.HOST_IP}"' in conf and f'ip6 = "{ansenv.HOST_IP6}"' in conf, conf
     assert f'username = "{ETCD_USER}"' in conf and f'password = "{ETCD_PW}"' in conf
     assert ETCD_PW not in r.out, "the vaulted password was printed"
+    assert '[metrics]\nlisten = "127.0.0.1:9824"' in conf, conf
     # Running, enabled; started with the new config, so not reloaded on top of that.
     assert "reloading settings" not in c.sh(f"journalctl --no-pager -o cat -u {UNIT}").stdout
     assert prop(c, "ActiveState") == "active" and prop(c, "SubState") == "running", diag(c)
@@ -336,6 +337,30 @@ def test_reflecting(converged):
     assert st.returncode == 0, st.stdout + st.stderr
     assert CLIENT_PROTOCOL in st.stdout and MESH_PROTOCOL in st.stdout, st.stdout
     assert prop(c, "NRestarts") == "0", diag(c)
+
+
+def scrape(c, port: int) -> str:
+    return c.sh("python3 -c \"import urllib.request; print(urllib.request.urlopen("
+                f"'http://127.0.0.1:{port}/metrics', timeout=5).read().decode())\"", check=False).stdout
+
+
+def test_monitoring(converged):
+    """The example turns monitoring on: the daemon serves its metrics (the role installed
+    python3-prometheus-client), the exporter runs through the package's drop-in and labels
+    BIRD's sessions; the role's check read `calico-rr status --json` and found it working."""
+    c = converged
+    etcdctl(c, "put", f"/calico/bgp/v1/rr_v4/{OTHER_RR}", json.dumps({"ip": OTHER_RR, "cluster_id": CLUSTER_ID}))
+    assert "ok: [rr1]" in task_output(c.first.out, "Check that the reflector reaches its datastore and BIRD runs "
+                                                    "its sessions"), c.first.out
+    assert "skipping: [rr1]" in task_output(c.first.out, "Report what keeps the reflector from working")
+    wait_for(lambda: "calico_rr_datastore_connected 1.0" in scrape(c, 9824), 30, "the daemon's metrics")
+    assert prop_of(c, "ActiveState", "prometheus-bird-exporter.service") == "active"
+    assert "/usr/libexec/calico-routereflector/prometheus-bird-exporter" in \
+        prop_of(c, "ExecStart", "prometheus-bird-exporter.service")
+    wait_for(lambda: f'name="{MESH_PROTOCOL}"' in scrape(c, 9324), 30, f"{MESH_PROTOCOL} in the exporter's series")
+    line = next(line for line in scrape(c, 9324).splitlines()
+                if line.startswith("bird_protocol_up{") and f'name="{MESH_PROTOCOL}"' in line)
+    assert 'role="mesh"' in line, line
 
 
 def test_second_run_changes_nothing(converged, inventory):
@@ -477,3 +502,18 @@ def test_v3_registration_is_idempotent(converged, inventory):
     again = playbook(c, inventory, *as_node)
     assert again.rc == 0 and again.changed == 0, str(again)
     assert etcdctl(c, "get", "--print-value-only", f"{prefix}/nodes/{name}").stdout == got
+
+def test_the_check_fails_the_host_with_what_is_wrong(converged, inventory):
+    """With etcd down the role's check gives up after calico_rr_verify_timeout and fails the
+    host with the daemon's own words; the service keeps running."""
+    c = converged
+    c.sh("systemctl stop etcd.service", timeout=60)
+    try:
+        r = playbook(c, inventory, "-e", "calico_rr_verify_timeout=6", "-e", "calico_rr_register=false")
+        assert r.rc != 0 and r.failed == 1, str(r)
+        out = task_output(r.out, "Report what keeps the reflector from working")
+        assert "calico-routereflector does not work after 6 s: datastore unreachable: " in out, out
+        assert prop(c, "ActiveState") == "active", diag(c)
+    finally:
+        c.sh("systemctl start etcd.service", timeout=60)
+        wait_for(lambda: etcdctl(c, "endpoint", "health", check=False).returncode == 0, 30, "etcd healthy")

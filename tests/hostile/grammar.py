@@ -28,6 +28,7 @@ ALLOWED_LINES = [re.compile(p) for p in (
     r"",
     r"# .*",  # comments: generated header, role and validated node names
     rf"router id {_ADDR};",
+    r"timeformat protocol iso long;",
     r"protocol device \{",
     r"  scan time 2;",
     r"template bgp bgp_template \{",
@@ -41,6 +42,7 @@ ALLOWED_LINES = [re.compile(p) for p in (
     r"template bgp bgp_template_any_source \{",  # Calico v3: peers with sourceAddress: None
     r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_template(_any_source)? \{",
     r"  local as [0-9]+;",
+    r'  description "role=(mesh|client|peer)( node=[A-Za-z0-9_.-]+)?";',
     rf"  neighbor {_ADDR}( port [0-9]+)? as [0-9]+;",
     r"  rr client;",
     rf"  rr cluster id {_ADDR};",

@@ -97,7 +97,7 @@ def _family(snap: Snapshot, me: Identity, family: int, warnings: list) -> Family
         claims.setdefault(address, []).append(Session(
             f"Client_{str(address).replace('.', '_').replace(':', '_')}", CLIENT, address, local_as, neighbor_as,
             internal, cluster_id if internal else None, node.name,
-            origin=f"{'host/<name>' if own_peer is not None else 'global'}/peer_v{family}"))
+            origin=f"{'host/<name>' if own_peer is not None else 'global'}/peer_v{family}", node=node.name))
     clients = []
     for address in sorted(claims):
         found = claims[address]

@@ -43,6 +43,9 @@ endpoints = ["http://localhost:2379"]
 
 [log]
 level = "info"
+
+[metrics]
+listen = "127.0.0.1:9824"
 """
 ETCD_DATA = [
     (f"/calico/bgp/v1/rr_v4/{RR_IP}", f'{{"ip":"{RR_IP}","cluster_id":"1.2.3.4"}}'),
@@ -72,7 +75,9 @@ def deb(prerequisites, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module", params=["bird", "bird2"])
 def container(request, deb):
     bird = request.param
-    extra = ("bird2",) if bird == "bird2" else ()
+    # `apt install calico-routereflector prometheus-bird-exporter`, as an operator who wants
+    # BIRD's metrics does: the exporter runs beside us with the package's drop-in.
+    extra = (("bird2",) if bird == "bird2" else ()) + ("prometheus-bird-exporter",)
     base = sysenv.ensure_base_tree()
     sysenv.ensure_deb_dependencies(base, deb, extra)
     c = sysenv.Container(base)
@@ -212,7 +217,9 @@ def test_man_page_covers_the_cli():
                 text = entry(name)
                 if not text:
                     missing.append(f"command {name}")
-                missing += [f"{name} {o}" for o in options(sub) if o not in text]
+                # The global options work after a command too; OPTIONS documents them.
+                missing += [f"{name} {o}" for o in options(sub)
+                            if o not in text and o not in options(parser)]
     assert not missing, f"not in packaging/calico-rr.8: {missing}"
 
 
@@ -309,6 +316,31 @@ def test_start_serves_node(configured):
     assert st.returncode == 0 and CLIENT_PROTOCOL in st.stdout, st.stdout + st.stderr
     acc = c.sh("calico-rr accept", check=False, timeout=60)
     assert acc.returncode == 0, acc.stdout + acc.stderr
+
+
+def test_bird_exporter_runs_with_our_flags_and_labels(configured):
+    """The exporter's unit, through the package's drop-in, reads the BIRD this host runs
+    (BIRD 1.6's two sockets, or BIRD 2 with -bird.v2) and labels each session with the
+    role and Calico node of its description."""
+    c = configured
+    wait_for(lambda: CLIENT_PROTOCOL in c.sh("birdc show protocols", check=False).stdout, 60,
+             f"BIRD running {CLIENT_PROTOCOL}")
+    exec_start = c.sh("systemctl show -p ExecStart prometheus-bird-exporter").stdout
+    assert "/usr/libexec/calico-routereflector/prometheus-bird-exporter" in exec_start, exec_start
+    c.sh("systemctl restart prometheus-bird-exporter", timeout=60)
+    fetch = ("python3 -c \"import urllib.request; "
+             "print(urllib.request.urlopen('http://127.0.0.1:9324/metrics', timeout=5).read().decode())\"")
+
+    def series():
+        text = c.sh(fetch, check=False).stdout
+        return next((line for line in text.splitlines()
+                     if line.startswith("bird_protocol_up{") and f'name="{CLIENT_PROTOCOL}"' in line), None)
+    line = wait_for(series, 60, f"the exporter's series of {CLIENT_PROTOCOL}")
+    assert 'role="client"' in line and 'node="node1"' in line and 'proto="BGP"' in line, line
+    if c.bird == "bird2":
+        assert 'ip_version="4"' in line
+    cmdline = c.sh("cat /proc/$(systemctl show -p MainPID --value prometheus-bird-exporter)/cmdline | tr '\\0' ' '").stdout
+    assert ("-bird.v2" in cmdline) == (c.bird == "bird2"), cmdline
 
 
 def test_reload(configured):

@@ -293,6 +293,7 @@ def _client_candidate(node: Node, family: int, mine: IPAddress, global_peer, glo
         rr_client=internal,
         cluster_id=cluster_id if internal else None,
         description=node.name,
+        node=node.name,
         # Shared constant strings: one per node would cost ~0.6 MB at 10,000 nodes.
         origin=_NODE_PEER_ORIGIN[family] if own_peer is not None else _GLOBAL_PEER_ORIGIN[family],
     )

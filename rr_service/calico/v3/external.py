@@ -49,6 +49,7 @@ class Target:
     peer: Optional[BGPPeer] = None  # the BGPPeer whose options apply; None: no options
     passive: bool = False
     local_as: Optional[int] = None  # None: our AS
+    node: str = ""  # the Calico node (or declared reflector) behind the address
 
 
 def reflector_peer_name(node_name: str, family: int) -> str:
@@ -73,7 +74,8 @@ def reverse_peer_ip_targets(data: CalicoData, naming: list[BGPPeer], ours: Optio
             if address is None or (ours is not None and node.name == ours.name) or not peer.applies_to(node):
                 continue
             targets.append(Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id,
-                                  source, f"node {node.name}", REVERSE_PEER_IP, peer, local_as=peer.as_num))
+                                  source, f"node {node.name}", REVERSE_PEER_IP, peer, local_as=peer.as_num,
+                                  node=node.name))
     return targets
 
 
@@ -87,7 +89,7 @@ def reflector_mesh_targets(data: CalicoData, mine: IPAddress, family: int) -> li
         # No BGPPeer options: keepOriginalNextHop & co. are for the nodes' sessions to it.
         targets.append(Target(peer.peer_ip, port, peer.as_num, peer.reflector_cluster_id,
                               f"reflector mesh (bgppeer {peer.name})", f"reflector {peer.reflector}",
-                              REFLECTOR_MESH))
+                              REFLECTOR_MESH, node=peer.reflector))
     return targets
 
 

@@ -157,21 +157,22 @@ def node_candidates(ctx: Context, fam: FamilyContext, node: CalicoNode) -> tuple
     for peer in ctx.forward:
         if peer.peer_selector.matches(node.labels):
             found.append(Candidate((RANK_CALICO, peer.name, 0, name),
-                                   Target(address, port, asn, cid, f"bgppeer {peer.name}", description, CALICO, peer)))
+                                   Target(address, port, asn, cid, f"bgppeer {peer.name}", description, CALICO, peer,
+                                          node=name)))
     for peer in ctx.reverse:
         if peer.applies_to(node):
             found.append(Candidate((RANK_CALICO, peer.name, 1, name),
                                    Target(address, port, asn, cid, f"bgppeer {peer.name} (reverse)", description,
-                                          CALICO, peer)))
+                                          CALICO, peer, node=name)))
     if ctx.node_mesh:
         found.append(Candidate((RANK_NODE_MESH, "", 0, name),
                                Target(address, port, asn, cid, "node-to-node mesh", description, NODE_MESH,
-                                      passive=str(address) > str(fam.mine))))
+                                      passive=str(address) > str(fam.mine), node=name)))
     for peer in fam.naming:
         if peer.applies_to(node):
             found.append(Candidate((RANK_REVERSE_PEER_IP, peer.name, 0, name),
                                    Target(address, port, asn, cid, f"bgppeer {peer.name} (peerIP names us)", description,
-                                          REVERSE_PEER_IP, peer, local_as=peer.as_num)))
+                                          REVERSE_PEER_IP, peer, local_as=peer.as_num, node=name)))
     found.sort(key=_rank)
     return tuple(found)
 
@@ -215,6 +216,7 @@ def session(fam: FamilyContext, target: Target) -> Session:
         no_source_address=bool(peer and peer.no_source_address),
         graceful_restart_time=peer.max_restart_time if peer else None,
         origin=target.source,
+        node=target.node,
     )
 
 
