@@ -25,6 +25,7 @@ from tests import prereq  # noqa: E402
 from rr_service.calico.v1.snapshot import SnapshotParser, parse_snapshot  # noqa: E402
 from rr_service.calico.v1.rules import plan  # noqa: E402
 from rr_service.core.render import Renderer  # noqa: E402
+from rr_service.core.values import SHOWN_KEY_CHARS  # noqa: E402
 from tests.hostile.corpus import ACCEPT, BASE, CASES, GOOD_SESSIONS, IGNORE, ME, REJECT  # noqa: E402
 from tests.hostile.grammar import (BIRD1, BirdChecker, assert_only_allowed_lines,  # noqa: E402
                                    bird1_available, bird2_binary, session_blocks)
@@ -117,6 +118,8 @@ def test_hostile_case(case, caplog):
     for line in key_lines:
         assert line.level == "warning"
         shown = case.key if case.key.isprintable() else repr(case.key)  # never raw control chars
+        if len(shown) > SHOWN_KEY_CHARS:  # a long key is cut short: its start and its length
+            shown = f"{shown[:SHOWN_KEY_CHARS - 40]}... ({len(case.key)} characters)"
         assert shown in line.text and snap.rejected[0].reason in line.text
         assert "\n" not in line.text and line.text.isprintable()
     assert second == []
@@ -256,3 +259,24 @@ def test_regression_reasons_stay_short_and_printable():
                            "rr_v4/\t192.0.2.12\n": b'{"ip": "192.0.2.13"}'})
     reasons = [r.reason for r in snap.rejected]
     assert len(reasons) == 2 and all(len(reason) < 200 and reason.isprintable() for reason in reasons), reasons
+
+
+@pytest.mark.parametrize("rules, key", [
+    ("v1", "host/" + "n" * 100_000 + "/ip_addr_v4"),
+    ("v1", "host/\n" + "x" * 100_000 + "/ip_addr_v4"),
+    ("v3", "nodes/" + "n" * 100_000),
+])
+def test_regression_a_huge_key_is_logged_cut_short(rules, key):
+    """A 100 KB key is refused, and its log line stays short: the start of the key and its
+    length, not 100 KB of it."""
+    from rr_service.calico import rule_set
+    from rr_service.core.pipeline import compute_once
+    from rr_service.core.render import Renderer
+    from rr_service.core.values import rejection_message
+
+    value = b"192.0.2.30" if rules == "v1" else b'{"kind": "Node", "spec": {}}'
+    computed = compute_once(rule_set(rules), {key: value}, ME, Renderer(flavour="bird1"))
+    [rejected] = computed.rejected
+    line = rejection_message(rejected)
+    assert len(line) < 400 and line.isprintable(), line[:500]
+    assert f"({len(key)} characters)" in line

@@ -114,7 +114,7 @@ def test_empty_address_is_no_address_and_no_warning():
         ("global/peer_v4/192.0.2.10", j(ip="192.0.2.10", as_num="64512 } protocol"), "not a number"),
         ("host/node1/ip_addr_v4", b"192.0.2.300", "not an IP address"),
         ("host/node1/ip_addr_v4", b"2001:db8::1", "expected IPv4"),
-        ("host/node1/ip_addr_v4", b"0.0.0.0", "cannot be a BGP neighbour"),
+        ("host/node1/ip_addr_v4", b"0.0.0.0", "is unspecified, not a BGP neighbour"),
         ("host/node1/ip_addr_v6", b"\xff\xfe", "not UTF-8"),
         ("host/node1/ip_addr_v4", b"1" * 5000, "bytes, more than"),
         ("host/node;1/ip_addr_v4", b"192.0.2.21", "not a valid host name"),

@@ -2,7 +2,7 @@
 
 import ipaddress
 
-from rr_service.calico.v1.snapshot import parse_snapshot
+from rr_service.calico.v1.snapshot import SnapshotParser, parse_snapshot
 from rr_service.core.plan import CLIENT, MESH, Identity, protocol_name
 from rr_service.calico.v1.rules import plan
 from rr_service.core.render import Renderer
@@ -124,7 +124,7 @@ def test_one_session_per_neighbour():
     s = {str(x.neighbor): x for x in p.v4.sessions}
     assert set(s) == {"192.0.2.11", "192.0.2.21", "192.0.2.22"}
     assert s["192.0.2.11"].role == MESH
-    assert any("share the address 192.0.2.22" in w for w in p.warnings)
+    assert any(w.startswith("2 nodes claim the address 192.0.2.22: ") for w in p.warnings)
     assert any("own address 192.0.2.10" in w for w in p.warnings)
 
 
@@ -146,23 +146,26 @@ def test_order_is_deterministic():
 
 
 def test_many_nodes_sharing_one_address_block_no_other_peer():
-    # 400 nodes that autodetected docker0's 172.17.0.1: one session, a bounded description
-    # (the renderer refuses more than 4096 characters), and a warning naming them.
+    # 400 nodes that autodetected docker0's 172.17.0.1: one session, the earliest claim's,
+    # and a bounded warning naming the others.
     raw = {**BASE, **GLOBAL_PEER}
+    created = {}
     for i in range(400):
-        raw[f"host/worker-{i:03d}.cluster.example.net/ip_addr_v4"] = b"172.17.0.1"
-    the_plan = plan(parse_snapshot(raw), ME)
+        key = f"host/worker-{i:03d}.cluster.example.net/ip_addr_v4"
+        raw[key], created[key] = b"172.17.0.1", 1000 - i  # the last name was created first
+    the_plan = plan(SnapshotParser(created).reset(raw), ME)
     configs = {flavour: Renderer(flavour=flavour).render(the_plan) for flavour in ("bird1", "bird2")}
     for texts in configs.values():
         text = texts["bird"]
         for name in ("Client_172_17_0_1", "Client_192_0_2_21", "Client_192_0_2_22", "Mesh_192_0_2_11"):
             assert f"protocol bgp {name} from" in text
         assert text.count("protocol bgp Client_172_17_0_1 ") == 1
-        assert "# client: worker-000.cluster.example.net, worker-001.cluster.example.net, " \
-               "worker-002.cluster.example.net, and 397 more\n" in text
+        assert "# client: worker-399.cluster.example.net\n" in text
     [warning] = [w for w in the_plan.warnings if "172.17.0.1" in w]
-    assert warning.startswith("400 nodes share the address 172.17.0.1 (worker-000.cluster.example.net, ")
-    assert "worker-009.cluster.example.net, and 390 more)" in warning and len(warning) < 1000
+    assert warning.startswith("400 nodes claim the address 172.17.0.1: node worker-399.cluster.example.net keeps "
+                              "its session (the running session, else the earliest claim); ignored: "
+                              "worker-398.cluster.example.net, ")
+    assert "worker-389.cluster.example.net, and 389 more" in warning and len(warning) < 1000
 
 
 def plan_error(raw, me=ME):

@@ -430,8 +430,8 @@ def test_sessions_follow_the_rules(data):
         assert (session.local_as, session.neighbor_as, session.rr_client, session.cluster_id) in allowed
         assert session.name == session_name(role, session.neighbor)
         assert ":" not in session.name and SYMBOL_RE.fullmatch(session.name)
-        if role == CLIENT:
-            assert set(session.description.split(", ")) == names
+        if role == CLIENT:  # one of the claimants keeps the address (which: test_pipeline.py)
+            assert session.node in names and session.description == session.node
     # standalone vs mesh
     for family_plan in (the_plan.v4, the_plan.v6):
         mine = family_plan.local_address
@@ -458,20 +458,36 @@ def test_same_output_in_any_key_order_and_change_by_change(data, split, seed):
     and a rejected key contributes nothing."""
     counted("mixed data: key order, incremental parse, rejected keys inert")
     raw, _expect, _valid, me = data
-    full = parse_snapshot(raw)
-    configs = render_both(plan(full, me), ("mixed data: key order", raw, me))
     items = list(raw.items())
     random.Random(seed).shuffle(items)
+    # Each key created in the order the daemon's path below receives it, as etcd would number
+    # them: a node sharing an address with a node that came first never takes it over, so
+    # the order of arrival and the creation order give the same winner.
+    created = {key: i for i, (key, _) in enumerate(items)}
+    full = SnapshotParser(created).reset(raw)
+    full_plan = plan(full, me)
+    configs = render_both(full_plan, ("mixed data: key order", raw, me))
+    # Nodes sharing an address: which one keeps it depends on which session ran first (a
+    # later claim never takes over), so a path of changes may end with another winner than a
+    # fresh start; test_pipeline.py holds that history to the oracle. Here: the same sessions.
+    shared = any(" nodes claim the address " in warning for warning in full_plan.warnings)
 
-    shuffled = parse_snapshot(dict(items))
+    def same(got_files: dict, want_files: dict) -> bool:
+        """One flavour's config files (bird, bird6 -> text)."""
+        if not shared:
+            return got_files == want_files
+        return {name for text in got_files.values() for name in session_blocks(text)} == \
+            {name for text in want_files.values() for name in session_blocks(text)}
+
+    shuffled = SnapshotParser(created).reset(dict(items))
     assert shuffled.rejected == full.rejected
     assert render_both(plan(shuffled, me), ("mixed data: key order, shuffled", raw, me)) == configs
 
-    without = parse_snapshot({k: v for k, v in raw.items() if k not in {r.key for r in full.rejected}})
+    without = SnapshotParser(created).reset({k: v for k, v in raw.items() if k not in {r.key for r in full.rejected}})
     assert without == full and without.rejected == ()
 
     cut = len(items) * split // 100
-    parser, memo = SnapshotParser(), {}
+    parser, memo = SnapshotParser(created), {}
     renderers = {flavour: Renderer(flavour=flavour) for flavour in FLAVOURS} if split % 25 == 0 else RENDERERS
     parser.reset(dict(items[:cut]))
     for flavour in FLAVOURS:
@@ -484,14 +500,14 @@ def test_same_output_in_any_key_order_and_change_by_change(data, split, seed):
         step = parser.update({key: value})
     assert step == full and step.rejected == full.rejected
     step_plan = plan(step, me, memo)
-    assert {flavour: renderers[flavour].render(step_plan) for flavour in FLAVOURS} == configs
+    assert all(same(renderers[flavour].render(step_plan), configs[flavour]) for flavour in FLAVOURS)
 
     # The daemon's own objects (Pipeline: SnapshotParser.apply, Planner, IncrementalRenderer):
     # the same start, junk put and deleted, the rest folded in groups of 1 to 4 keys. One
     # flavour per case, in turn: what is incremental there does not depend on it.
     rng, flavour = random.Random(seed), FLAVOURS[seed % 2]
     pipeline = Pipeline(LEGACY, me, renderers[flavour])
-    pipeline.reset(dict(items[:cut]))
+    pipeline.reset(dict(items[:cut]), created)
     batches = [junk, dict.fromkeys(junk)]
     rest = items[cut:]
     while rest:
@@ -501,10 +517,10 @@ def test_same_output_in_any_key_order_and_change_by_change(data, split, seed):
     computed = pipeline.compute()
     for batch in batches:
         for key, value in batch.items():
-            pipeline.change(key, value)
+            pipeline.change(key, value, created.get(key))
         computed = pipeline.compute()
-    assert computed.configs == configs[flavour]
-    assert computed.plan == plan(full, me) and computed.rejected == full.rejected
+    assert same(computed.configs, configs[flavour]) and computed.rejected == full.rejected
+    assert shared or computed.plan == full_plan
 
 
 # ------------------------------------------------------------------------- BIRD's own parser

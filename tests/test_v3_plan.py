@@ -347,3 +347,15 @@ def test_bird_parses_every_v3_option(tmp_path, flavour):
         path.write_text(text)
         result = subprocess.run([binaries[target], "-p", "-c", str(path)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr + text
+
+
+@pytest.mark.parametrize("flavour", ["bird1", "bird2"])
+def test_a_restart_time_bgp_cannot_carry_is_capped_and_said(flavour):
+    """maxRestartTime 2h: BIRD would advertise 7200 s as 3104 s (12 bits); the config says
+    4095 s, the most BGP carries, and a warning names the BGPPeer."""
+    raw = {**NO_MESH, **RR, **A, **CLIENTS, **peer("tor", peerIP="10.9.9.9", asNumber=65000, maxRestartTime="2h")}
+    plan = plan_v3(parse_resources(raw), "rr", ME)
+    assert "bgppeer tor: maxRestartTime '2h' (7200 s) is more than the 4095 s BGP can carry (a 12-bit field): " \
+           "4095 s is used" in plan.warnings
+    text = Renderer(flavour=flavour).render(plan)["bird"]
+    assert "  graceful restart time 4095;\n" in text and "7200" not in text

@@ -87,6 +87,18 @@ def test_durations(text, seconds):
     assert parse_duration_seconds(text) == seconds
 
 
+@pytest.mark.parametrize("text, seconds", [("4095s", 4095), ("4096s", 4095), ("2h", 4095), ("18h12m15s", 4095),
+                                           ("100000h", 4095)])
+def test_max_restart_time_is_capped_at_what_bgp_carries(text, seconds):
+    data = one({"bgppeers/p": res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "maxRestartTime": text})})
+    peer = data.peers[0]
+    assert peer.max_restart_time == seconds
+    assert bool(peer.notes) == (text != "4095s")
+    if peer.notes:
+        assert peer.notes[0].startswith(f"maxRestartTime '{text}' (") and peer.notes[0].endswith(
+            "is more than the 4095 s BGP can carry (a 12-bit field): 4095 s is used")
+
+
 def test_relevant_keys():
     assert relevant_key("nodes/a") and relevant_key("bgppeers/p") and relevant_key("bgpconfigurations/default")
     assert not relevant_key("workloadendpoints/ns/x") and not relevant_key("ippools/p")
@@ -126,7 +138,6 @@ REJECTED = [
     ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "sourceAddress": "10.0.0.2"}), "sourceAddress"),
     ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "keepOriginalNextHop": "yes"}), "keepOriginalNextHop"),
     ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "maxRestartTime": "forever"}), "maxRestartTime"),
-    ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "maxRestartTime": "100h"}), "65535"),
     ("bgppeers/p", res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1, "node": HOSTILE}), "name"),
     ("bgpconfigurations/default", res("BGPConfiguration", "default", {"listenPort": 70000}), "listenPort"),
     ("bgpconfigurations/default", res("BGPConfiguration", "default", {"nodeToNodeMeshEnabled": "false"}), "true or false"),
@@ -159,9 +170,35 @@ def test_unsupported_peer_fields_are_flagged():
     ("fe80::1%eth0", "zone index"),
     ("fe80::1", "link-local"),
     ("[fe80::1]:179", "link-local"),
-    ("127.0.0.1", "cannot be a BGP neighbour"),
+    ("127.0.0.1", "is a loopback address"),
+    ("127.0.0.1:179", "is a loopback address"),
+    ("[::1]:179", "is a loopback address"),
+    ("255.255.255.255", "broadcast"),
+    ("224.0.0.1", "multicast"),
+    ("0.0.0.0", "unspecified"),
+    ("169.254.1.1", "link-local"),
+    ("::ffff:127.0.0.1", "IPv4-mapped IPv6 address; give 127.0.0.1 as an IPv4 address"),
+    ("::ffff:224.0.0.1", "IPv4-mapped"),
+    ("::ffff:0.0.0.0", "IPv4-mapped"),
+    ("[::ffff:192.0.2.10]:179", "IPv4-mapped"),
+    ("::192.0.2.10", "IPv4-compatible"),
 ])
 def test_peer_ip_that_bird_cannot_use_is_rejected(peer_ip, reason):
-    # A multihop session to a link-local or scoped address makes BIRD refuse the whole config.
+    # One address policy for every layout: nothing that is this host, a group, a link's own
+    # address, or an IPv4 address dressed as IPv6 (BIRD 2 would dial the IPv4 inside).
     with pytest.raises(InvalidValue, match=reason):
         parse_peer_ip(peer_ip)
+
+
+@pytest.mark.parametrize("address, reason", [
+    ("::ffff:192.0.2.10/96", "IPv4-mapped"),
+    ("fe80::1%eth0/64", "zone index"),
+    ("127.0.0.1/8", "loopback"),
+    ("255.255.255.255/32", "broadcast"),
+])
+def test_node_address_that_bird_cannot_use_rejects_the_node(address, reason):
+    family = 6 if ":" in address else 4
+    field = "ipv6Address" if family == 6 else "ipv4Address"
+    data = parse_resources({"nodes/n": res("Node", "n", {"bgp": {field: address}})})
+    assert data.nodes == () and len(data.rejected) == 1
+    assert reason in data.rejected[0].reason, data.rejected[0].reason

@@ -172,9 +172,9 @@ class Daemon:
             log.info("[etcd] schema = auto: using the Calico %s data", data.rules)
         self._rules_name = data.rules
         if self.pipeline is None or self.pipeline.rules.name != data.rules:
-            self.pipeline = Pipeline(rule_set(data.rules), self.me, self.renderer)
+            self.pipeline = Pipeline(rule_set(data.rules), self.me, self.renderer, wiring.running_claims(self.settings))
         # Otherwise a resync keeps the rendered session blocks: only what changed is redone.
-        self.pipeline.reset(data.items)
+        self.pipeline.reset(data.items, data.created)
         gc.unfreeze()  # the previous data set's objects: let the collector see them again
         self._freeze_after_compute = True
         return loop.SnapshotRead(time.monotonic(), self.source.position(), len(self.pipeline.items),
@@ -192,7 +192,7 @@ class Daemon:
             self.source.close()
             self.metrics.observe_read(False, False)
             return loop.Failed(time.monotonic(), time.time(), str(exc))
-        count = sum(self.pipeline.change(change.key, change.value) for change in changes)
+        count = sum(self.pipeline.change(change.key, change.value, change.created) for change in changes)
         self.metrics.observe_changes(count)
         if count:
             log.debug("%d change(s), now at %s", count, self.source.position())

@@ -15,6 +15,7 @@ from rr_service.calico import rule_set
 from rr_service.core.pipeline import Computed, compute_once
 from rr_service.core.plan import Identity
 from rr_service.core.render import Renderer
+from rr_service.core.running import read_claims
 from rr_service.sources.base import DataSet, Source
 
 FLAVOURS = ("bird1", "bird2")
@@ -104,4 +105,12 @@ def compute_now(settings: Settings, render: Renderer) -> tuple[DataSet, Computed
         data = store.read()
     finally:
         store.close()
-    return data, compute_once(rule_set(data.rules), data.items, identity(settings), render)
+    return data, compute_once(rule_set(data.rules), data.items, identity(settings), render, data.created,
+                              running_claims(settings))
+
+
+def running_claims(settings: Settings) -> dict:
+    """Who holds each neighbour in the configs BIRD runs (core/running.py). bird.conf is read
+    last: after a move to BIRD 2 it holds both families, and an old bird6.conf says nothing
+    it does not."""
+    return read_claims((settings.bird.config6, settings.bird.config))

@@ -19,6 +19,9 @@ from rr_service.core.values import Rejected
 
 
 class Parser(Protocol):
+    """Made with the pipeline's `created` (key -> creation order, kept up to date by the
+    pipeline): what a parsed record says about when it was created."""
+
     def clear(self) -> None: ...
 
     def apply(self, changes: Mapping[str, Optional[bytes]]): ...  # has .rejected
@@ -35,9 +38,11 @@ class RuleSet(Protocol):
 
     def wanted(self, key: str) -> bool: ...  # the keys it reads; every other key is ignored
 
-    def parser(self) -> Parser: ...
+    def dated(self, key: str) -> bool: ...  # the keys whose creation order decides a claim
 
-    def planner(self, me: Identity) -> Planner: ...
+    def parser(self, created: Mapping[str, object]) -> Parser: ...
+
+    def planner(self, me: Identity, running: Optional[dict] = None) -> Planner: ...
 
 
 @dataclass(frozen=True)
@@ -48,30 +53,42 @@ class Computed:
 
 
 class Pipeline:
-    def __init__(self, rules: RuleSet, me: Identity, renderer: Renderer):
+    def __init__(self, rules: RuleSet, me: Identity, renderer: Renderer, running: Optional[dict] = None):
+        """`running`: who holds each neighbour in the configs BIRD runs now
+        (core/running.read_claims): an address several nodes claim stays with that node."""
         self.rules, self.me, self.renderer = rules, me, renderer
         self.items: dict = {}
-        self._parser = rules.parser()
-        self._planner = rules.planner(me)
+        self.created: dict = {}
+        self._running = running
+        self._parser = rules.parser(self.created)
+        self._planner = rules.planner(me, running)
         self._blocks = IncrementalRenderer(renderer)
         self._pending: Optional[dict] = None  # None: everything is new (after a reset)
 
-    def reset(self, items: dict) -> None:
+    def reset(self, items: dict, created: Optional[Mapping[str, object]] = None) -> None:
         """Start over from `items`, which the pipeline takes over and changes (no copy: at
-        10,000 nodes a copy beside the snapshot's own dict only raised the start's peak)."""
-        for key in [key for key in items if not self.rules.wanted(key)]:
+        10,000 nodes a copy beside the snapshot's own dict only raised the start's peak), and
+        the keys' creation order (sources.base.DataSet.created)."""
+        wanted, dated = self.rules.wanted, self.rules.dated
+        for key in [key for key in items if not wanted(key)]:
             del items[key]
         self.items = items
+        self.created.clear()
+        if created:
+            self.created.update((key, order) for key, order in created.items() if dated(key) and key in items)
         self._pending = None
 
-    def change(self, key: str, value: Optional[bytes]) -> bool:
+    def change(self, key: str, value: Optional[bytes], created: Optional[object] = None) -> bool:
         """Take in one changed key; False when it changes nothing (not ours, the same value)."""
         if not self.rules.wanted(key) or self.items.get(key) == value:
             return False
         if value is None:
             del self.items[key]
+            self.created.pop(key, None)
         else:
             self.items[key] = value
+            if created is not None and self.rules.dated(key):
+                self.created[key] = created
         if self._pending is not None:
             self._pending[key] = value
         return True
@@ -90,14 +107,15 @@ class Pipeline:
             # the next compute starts over from the keys.
             self._pending = None
             self._parser.clear()
-            self._planner = self.rules.planner(self.me)
+            self._planner = self.rules.planner(self.me, self._running)
             raise
         self._pending = {}
         return Computed(planned.plan, parsed.rejected, configs)
 
 
-def compute_once(rules: RuleSet, items: dict, me: Identity, renderer: Renderer) -> Computed:
+def compute_once(rules: RuleSet, items: dict, me: Identity, renderer: Renderer,
+                 created: Optional[Mapping[str, object]] = None, running: Optional[dict] = None) -> Computed:
     """The whole pipeline over one data set (`render`, `status`)."""
-    pipeline = Pipeline(rules, me, renderer)
-    pipeline.reset(items)
+    pipeline = Pipeline(rules, me, renderer, running)
+    pipeline.reset(items, created)
     return pipeline.compute()

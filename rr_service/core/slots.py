@@ -25,6 +25,11 @@ class Slots:
         self.keys.append(key)
         self.values.append(value)
 
+    def get(self, key: Any) -> Optional[Any]:
+        keys = self.keys
+        i = bisect_left(keys, key)
+        return self.values[i] if i < len(keys) and keys[i] == key else None
+
     def put(self, key: Any, value: Optional[Any]) -> Optional[Any]:
         """Set `key` to `value` (None: remove it); returns the value it had, or None."""
         keys = self.keys

@@ -36,10 +36,17 @@ class Rejected:
     reason: str
 
 
+SHOWN_KEY_CHARS = 200
+
+
 def shown_key(key: str) -> str:
-    """An etcd key as a log line shows it: repr'd when it holds control characters (a newline,
-    an escape), so a key can neither span nor forge log lines."""
-    return key if key.isprintable() else repr(key)
+    """A datastore key as a log line shows it: repr'd when it holds control characters (a
+    newline, an escape), so a key can neither span nor forge log lines, and cut short when
+    long (etcd takes keys of 1.5 MB: one must not become a log line that size)."""
+    shown = key if key.isprintable() else repr(key)
+    if len(shown) <= SHOWN_KEY_CHARS:
+        return shown
+    return f"{shown[:SHOWN_KEY_CHARS - 40]}... ({len(key)} characters)"
 
 
 def rejection_message(rejected: Rejected) -> str:
@@ -86,15 +93,35 @@ def parse_address(value: object, family: int) -> IPAddress:
     return address
 
 
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
 def check_neighbour(address: IPAddress, value: object) -> None:
-    """What an address must be to reach a BIRD config as a multihop BGP neighbour."""
+    """What an address must be to reach a BIRD config as a multihop BGP neighbour: one policy
+    for every layout (v1 keys, v3 Nodes and BGPPeers). A datastore writer must not point a
+    session at this host itself, at a group or at an address that only exists on one link."""
     if getattr(address, "scope_id", None) is not None:  # fe80::1%eth0: not a BIRD address
         raise InvalidValue(f"{show(value)} has a zone index (%...), which a BGP neighbour cannot have")
-    if address.is_unspecified or address.is_multicast:
-        raise InvalidValue(f"{address} cannot be a BGP neighbour")
-    if address.version == 6 and address.is_link_local:
-        # BIRD refuses the whole config: a link-local neighbour needs an interface, and these
-        # sessions are multihop.
+    if address.version == 6:
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            # BIRD 2 would dial the IPv4 address inside (::ffff:127.0.0.1 is this host).
+            # Shown as written: Python 3.11 and 3.13 spell such an address differently.
+            raise InvalidValue(f"{show(value)} is an IPv4-mapped IPv6 address; give {mapped} as an IPv4 address")
+        if address in _IPV4_COMPATIBLE and not (address.is_unspecified or address.is_loopback):
+            raise InvalidValue(f"{address} is an IPv4-compatible IPv6 address (deprecated), not a BGP neighbour")
+    if address.is_unspecified or (address.version == 4 and address in _THIS_NETWORK):
+        raise InvalidValue(f"{address} is unspecified, not a BGP neighbour")
+    if address.is_loopback:
+        raise InvalidValue(f"{address} is a loopback address (this host), not a BGP neighbour")
+    if address.is_multicast or (address.version == 4 and address == _BROADCAST):
+        raise InvalidValue(f"{address} is a {'multicast' if address.is_multicast else 'broadcast'} address, "
+                           f"not a BGP neighbour")
+    if address.is_link_local:
+        # BIRD refuses the whole config for an IPv6 one (it needs an interface); neither
+        # family's link-local addresses reach across the hops of a multihop session.
         raise InvalidValue(f"{address} is link-local, which a multihop BGP session cannot use")
 
 

@@ -17,7 +17,7 @@ failures onto these names:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
 
@@ -49,20 +49,28 @@ class ResyncNeeded(DatastoreError):
 
 @dataclass(frozen=True)
 class Change:
-    """One key that changed: `value` None when it is gone."""
+    """One key that changed: `value` None when it is gone. `created` is when the key came
+    into being in the datastore's own order (see DataSet), None when it is gone."""
 
     key: str
     value: Optional[bytes]
+    created: Optional[object] = None
 
 
 @dataclass(frozen=True)
 class DataSet:
     """One consistent read of the Calico data: which rule set reads it (`v1`, `v3`), every
-    key it holds, and where to follow its changes from."""
+    key it holds, and where to follow its changes from.
+
+    `created` gives each key its creation in the datastore's own order (an etcd
+    create_revision; a Kubernetes creationTimestamp): when two nodes claim one address, the
+    earlier claim wins. The store sets it and no writer can: a key's name, or a timestamp
+    written into its value, could be chosen to win. Keys without one sort first."""
 
     rules: str
     items: dict
     bookmark: object
+    created: dict = field(default_factory=dict)
 
 
 class Source(ABC):

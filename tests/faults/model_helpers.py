@@ -269,6 +269,7 @@ class EtcdDriver:
 
     def dump(self) -> Tuple[int, Dict[str, bytes]]:
         answer = self._ask({"op": "dump"})
+        self.created = answer["created"]  # each key's create_revision, as of this dump
         return answer["rev"], {k: base64.b64decode(v) for k, v in answer["kvs"].items()}
 
     def close(self) -> None:
@@ -306,7 +307,8 @@ def _serve(endpoint: str, prefix: str, call_timeout: float, retry_for: float = 6
             response = store._call(lambda c: c.get_prefix_response(prefix.rstrip("/") + "/"))
             kvs = {kv.key.decode("utf-8", "surrogateescape")[cut:]: base64.b64encode(kv.value).decode()
                    for kv in response.kvs}
-            return {"rev": response.header.revision, "kvs": kvs}
+            created = {kv.key.decode("utf-8", "surrogateescape")[cut:]: kv.create_revision for kv in response.kvs}
+            return {"rev": response.header.revision, "kvs": kvs, "created": created}
         raise ValueError(f"unknown op {op!r}")
 
     for line in sys.stdin:

@@ -208,21 +208,21 @@ add("node-v4:4096-bytes", V4_SLOT, b" " * 4086 + b"192.0.2.30", ACCEPT,
     why="exactly the 4096-byte limit: still a value", adds={"Client_192_0_2_30"})
 add("node-v4:empty", V4_SLOT, b"", ACCEPT, why="Calico writes an empty value for 'no address'")
 add("node-v4:blank", V4_SLOT, b" \n", ACCEPT, why="blank is empty: no address")
-add("node-v4:loopback", V4_SLOT, b"127.0.0.1", ACCEPT,
-    why="a syntactically valid unicast address BIRD accepts; the session never comes up",
-    adds={"Client_127_0_0_1"})
+add("node-v4:loopback", V4_SLOT, b"127.0.0.1", reason="loopback")
+add("node-v4:loopback-net", V4_SLOT, b"127.1.2.3", reason="loopback")
+add("node-v4:broadcast", V4_SLOT, b"255.255.255.255", reason="broadcast")
+add("node-v4:this-network", V4_SLOT, b"0.1.2.3", reason="unspecified")
+add("node-v4:link-local", V4_SLOT, b"169.254.0.30", reason="link-local")
 add("node-v6:padded", V6_SLOT, b" 2001:db8::30\n", ACCEPT, why="padding, as for IPv4",
     adds={"Client_2001_db8__30"})
 add("node-v6:upper-case", V6_SLOT, b"2001:DB8::30", ACCEPT,
     why="another spelling of 2001:db8::30; rendered in canonical form", adds={"Client_2001_db8__30"})
 add("node-v6:uncompressed", V6_SLOT, b"2001:0db8:0000:0000:0000:0000:0000:0030", ACCEPT,
     why="another spelling of 2001:db8::30; rendered in canonical form", adds={"Client_2001_db8__30"})
-add("node-v6:ipv4-mapped", V6_SLOT, b"::ffff:192.0.2.30", ACCEPT,
-    why="an IPv4-mapped IPv6 address is a valid IPv6 address and BIRD parses it; it is "
-        "rendered in canonical hex form (::ffff:c000:21e), so the name has no ':' or '.'",
-    adds={"Client___ffff_c000_21e"})
-add("node-v6:loopback", V6_SLOT, b"::1", ACCEPT,
-    why="valid unicast syntax BIRD accepts; the session never comes up", adds={"Client___1"})
+for text in ("::ffff:192.0.2.30", "::ffff:127.0.0.1", "::ffff:224.0.0.1", "::ffff:0.0.0.0", "::ffff:c000:20a"):
+    add(f"node-v6:ipv4-mapped:{_short(text)}", V6_SLOT, text.encode(), reason="IPv4-mapped")
+add("node-v6:ipv4-compatible", V6_SLOT, b"::192.0.2.30", reason="IPv4-compatible")
+add("node-v6:loopback", V6_SLOT, b"::1", reason="loopback")
 
 # ------------------------------------------------------------------ AS numbers
 

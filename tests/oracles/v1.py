@@ -6,7 +6,8 @@ with rr_service/calico/v1's SnapshotParser or Planner (only the single-key valid
 
 from __future__ import annotations
 
-from typing import Mapping
+import ipaddress
+from typing import Mapping, Optional
 
 from rr_service.calico.v1.keys import BadSetting, InvalidSetting, Node, parse_entry
 from rr_service.calico.v1.snapshot import Snapshot
@@ -14,7 +15,9 @@ from rr_service.core.plan import CLIENT, MESH, FamilyPlan, Identity, Plan, Sessi
 from rr_service.core.values import DEFAULT_AS, InvalidValue, Rejected, shown_key
 
 
-def snapshot(raw: Mapping[str, bytes]) -> Snapshot:
+def snapshot(raw: Mapping[str, bytes], created: Optional[Mapping[str, int]] = None) -> Snapshot:
+    """`created`: the keys' creation order (etcd's create_revision), as the source gives it."""
+    created = created or {}
     reflectors, global_peers = {4: [], 6: []}, {4: [], 6: []}
     global_as = DEFAULT_AS
     fields: dict[str, dict] = {}
@@ -40,6 +43,7 @@ def snapshot(raw: Mapping[str, bytes]) -> Snapshot:
             node = fields.setdefault(entry.node, {"name": entry.node, "peers_v4": [], "peers_v6": []})
             if entry.kind == "node_address":
                 node["ipv4" if entry.family == 4 else "ipv6"] = entry.value
+                node[f"created_v{entry.family}"] = created.get(key, 0)
             elif entry.kind == "node_as":
                 node["as_num"] = entry.value
             else:
@@ -70,7 +74,7 @@ def _names(names: list, limit: int) -> str:
     return ", ".join(shown)
 
 
-def _family(snap: Snapshot, me: Identity, family: int, warnings: list) -> FamilyPlan:
+def _family(snap: Snapshot, me: Identity, family: int, warnings: list, previous) -> FamilyPlan:
     mine = me.address(family)
     if mine is None:
         return FamilyPlan(family, None, False, None, ())
@@ -107,19 +111,33 @@ def _family(snap: Snapshot, me: Identity, family: int, warnings: list) -> Family
             continue
         if address in mesh:
             continue
-        first = found[0]
-        if len(found) > 1:
-            warnings.append(f"{len(found)} nodes share the address {address} ({_names(names, 10)}); one session, "
-                            f"settings of {first.description}")
-            first = Session(**{**{f: getattr(first, f) for f in first.__slots__}, "description": _names(names, 3)})
-        clients.append(first)
+        if len(found) == 1:
+            clients.append(found[0])
+            continue
+        # A shared address: the node whose session runs keeps it, else the earliest claim.
+        created = {node.name: node.created(family) for node in snap.nodes}
+        found.sort(key=lambda s: (created[s.node], s.node))
+        running = previous.get(address) if previous else None
+        winner = next((s for s in found if s.node == running), found[0])
+        others = [s.node for s in found if s is not winner]
+        warnings.append(f"{len(found)} nodes claim the address {address}: node {winner.node} keeps its session "
+                        f"(the running session, else the earliest claim); ignored: {_names(others, 10)}")
+        clients.append(winner)
     sessions = tuple(mesh[ip] for ip in sorted(mesh)) + tuple(clients)
     return FamilyPlan(family, mine, own is not None, cluster_id, sessions)
 
 
-def plan(snap: Snapshot, me: Identity) -> Plan:
+def plan(snap: Snapshot, me: Identity, previous: Optional[Plan] = None, claims: Optional[dict] = None) -> Plan:
+    """`previous`: the plan that runs now (its client sessions keep a shared address); or
+    `claims`, who holds each neighbour as read from BIRD's configs (core/running.py)."""
     warnings: list = []
-    v4, v6 = _family(snap, me, 4, warnings), _family(snap, me, 6, warnings)
+    if previous is not None:
+        running = {family: {s.neighbor: s.node for s in previous.family(family).sessions if s.role == CLIENT}
+                   for family in (4, 6)}
+    else:
+        running = {family: {(ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address)(address): node for (address, _port), node in (claims or {}).get(
+            family, {}).items()} for family in (4, 6)}
+    v4, v6 = _family(snap, me, 4, warnings, running[4]), _family(snap, me, 6, warnings, running[6])
     reasons = []
     for bad in snap.bad_settings:
         if bad.kind == "global_as":

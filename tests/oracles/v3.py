@@ -6,6 +6,7 @@ the validated input types and core's Plan), so property tests can hold the produ
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Optional
 
@@ -41,6 +42,9 @@ class Target:
     peer: Optional[BGPPeer] = None  # the BGPPeer whose options apply; None: no options
     passive: bool = False
     local_as: Optional[int] = None  # None: our AS
+    node: str = ""  # the Node behind a target from a Node's address ("" for a BGPPeer's peerIP)
+    created: int = 0
+    reflector: str = ""  # the reflector a labelled BGPPeer declares
 
 
 def reflector_peer_name(node_name: str, family: int) -> str:
@@ -65,7 +69,8 @@ def reverse_peer_ip_targets(data: CalicoData, naming: list[BGPPeer], ours: Optio
             if address is None or (ours is not None and node.name == ours.name) or not peer.applies_to(node):
                 continue
             targets.append(Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id,
-                                  source, f"node {node.name}", REVERSE_PEER_IP, peer, local_as=peer.as_num))
+                                  source, f"node {node.name}", REVERSE_PEER_IP, peer, local_as=peer.as_num,
+                                  node=node.name, created=node.created))
     return targets
 
 
@@ -79,7 +84,7 @@ def reflector_mesh_targets(data: CalicoData, mine: IPAddress, family: int) -> li
         # No BGPPeer options: keepOriginalNextHop & co. are for the nodes' sessions to it.
         targets.append(Target(peer.peer_ip, port, peer.as_num, peer.reflector_cluster_id,
                               f"reflector mesh (bgppeer {peer.name})", f"reflector {peer.reflector}",
-                              REFLECTOR_MESH))
+                              REFLECTOR_MESH, reflector=peer.reflector))
     return targets
 
 
@@ -94,8 +99,18 @@ def describe_external(naming: list[BGPPeer], mine: object) -> str:
     return f"{count} BGPPeer{'s' if count != 1 else ''} name{'s' if count == 1 else ''} {mine}"
 
 
-def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
+def plan_v3(data: CalicoData, node_name: str, me: Identity, previous: Optional[Plan] = None,
+            claims: Optional[dict] = None) -> Plan:
+    """`previous`: the plan that runs now (its sessions keep an address several Nodes claim);
+    or `claims`, who holds each neighbour as read from BIRD's configs (core/running.py)."""
     warnings: list[str] = []
+    if previous is not None:
+        running = {family: {(s.neighbor, s.port): s.node for s in previous.family(family).sessions}
+                   for family in (4, 6)}
+    else:
+        running = {family: {((ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address)(address), port or None): node
+                            for (address, port), node in (claims or {}).get(family, {}).items()}
+                   for family in (4, 6)}
     ours = data.node(node_name)
     naming = {family: naming_peers(data, me.address(family)) for family in (4, 6)}
     if ours is None and not any(naming.values()):
@@ -108,7 +123,10 @@ def plan_v3(data: CalicoData, node_name: str, me: Identity) -> Plan:
     for peer in data.peers:
         if peer.unsupported:
             warnings.append(f"bgppeer {peer.name}: {', '.join(peer.unsupported)} not supported by the reflector; ignored")
-    families = {family: _plan_family(data, ours, me, family, naming[family], warnings) for family in (4, 6)}
+        for note in peer.notes:
+            warnings.append(f"bgppeer {peer.name}: {note}")
+    families = {family: _plan_family(data, ours, me, family, naming[family], warnings, running[family])
+                for family in (4, 6)}
     listen_port = _listen_port(data, node_name, ours, naming, warnings)
     return Plan(router_id=me.ipv4, v4=families[4], v6=families[6], warnings=tuple(warnings), schema="v3",
                 listen_port=listen_port, error=_plan_error(data, node_name))
@@ -181,7 +199,8 @@ def _local_address(ours: Optional[CalicoNode], me: Identity, family: int,
 
 
 def _plan_family(data: CalicoData, ours: Optional[CalicoNode], me: Identity, family: int, naming: list,
-                 warnings: list) -> FamilyPlan:
+                 warnings: list, previous: Optional[dict] = None) -> FamilyPlan:
+    """`previous`: who has each neighbour ((address, port) -> node) in the plan that runs."""
     mine, reason = _local_address(ours, me, family, naming)
     # A missing Node with nothing naming us is warned about once, by plan_v3.
     if reason is not None and (ours is not None or any(p.peer_ip is not None for p in naming)):
@@ -195,21 +214,46 @@ def _plan_family(data: CalicoData, ours: Optional[CalicoNode], me: Identity, fam
     if own is not None or (ours is not None and ours.cluster_id is not None):
         targets += reflector_mesh_targets(data, mine, family)
     if ours is not None:
+        targets += _peer_ip_targets(data, ours, family)  # the operator's word: before any Node's
         targets += _bgp_peer_targets(data, ours, family) + _mesh_targets(data, ours, mine, family)
     targets += reverse_peer_ip_targets(data, naming, ours, family)
-    chosen: dict[tuple, Target] = {}
+    by_key: dict[tuple, list] = {}
     for target in targets:
-        if target.address == mine:
-            continue  # "Skipping ourselves"
-        key = (target.address, target.port)
-        if key in chosen:
-            first = chosen[key]
-            if _conflict(first, target, our_as):
-                warnings.append(
-                    f"IPv{family} {_spelled(key)}: {target.source} ignored, {first.source} already peers there"
-                )
+        if target.address != mine:  # "Skipping ourselves"
+            by_key.setdefault((target.address, target.port), []).append(target)
+    chosen: dict[tuple, Target] = {}
+    for key, found in by_key.items():
+        explicit = [t for t in found if not t.node]
+        if explicit:
+            chosen[key] = winner = explicit[0]
+            for target in explicit[1:]:
+                if _conflict(winner, target, our_as):
+                    warnings.append(f"IPv{family} {_spelled(key)}: {target.source} ignored, {winner.source} already "
+                                    f"peers there")
+            said = []
+            for target in found:
+                text = (f"IPv{family} {target.address}: node {target.node} has the address {winner.source} peers "
+                        f"with; its claim is ignored")
+                if target.node and target.as_num != winner.as_num and text not in said:
+                    said.append(text)
+            warnings.extend(said)
             continue
-        chosen[key] = target
+        created = {}
+        for target in found:
+            created.setdefault(target.node, target.created)
+        if len(created) > 1:
+            running = (previous or {}).get(key)
+            owner = running if running in created else min(created, key=lambda n: (created[n], n))
+            others = sorted(n for n in created if n != owner)
+            shown = others[:10] + ([f"and {len(others) - 10} more"] if len(others) > 10 else [])
+            warnings.append(f"IPv{family} {key[0]}: {len(created)} nodes claim it; node {owner} keeps its session "
+                            f"(the running session, else the earliest claim); ignored: {', '.join(shown)}")
+            found = [t for t in found if t.node == owner]
+        chosen[key] = winner = found[0]
+        for target in found[1:]:
+            if _conflict(winner, target, our_as):
+                warnings.append(f"IPv{family} {_spelled(key)}: {target.source} ignored, {winner.source} already "
+                                f"peers there")
     sessions = [_session(t, our_as, cluster_id) for t in chosen.values()]
     for session in sessions:
         if session.role == MESH and session.origin.startswith("reflector mesh") and session.local_as != session.neighbor_as:
@@ -261,17 +305,23 @@ def _spelled(key: tuple) -> str:
     return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
 
+def _peer_ip_targets(data: CalicoData, ours: CalicoNode, family: int) -> list[Target]:
+    targets: list[Target] = []
+    for peer in sorted(data.peers, key=lambda p: p.name):
+        if peer.applies_to(ours) and peer.peer_ip is not None and peer.peer_ip.version == family:
+            port = peer.peer_port if peer.peer_port is not None else data.default.listen_port
+            targets.append(Target(peer.peer_ip, port, peer.as_num, None, f"bgppeer {peer.name}",
+                                  f"bgppeer {peer.name}", CALICO, peer))
+    return targets
+
+
 def _bgp_peer_targets(data: CalicoData, ours: CalicoNode, family: int) -> list[Target]:
+    """The targets BGPPeers with a peerSelector give: at the selected Nodes' addresses."""
     targets: list[Target] = []
     for peer in sorted(data.peers, key=lambda p: p.name):
         source = f"bgppeer {peer.name}"
         if peer.applies_to(ours):
-            if peer.peer_ip is not None:
-                if peer.peer_ip.version == family:
-                    port = peer.peer_port if peer.peer_port is not None else data.default.listen_port
-                    targets.append(Target(peer.peer_ip, port, peer.as_num, None, source, f"bgppeer {peer.name}",
-                                          CALICO, peer))
-            else:
+            if peer.peer_ip is None:
                 for node in data.nodes:
                     if peer.peer_selector.matches(node.labels):
                         targets.extend(_node_target(data, node, family, source, peer))
@@ -287,7 +337,7 @@ def _node_target(data: CalicoData, node: CalicoNode, family: int, source: str, p
     if address is None:
         return []
     return [Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id, source,
-                   f"node {node.name}", CALICO, peer)]
+                   f"node {node.name}", CALICO, peer, node=node.name, created=node.created)]
 
 
 def _mesh_targets(data: CalicoData, ours: CalicoNode, mine: IPAddress, family: int) -> list[Target]:
@@ -300,7 +350,8 @@ def _mesh_targets(data: CalicoData, ours: CalicoNode, mine: IPAddress, family: i
             continue
         # Calico makes the mesh one-way: the side whose address sorts lower (as text) connects.
         targets.append(Target(address, data.listen_port_of(node.name), data.as_of(node), node.cluster_id,
-                              "node-to-node mesh", f"node {node.name}", NODE_MESH, passive=str(address) > str(mine)))
+                              "node-to-node mesh", f"node {node.name}", NODE_MESH, passive=str(address) > str(mine),
+                              node=node.name, created=node.created))
     return targets
 
 
@@ -337,4 +388,5 @@ def _session(target: Target, our_as: int, our_cluster_id: Optional[str]) -> Sess
         no_source_address=bool(peer and peer.no_source_address),
         graceful_restart_time=peer.max_restart_time if peer else None,
         origin=target.source,
+        node=target.node or target.reflector,
     )

@@ -80,9 +80,16 @@ class Node:
     as_num: Optional[int] = None
     peers_v4: tuple[PeerEntry, ...] = ()
     peers_v6: tuple[PeerEntry, ...] = ()
+    # When each address key was created, in the datastore's order (sources.base.DataSet):
+    # of two nodes claiming one address, the earlier claim wins.
+    created_v4: int = 0
+    created_v6: int = 0
 
     def address(self, family: int) -> Optional[IPAddress]:
         return self.ipv4 if family == 4 else self.ipv6
+
+    def created(self, family: int) -> int:
+        return self.created_v4 if family == 4 else self.created_v6
 
     def peers(self, family: int) -> tuple[PeerEntry, ...]:
         return self.peers_v4 if family == 4 else self.peers_v6

@@ -14,13 +14,11 @@ address:
 | client session | `Client_<addr>`, local AS = the peer entry's `as_num` (else the node's, else the global AS), neighbour AS = the node's `as_num` (else the global AS), `rr client` |
 | node in another AS than the peer entry | a plain eBGP session: BIRD does not allow `rr client` on eBGP |
 | same neighbour twice | exactly one session: mesh wins over client; a node-specific peer entry wins over the global one; a node with my own address gets none |
+| two nodes, one address | one session: the node whose session runs keeps it, else the earliest claim (etcd's create_revision of its `ip_addr_v4` key), never the first name; a warning names the others |
 """
 
 from __future__ import annotations
 
-import dataclasses
-import operator
-from bisect import bisect_left, bisect_right
 from typing import Mapping, Optional
 
 from rr_service.core.plan import (
@@ -39,10 +37,9 @@ from rr_service.core.values import IPAddress, shown_key
 from rr_service.calico.v1.keys import Node
 from rr_service.calico.v1.snapshot import Parsed, Snapshot
 
-# Nodes sharing one address (400 nodes that autodetected docker0's 172.17.0.1) get one
-# session: its description names a few of them, the warning more, each with the count of the
-# rest, so neither grows with the cluster (nor reaches the renderer's 4096-character check).
-DESCRIPTION_NAMES = 3
+# Nodes claiming one address (400 nodes that autodetected docker0's 172.17.0.1, or a node
+# squatting on another's address): the warning names a few of them, with the count of the
+# rest, so it does not grow with the cluster.
 WARNING_NAMES = 10
 _NODE_PEER_ORIGIN = {4: "host/<name>/peer_v4", 6: "host/<name>/peer_v6"}
 _GLOBAL_PEER_ORIGIN = {4: "global/peer_v4", 6: "global/peer_v6"}
@@ -64,14 +61,18 @@ class Planner:
     global peers, global_as) plans over from the snapshot, as plan() does. Same Plan as
     plan() on the same snapshot (tests/test_pipeline.py)."""
 
-    def __init__(self, me: Identity):
+    def __init__(self, me: Identity, running: Optional[dict] = None):
+        """`running`: who holds each neighbour in the configs BIRD runs (core/running.py),
+        until this planner has a plan of its own."""
         self.me = me
         self._states: dict = {}
+        self._running = running or {}
 
     def update(self, parsed: Parsed) -> Planned:
         if parsed.globals_changed or not self._states:
             for family in (4, 6):
-                self._states[family] = _FamilyState(parsed.snapshot, self.me, family, self._states.get(family))
+                self._states[family] = _FamilyState(parsed.snapshot, self.me, family, self._states.get(family),
+                                                    self._running.get(family))
             changed: dict = {4: None, 6: None}
         else:
             # Only client sessions change in place (the mesh rests on global data); keyed as
@@ -107,18 +108,26 @@ def _plan_error(snapshot: Snapshot, me: Identity) -> Optional[str]:
     return "; ".join(reasons) or None
 
 
-def _some_names(sessions: list, limit: int) -> str:
-    names = [session.description for session in sessions[:limit]]
-    if len(sessions) > limit:
-        names.append(f"and {len(sessions) - limit} more")
-    return ", ".join(names)
+def _some_names(names: list, limit: int) -> str:
+    shown = names[:limit]
+    if len(names) > limit:
+        shown.append(f"and {len(names) - limit} more")
+    return ", ".join(shown)
 
 
-_node_name = operator.attrgetter("description")  # of a client candidate: its node's name
+def _nobody(key) -> None:
+    return None
+
+
+def claim_warning(count: int, address, winner: str, others: str) -> str:
+    # The same words whichever rule picked the winner: a warning is kept until its address
+    # changes again, and must not go stale.
+    return (f"{count} nodes claim the address {address}: node {winner} keeps its session (the running "
+            f"session, else the earliest claim); ignored: {others}")
 
 
 def _claimed(claimants: dict, key: int) -> tuple:
-    """The candidate sessions claiming `key`, in node name order."""
+    """The candidate sessions claiming `key`."""
     held = claimants.get(key)
     if held is None:
         return ()
@@ -129,17 +138,11 @@ def _claim(claimants: dict, key: int, session: Session) -> None:
     # One claimant, the usual case, is kept bare: a list per address cost ~1.1 MB at 10,000
     # nodes, a share of the daemon's whole kept state.
     held = _claimed(claimants, key)
-    if not held:
-        claimants[key] = session
-        return
-    i = bisect_right(held, session.description, key=_node_name)
-    claimants[key] = (*held[:i], session, *held[i:])
+    claimants[key] = (*held, session) if held else session
 
 
 def _unclaim(claimants: dict, key: int, name: str) -> None:
-    held = _claimed(claimants, key)
-    i = bisect_left(held, name, key=_node_name)
-    rest = held[:i] + held[i + 1:]
+    rest = tuple(s for s in _claimed(claimants, key) if s.node != name)
     if not rest:
         del claimants[key]
     else:
@@ -150,13 +153,15 @@ class _FamilyState:
     """One family's plan, kept in the shape a changed node updates in place.
 
     `claimants`: the candidate session of every node with an address, by address as an int:
-    a Session, or a tuple of them in node name order when several nodes share the address
-    (the first one's settings win, the names are listed in that order).
+    a Session, or a tuple of them when several nodes claim the address. One of them gets it:
+    the node whose session runs (the incumbent), else the earliest claim (`_claim_order`), so
+    a node can never take over another's running session by writing its address.
     `clients` and `warnings`: what each address gives, in address order. The mesh sessions
     depend on global data only: they change with a new state, never in place.
     """
 
-    def __init__(self, snapshot: Snapshot, me: Identity, family: int, previous: Optional["_FamilyState"] = None):
+    def __init__(self, snapshot: Snapshot, me: Identity, family: int, previous: Optional["_FamilyState"] = None,
+                 running: Optional[dict] = None):
         self.family = family
         self.mine = mine = me.address(family)
         self.own_entry = None
@@ -191,6 +196,14 @@ class _FamilyState:
             self.mesh_sessions = [self.mesh[key] for key in sorted(self.mesh)]
         global_peer = next((p for p in snapshot.global_peers(family) if p.ip == mine), None)
         self.context = (mine, global_peer, snapshot.global_as, self.cluster_id)
+        # What runs now decides a shared address (see _settle), also when planning over: the
+        # previous plan's, else the one read back from BIRD's configs.
+        if previous is not None and previous.mine == mine:
+            self._running_node = previous._node_at
+        elif running:
+            self._running_node = lambda key: running.get((key, 0))
+        else:
+            self._running_node = _nobody
         # A candidate depends on its node and the context only: reuse what did not change.
         reuse = previous.candidates if previous is not None and previous.context == self.context else {}
         candidates, claimants = self.candidates, self.claimants
@@ -214,6 +227,7 @@ class _FamilyState:
                 clients.append(key, session)
             if warning is not None:
                 self.warnings.append(key, warning)
+        self._running_node = self._node_at  # from here on, self.clients is what runs
 
     def _candidate(self, node: Node) -> tuple:
         """(address as an int, Session) of the node's client session, or (None, None)."""
@@ -225,16 +239,26 @@ class _FamilyState:
         if not claimants:
             return None, None
         if key == self.mine_key:
-            names = _some_names(claimants, WARNING_NAMES)
+            names = _some_names(sorted(s.node for s in claimants), WARNING_NAMES)
             return None, f"node {names} has this reflector's own address {self.mine}; no session to self"
         if key in self.mesh:
             return None, None  # a reflector that is also listed as a node: the mesh session covers it
-        session = claimants[0]
         if len(claimants) == 1:
-            return session, None
-        warning = (f"{len(claimants)} nodes share the address {session.neighbor} ({_some_names(claimants, WARNING_NAMES)}); "
-                   f"one session, settings of {session.description}")
-        return dataclasses.replace(session, description=_some_names(claimants, DESCRIPTION_NAMES)), warning
+            return claimants[0], None
+        ordered = sorted(claimants, key=self._claim_order)
+        running = self._running_node(key)
+        winner = next((s for s in ordered if s.node == running), ordered[0])
+        others = [s.node for s in ordered if s is not winner]
+        return winner, claim_warning(len(claimants), winner.neighbor, winner.node, _some_names(others, WARNING_NAMES))
+
+    def _node_at(self, key: int) -> Optional[str]:
+        session = self.clients.get(key)
+        return session.node if session is not None else None
+
+    def _claim_order(self, session: Session) -> tuple:
+        """Earlier claims first: the datastore's creation order of the node's address key,
+        then the name (only for keys without one: etcd gives every key its own)."""
+        return (self.candidates[session.node][0].created(self.family), session.node)
 
     def update(self, nodes: Mapping[str, Optional[Node]]) -> dict:
         """Take in the changed nodes (name -> Node, None: gone); returns the client sessions

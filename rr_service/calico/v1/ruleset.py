@@ -13,11 +13,14 @@ class V1Rules:
     def wanted(self, key: str) -> bool:
         return True  # every key under the v1 prefix is read (the parser ignores the rest)
 
-    def parser(self) -> SnapshotParser:
-        return SnapshotParser()
+    def dated(self, key: str) -> bool:
+        return key.endswith(("/ip_addr_v4", "/ip_addr_v6"))  # a node's claim on an address
 
-    def planner(self, me: Identity) -> Planner:
-        return Planner(me)
+    def parser(self, created=None) -> SnapshotParser:
+        return SnapshotParser(created)
+
+    def planner(self, me: Identity, running=None) -> Planner:
+        return Planner(me, running)
 
 
 RULES = V1Rules()

@@ -81,7 +81,8 @@ class SnapshotParser:
     Snapshot costs one tuple() of it, not a Python loop over 10,000 nodes. Same result as
     parse_snapshot."""
 
-    def __init__(self) -> None:
+    def __init__(self, created: Optional[Mapping[str, int]] = None) -> None:
+        self._created = created if created is not None else {}
         self.clear()
 
     def clear(self) -> None:
@@ -180,6 +181,7 @@ class SnapshotParser:
             entry = self._entries[key]
             if entry.kind == "node_address":
                 fields["ipv4" if entry.family == 4 else "ipv6"] = entry.value
+                fields["created_v4" if entry.family == 4 else "created_v6"] = self._created.get(key, 0)
             elif entry.kind == "node_as":
                 fields["as_num"] = entry.value
             else:

@@ -50,6 +50,7 @@ class Target:
     passive: bool = False
     local_as: Optional[int] = None  # None: our AS
     node: str = ""  # the Calico node (or declared reflector) behind the address
+    created: int = 0  # that Node's creation in the datastore's order (a claim's age)
 
 
 def reflector_peer_name(node_name: str, family: int) -> str:

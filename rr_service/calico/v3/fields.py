@@ -38,7 +38,7 @@ def parse_cidr_address(value: object, family: int) -> IPAddress:
         raise InvalidValue(f"{show(value)} is not an address in CIDR notation") from None
     if address.version != family:
         raise InvalidValue(f"{address} is an IPv{address.version} address, expected IPv{family}")
-    _check_peer_address(address, value)
+    check_neighbour(address, value)
     return address
 
 
@@ -63,20 +63,19 @@ def parse_peer_ip(value: object) -> tuple[IPAddress, Optional[int]]:
         raise InvalidValue(f"peerIP {show(value)} is not an IP address") from None
     if port_text is not None and address.version == 6 and not value.strip().startswith("["):
         raise InvalidValue(f"peerIP {show(value)}: write an IPv6 address with a port as [ipv6]:port")
-    _check_peer_address(address, value)
-    return address, (None if port_text is None else parse_port(int(port_text), "peerIP port"))
-
-
-def _check_peer_address(address: IPAddress, value: object) -> None:
     check_neighbour(address, value)
-    if address.is_loopback:
-        raise InvalidValue(f"{address} cannot be a BGP neighbour")
+    return address, (None if port_text is None else parse_port(int(port_text), "peerIP port"))
 
 
 def parse_port(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise InvalidValue(f"{what} {show(value)} is not a port number 1-65535")
     return value
+
+
+# BGP's graceful-restart time is a 12-bit field (RFC 4724): BIRD sends 4096 s as 0, 7200 s as
+# 3104, and 65535 s sets the Restart State flag (captured from BIRD 1.6's and 2's OPEN messages).
+MAX_RESTART_SECONDS = 4095
 
 
 def parse_duration_seconds(value: object) -> Optional[int]:
@@ -93,11 +92,7 @@ def parse_duration_seconds(value: object) -> Optional[int]:
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
         pos = match.end()
     seconds = int(total)
-    if seconds == 0:
-        return None
-    if seconds > 65535:
-        raise InvalidValue(f"maxRestartTime {show(value)} is more than 65535 seconds")
-    return seconds
+    return seconds or None
 
 
 def parse_selector_field(value: object, what: str) -> Optional[Selector]:

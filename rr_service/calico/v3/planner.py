@@ -34,7 +34,7 @@ class _Family:
     each gives, `sessions` the same by core.plan.session_key (the plan's order), `conflicts`
     the warnings about the candidates that lost."""
 
-    def __init__(self, ctx: Context, fam: FamilyContext, previous: Optional["_Family"]):
+    def __init__(self, ctx: Context, fam: FamilyContext, previous: Optional["_Family"], running: Optional[dict] = None):
         self.ctx, self.fam = ctx, fam
         self.by_node: dict[str, tuple] = {}
         self.claims: dict[tuple, list] = {}
@@ -54,11 +54,14 @@ class _Family:
                 for candidate in found:
                     claims.setdefault(_claim_key(candidate), []).append(candidate)
         old = previous.winners if previous is not None else {}
+        # Without a plan of our own, who holds what in the configs BIRD runs (core/running.py).
+        running = running if previous is None and running else {}
         settled = []
         for key, found in claims.items():
             if len(found) > 1:
                 found.sort(key=_rank)
-            session, warnings = self._settle(key)
+            kept = old.get(key)
+            session, warnings = self._settle(key, kept.node if kept is not None else running.get(key))
             kept = old.get(key)
             if kept is not None and kept == session:
                 session = kept  # the same object: the renderer keeps its block
@@ -71,16 +74,14 @@ class _Family:
             if warnings:
                 self.conflicts.append(key, warnings)
 
-    def _settle(self, key: tuple) -> tuple[Optional[Session], tuple]:
+    def _settle(self, key: tuple, running: Optional[str]) -> tuple[Optional[Session], tuple]:
         found = self.claims.get(key)
         if not found:
             return None, ()
-        winner = found[0].target
-        session = rules.session(self.fam, winner)
         if len(found) == 1:
-            return session, ()
-        warnings = (rules.conflict_warning(self.fam, winner, later.target) for later in found[1:])
-        return session, tuple(w for w in warnings if w is not None)
+            return rules.session(self.fam, found[0].target), ()
+        winner, warnings = rules.settle(self.fam, found, running)
+        return rules.session(self.fam, winner), tuple(warnings)
 
     def update(self, nodes: dict) -> dict:
         """Take in the changed nodes (name -> CalicoNode, None: gone); returns the sessions
@@ -109,7 +110,7 @@ class _Family:
         changed: dict = {}
         for key in touched:
             old_session = self.winners.get(key)
-            session, warnings = self._settle(key)
+            session, warnings = self._settle(key, old_session.node if old_session is not None else None)
             self.conflicts.put(key, warnings or None)
             if session is not None and session == old_session:
                 continue
@@ -145,15 +146,19 @@ def _third(item: tuple):
 class V3Planner:
     """plan_v3() change by change, for the daemon: the same Plan for the same data."""
 
-    def __init__(self, me: Identity):
+    def __init__(self, me: Identity, running: Optional[dict] = None):
+        """`running`: who holds each neighbour in the configs BIRD runs (core/running.py),
+        until this planner has a plan of its own."""
         self.me = me
         self._ctx: Optional[Context] = None
         self._families: dict[int, _Family] = {}
+        self._running = running or {}
 
     def update(self, parsed: Parsed) -> Planned:
         if self._ctx is None or parsed.globals_changed or self.me.node_name in parsed.nodes:
             self._ctx = ctx = rules.context(parsed.data, self.me)
-            self._families = {family: _Family(ctx, ctx.families[family], self._families.get(family))
+            self._families = {family: _Family(ctx, ctx.families[family], self._families.get(family),
+                                              self._running.get(family))
                               for family in (4, 6)}
             changed: dict = {4: None, 6: None}
         else:

@@ -59,6 +59,9 @@ class CalicoNode:
     ipv6: Optional[ipaddress.IPv6Address] = None
     as_num: Optional[int] = None
     cluster_id: Optional[str] = None  # spec.bgp.routeReflectorClusterID
+    # When the Node was created, in the datastore's order (sources.base.DataSet): of two
+    # Nodes claiming one address, the earlier claim wins.
+    created: int = 0
 
     def address(self, family: int) -> Optional[IPAddress]:
         return self.ipv4 if family == 4 else self.ipv6
@@ -78,6 +81,7 @@ class BGPPeer:
     max_restart_time: Optional[int] = None  # spec.maxRestartTime, whole seconds
     reverse: bool = True  # spec.reversePeering != "Manual"
     unsupported: tuple[str, ...] = ()  # fields set that we cannot render
+    notes: tuple[str, ...] = ()  # values we changed to something BGP can carry, said as warnings
     # Set when the BGPPeer declares a reflector (label REFLECTOR_LABEL, with a peerIP): its
     # name, and the cluster id of label CLUSTER_ID_LABEL (None: none).
     reflector: Optional[str] = None
@@ -170,7 +174,7 @@ def _load(raw: bytes, plural: str, key_name: str) -> tuple[str, dict]:
     return name, data
 
 
-def parse_node(key_name: str, raw: bytes) -> CalicoNode:
+def parse_node(key_name: str, raw: bytes, created: int = 0) -> CalicoNode:
     name, data = _load(raw, "nodes", key_name)
     metadata = fields.json_object(data.get("metadata"), "metadata")
     bgp = fields.json_object(fields.json_object(data.get("spec"), "spec").get("bgp"), "spec.bgp")
@@ -182,6 +186,7 @@ def parse_node(key_name: str, raw: bytes) -> CalicoNode:
         ipv6=None if v6 in (None, "") else fields.parse_cidr_address(v6, 6),
         as_num=fields.optional_as(bgp.get("asNumber")),
         cluster_id=parse_cluster_id(bgp.get("routeReflectorClusterID")),
+        created=created,
     )
 
 
@@ -209,6 +214,11 @@ def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
     source = spec.get("sourceAddress", "UseNodeIP")
     if source not in ("UseNodeIP", "None", "", None):
         raise InvalidValue(f"sourceAddress {show(source)} is not UseNodeIP or None")
+    restart = fields.parse_duration_seconds(spec.get("maxRestartTime"))
+    notes = ()
+    if restart is not None and restart > fields.MAX_RESTART_SECONDS:
+        notes = (f"maxRestartTime {show(spec.get('maxRestartTime'))} ({restart} s) is more than the "
+                 f"{fields.MAX_RESTART_SECONDS} s BGP can carry (a 12-bit field): {fields.MAX_RESTART_SECONDS} s is used",)
     reverse = spec.get("reversePeering", "Auto")
     if reverse not in ("Auto", "Manual", "", None):
         raise InvalidValue(f"reversePeering {show(reverse)} is not Auto or Manual")
@@ -222,11 +232,12 @@ def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
         peer_selector=peer_selector,
         keep_next_hop=bool(fields.flag(spec.get("keepOriginalNextHop"), "keepOriginalNextHop")),
         no_source_address=source == "None",
-        max_restart_time=fields.parse_duration_seconds(spec.get("maxRestartTime")),
+        max_restart_time=restart if restart is None else min(restart, fields.MAX_RESTART_SECONDS),
         reverse=reverse != "Manual",
         unsupported=tuple(f for f in UNSUPPORTED_PEER_FIELDS if spec.get(f) not in (None, "", [], {}, 0)),
         reflector=reflector,
         reflector_cluster_id=reflector_cluster_id,
+        notes=notes,
     )
 
 
@@ -267,14 +278,17 @@ def parse_bgp_configuration(key_name: str, raw: bytes) -> BGPConfig:
 _PARSERS = {"nodes": parse_node, "bgppeers": parse_bgp_peer, "bgpconfigurations": parse_bgp_configuration}
 
 
-def parse_resource(key: str, raw: bytes):
+def parse_resource(key: str, raw: bytes, created: int = 0):
     """One resource by its key (`nodes/<name>`, ...): (plural, record); None for a key of a
-    kind the reflector does not read. Raises InvalidValue with the reason."""
+    kind the reflector does not read. Raises InvalidValue with the reason. `created`: the
+    key's creation order (a Node's, sources.base.DataSet)."""
     plural, _, rest = key.partition("/")
     if plural not in KINDS:
         return None
     if "/" in rest or not rest:
         raise InvalidValue("unexpected key layout (expected <plural>/<name>)")
+    if plural == "nodes":
+        return plural, parse_node(rest, raw, created)
     return plural, _PARSERS[plural](rest, raw)
 
 

@@ -43,8 +43,11 @@ from rr_service.calico.v3.resources import BGPPeer, CalicoData, CalicoNode
 from rr_service.core.plan import CLIENT, MESH, PEER, Identity, Session, protocol_name
 from rr_service.core.values import IPAddress, shown_key
 
-# Rank groups, in the order their candidates win a neighbour.
-RANK_REFLECTOR_MESH, RANK_CALICO, RANK_NODE_MESH, RANK_REVERSE_PEER_IP = 0, 1, 2, 3
+# Rank groups, in the order their candidates win a neighbour. The first two are the
+# operator's word (a BGPPeer's peerIP); the others come from a Node's own address, which any
+# writer of that Node can set.
+RANK_REFLECTOR_MESH, RANK_PEER_IP, RANK_CALICO, RANK_NODE_MESH, RANK_REVERSE_PEER_IP = 0, 1, 2, 3, 4
+FIRST_NODE_RANK = RANK_CALICO
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ def context(data: CalicoData, me: Identity) -> Context:
     for peer in peers:
         if peer.unsupported:
             warnings.append(f"bgppeer {peer.name}: {', '.join(peer.unsupported)} not supported by the reflector; ignored")
+        warnings.extend(f"bgppeer {peer.name}: {note}" for note in peer.notes)
     ctx = Context(data, ours, node_name, {}, warnings, None, plan_error(data, node_name))
     if ours is not None:
         ctx.forward = tuple(p for p in peers if p.peer_selector is not None and p.applies_to(ours))
@@ -142,7 +146,7 @@ def _family_context(ctx: Context, me: Identity, family: int, naming: list, peers
                 port = peer.peer_port if peer.peer_port is not None else data.default.listen_port
                 target = Target(peer.peer_ip, port, peer.as_num, None, f"bgppeer {peer.name}",
                                 f"bgppeer {peer.name}", CALICO, peer)
-                fam.globals.append(Candidate((RANK_CALICO, peer.name, 0, ""), target))
+                fam.globals.append(Candidate((RANK_PEER_IP, peer.name, 0, ""), target))
     return fam
 
 
@@ -151,34 +155,80 @@ def node_candidates(ctx: Context, fam: FamilyContext, node: CalicoNode) -> tuple
     address = node.address(fam.family)
     if fam.mine is None or address is None or address == fam.mine or node.name == ctx.node_name:
         return ()
-    data, name = ctx.data, node.name
+    data, name, created = ctx.data, node.name, node.created
     port, asn, cid, description = data.listen_port_of(name), data.as_of(node), node.cluster_id, f"node {name}"
     found = []
     for peer in ctx.forward:
         if peer.peer_selector.matches(node.labels):
             found.append(Candidate((RANK_CALICO, peer.name, 0, name),
                                    Target(address, port, asn, cid, f"bgppeer {peer.name}", description, CALICO, peer,
-                                          node=name)))
+                                          node=name, created=created)))
     for peer in ctx.reverse:
         if peer.applies_to(node):
             found.append(Candidate((RANK_CALICO, peer.name, 1, name),
                                    Target(address, port, asn, cid, f"bgppeer {peer.name} (reverse)", description,
-                                          CALICO, peer, node=name)))
+                                          CALICO, peer, node=name, created=created)))
     if ctx.node_mesh:
         found.append(Candidate((RANK_NODE_MESH, "", 0, name),
                                Target(address, port, asn, cid, "node-to-node mesh", description, NODE_MESH,
-                                      passive=str(address) > str(fam.mine), node=name)))
+                                      passive=str(address) > str(fam.mine), node=name, created=created)))
     for peer in fam.naming:
         if peer.applies_to(node):
             found.append(Candidate((RANK_REVERSE_PEER_IP, peer.name, 0, name),
                                    Target(address, port, asn, cid, f"bgppeer {peer.name} (peerIP names us)", description,
-                                          REVERSE_PEER_IP, peer, local_as=peer.as_num, node=name)))
+                                          REVERSE_PEER_IP, peer, local_as=peer.as_num, node=name, created=created)))
     found.sort(key=_rank)
     return tuple(found)
 
 
 def _rank(candidate: Candidate) -> tuple:
     return candidate.rank
+
+
+def settle(fam: FamilyContext, found: list, running: Optional[str]) -> tuple[Optional[Target], list]:
+    """Which candidate of one neighbour gives the session, and the warnings about the others.
+    `found` is in rank order; `running` the node whose session is there now (None: none).
+
+    The operator's BGPPeers (peerIP) win over every Node. Among Nodes claiming one address,
+    the node whose session runs keeps it, else the earliest claim (the datastore's creation
+    order): writing another node's address into a Node never takes its session over."""
+    if not found:
+        return None, []
+    warnings = []
+    if found[0].rank[0] < FIRST_NODE_RANK:
+        winner = found[0].target
+        for later in found[1:]:
+            lost = later.target
+            if later.rank[0] < FIRST_NODE_RANK:
+                warning = conflict_warning(fam, winner, lost)
+                if warning is not None:
+                    warnings.append(warning)
+            elif lost.as_num != winner.as_num:
+                warnings.append(f"IPv{fam.family} {lost.address}: node {lost.node} has the address {winner.source} "
+                                f"peers with; its claim is ignored")
+        return winner, list(dict.fromkeys(warnings))  # one per node, whatever gave it candidates
+    claimants = {}
+    for candidate in found:
+        claimants.setdefault(candidate.target.node, candidate.target.created)
+    if len(claimants) > 1:
+        owner = running if running in claimants else \
+            min(claimants, key=lambda node: (claimants[node], node))
+        others = sorted(node for node in claimants if node != owner)
+        warnings.append(f"IPv{fam.family} {found[0].target.address}: {len(claimants)} nodes claim it; node {owner} "
+                        f"keeps its session (the running session, else the earliest claim); ignored: "
+                        f"{_some(others)}")
+        found = [c for c in found if c.target.node == owner]
+    winner = found[0].target
+    for later in found[1:]:
+        warning = conflict_warning(fam, winner, later.target)
+        if warning is not None:
+            warnings.append(warning)
+    return winner, warnings
+
+
+def _some(names: list, limit: int = 10) -> str:
+    shown = names[:limit] + ([f"and {len(names) - limit} more"] if len(names) > limit else [])
+    return ", ".join(shown)
 
 
 def conflict_warning(fam: FamilyContext, first: Target, later: Target) -> Optional[str]:

@@ -14,11 +14,14 @@ class V3Rules:
     def wanted(self, key: str) -> bool:
         return relevant_key(key)
 
-    def parser(self) -> ResourceTable:
-        return ResourceTable()
+    def dated(self, key: str) -> bool:
+        return key.startswith("nodes/")  # a Node's claim on its addresses
 
-    def planner(self, me: Identity) -> V3Planner:
-        return V3Planner(me)
+    def parser(self, created=None) -> ResourceTable:
+        return ResourceTable(created)
+
+    def planner(self, me: Identity, running=None) -> V3Planner:
+        return V3Planner(me, running)
 
 
 RULES = V3Rules()

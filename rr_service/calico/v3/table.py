@@ -33,7 +33,8 @@ class Parsed:
 
 
 class ResourceTable:
-    def __init__(self) -> None:
+    def __init__(self, created: Optional[Mapping[str, int]] = None) -> None:
+        self._created = created if created is not None else {}
         self.clear()
 
     def clear(self) -> None:
@@ -60,13 +61,14 @@ class ResourceTable:
             record = None
             if raw is not None:
                 try:
-                    parsed = parse_resource(key, raw)
+                    parsed = parse_resource(key, raw, self._created.get(key, 0))
                 except InvalidValue as exc:
                     self._rejected[key] = Rejected(key, str(exc))
                 else:
                     if parsed is None:
                         continue  # not a kind we read
                     record = parsed[1]
+
             if self._rejected.get(key) != old_rejection:
                 self._rejected_tuple = None
             if plural == "nodes":

@@ -141,15 +141,16 @@ class EtcdDatastore:
     # -- reading ---------------------------------------------------------------
 
     def snapshot(self, page_keys: int | None = SNAPSHOT_PAGE_KEYS,
-                 under: Sequence[str] = ("",)) -> tuple[dict[str, bytes], int]:
+                 under: Sequence[str] = ("",), created: dict | None = None) -> tuple[dict[str, bytes], int]:
         """All keys under the prefix (or only under the sub-prefixes `under`, relative) and
-        the etcd revision they were read at.
+        the etcd revision they were read at; `created`, when given, gets every key's
+        create_revision.
 
         To see every later change, call ``start_watch(revision + 1)``. Read in pages of
         `page_keys` keys (None: in one Range), each page at the first one's revision, so the
         result is the same consistent view one Range gives.
         """
-        return self._call(lambda c: _read_prefixes(c, self._prefix, under, page_keys))
+        return self._call(lambda c: _read_prefixes(c, self._prefix, under, page_keys, created))
 
     def holds_any(self, sub: str) -> bool:
         """Whether any key lies under the sub-prefix `sub` (one key read, not all of them)."""
@@ -351,11 +352,13 @@ def _nothing() -> None:
 
 
 def _read_prefixes(client: etcd3.Etcd3Client, prefix: str, under: Sequence[str],
-                   page_keys: int | None) -> tuple[dict[str, bytes], int]:
+                   page_keys: int | None, created: dict | None) -> tuple[dict[str, bytes], int]:
     """Every key under prefix + each of `under`, all at the revision of the first page."""
     cut = len(prefix)
     for _attempt in range(SNAPSHOT_ATTEMPTS):
         data: dict[str, bytes] = {}
+        if created is not None:
+            created.clear()
         revision = None
         try:
             for sub in under:
@@ -370,8 +373,14 @@ def _read_prefixes(client: etcd3.Etcd3Client, prefix: str, under: Sequence[str],
                     response = client.kvstub.Range(request, client.timeout, credentials=client.call_credentials,
                                                    metadata=client.metadata)
                     revision = revision or response.header.revision
-                    for kv in response.kvs:
-                        data[decode(kv.key)[cut:]] = kv.value
+                    if created is None:
+                        for kv in response.kvs:
+                            data[decode(kv.key)[cut:]] = kv.value
+                    else:
+                        for kv in response.kvs:
+                            key = decode(kv.key)[cut:]
+                            data[key] = kv.value
+                            created[key] = kv.create_revision
                     if not response.more:
                         break
                     start = response.kvs[-1].key + b"\0"

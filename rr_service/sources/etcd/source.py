@@ -44,18 +44,19 @@ class EtcdSource(Source):
     def read(self) -> DataSet:
         # A fresh client for every snapshot: no reconnect backoff or half-dead watch inherited.
         self._store.close()
+        created: dict = {}
         if self._schema == "auto":
             self._store.retarget(V3_PREFIX)
-            items, revision = self._store.snapshot(under=V3_UNDER)
+            items, revision = self._store.snapshot(under=V3_UNDER, created=created)
             rules = "v3" if any(key.startswith(V3_NODES) for key in items) else "v1"
             if rules == "v1":
                 self._store.retarget(self._prefixes["v1"])
-                items, revision = self._store.snapshot()
+                items, revision = self._store.snapshot(created=created)
         else:
             rules = self._schema
-            items, revision = self._store.snapshot(**self._under(rules))
+            items, revision = self._store.snapshot(**self._under(rules), created=created)
         self._decided, self._revision = rules, revision
-        return DataSet(rules, items, revision)
+        return DataSet(rules, items, revision, created)
 
     def follow(self, bookmark: object) -> None:
         if self._decided is None:
@@ -66,7 +67,7 @@ class EtcdSource(Source):
         events = self._store.next_changes(timeout)
         if events:
             self._revision = max(self._revision, events[-1].revision)
-        return [Change(event.key, event.value) for event in events]
+        return [Change(event.key, event.value, event.created) for event in events]
 
     def position(self) -> str:
         return f"revision {self._revision}"

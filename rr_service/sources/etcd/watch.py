@@ -20,12 +20,13 @@ _log = logging.getLogger(__name__)
 
 
 class KeyEvent(NamedTuple):
-    """One key that changed under the watched prefix: relative key, value (None: deleted) and
-    the etcd revision of the change."""
+    """One key that changed under the watched prefix: relative key, value (None: deleted),
+    the etcd revision of the change and the key's create_revision (None: deleted)."""
 
     key: str
     value: Optional[bytes]
     revision: int
+    created: Optional[int] = None
 
 
 def decode(key: bytes) -> str:
@@ -107,5 +108,6 @@ class WatchStream:
         kv = event.kv
         deleted = event.type == kv_pb2.Event.DELETE
         return KeyEvent(key=decode(kv.key)[self._prefix_len:],
-                      value=None if deleted else kv.value,
-                      revision=kv.mod_revision)
+                        value=None if deleted else kv.value,
+                        revision=kv.mod_revision,
+                        created=None if deleted else kv.create_revision)
