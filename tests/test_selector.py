@@ -1,11 +1,13 @@
 """Calico label selectors (rr_service.v3.selector): table-driven."""
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from rr_service.calico.v3.selector import (
     MAX_DEPTH,
     MAX_LABEL_CHARS,
     MAX_SELECTOR_CHARS,
+    MAX_TERMS,
     Selector,
     SelectorError,
     parse_selector,
@@ -260,13 +262,74 @@ def test_limits_are_inclusive():
 
 
 def test_long_flat_chains_do_not_recurse():
-    # hundreds of terms: a recursive (binary-tree) parser or evaluator would be deep here.
-    sel = parse_selector(" && ".join(f"!has(k{i})" for i in range(300)))
+    # the most terms there may be: a recursive (binary-tree) parser or evaluator would be deep here.
+    sel = parse_selector(" && ".join(f"!has(k{i})" for i in range(MAX_TERMS)))
     assert sel.matches({})
-    assert not sel.matches({"k299": ""})
-    sel = parse_selector(" || ".join(f"k{i} == 'v'" for i in range(250)))
-    assert sel.matches({"k249": "v"})
-    assert not sel.matches({"k249": "w"})
+    assert not sel.matches({f"k{MAX_TERMS - 1}": ""})
+    sel = parse_selector(" || ".join(f"k{i} == 'v'" for i in range(MAX_TERMS)))
+    assert sel.matches({f"k{MAX_TERMS - 1}": "v"})
+    assert not sel.matches({f"k{MAX_TERMS - 1}": "w"})
+
+
+def test_more_terms_than_the_limit_are_refused():
+    with pytest.raises(SelectorError, match=f"selector has {MAX_TERMS + 1} terms \\(at most {MAX_TERMS}\\)"):
+        parse_selector(" || ".join(f"has(k{i})" for i in range(MAX_TERMS + 1)))
+
+
+def _reference(node, labels) -> bool:
+    """The selector's meaning, term by term, written apart from the compiled matcher."""
+    kind = node[0]
+    if kind in ("all", "global"):
+        return True
+    if kind == "has":
+        return node[1] in labels
+    if kind == "not":
+        return not _reference(node[1], labels)
+    if kind == "and":
+        return all(_reference(t, labels) for t in node[1])
+    if kind == "or":
+        return any(_reference(t, labels) for t in node[1])
+    value = labels.get(node[1])
+    if kind in ("ne", "notin"):
+        return value is None or (value != node[2] if kind == "ne" else value not in node[2])
+    if value is None:
+        return False
+    if kind == "eq":
+        return value == node[2]
+    if kind == "in":
+        return value in node[2]
+    if kind == "contains":
+        return node[2] in value
+    return value.startswith(node[2]) if kind == "starts" else value.endswith(node[2])
+
+
+_KEYS = ["a", "b", "c", "zone"]
+_VALUES = ["", "x", "y", "xy"]
+
+
+@st.composite
+def _selector_texts(draw, depth=0):
+    if depth < 3 and draw(st.booleans()):
+        joiner = draw(st.sampled_from([" && ", " || "]))
+        parts = draw(st.lists(_selector_texts(depth + 1), min_size=2, max_size=5))
+        text = joiner.join(f"({p})" for p in parts)
+        return f"!({text})" if draw(st.integers(0, 4)) == 0 else text
+    key, value = draw(st.sampled_from(_KEYS)), draw(st.sampled_from(_VALUES))
+    values = ", ".join(f"'{v}'" for v in draw(st.lists(st.sampled_from(_VALUES), max_size=3)))
+    return draw(st.sampled_from([
+        f"has({key})", f"!has({key})", f"{key} == '{value}'", f"{key} != '{value}'", f"{key} in {{{values}}}",
+        f"{key} not in {{{values}}}", f"{key} contains '{value}'", f"{key} starts with '{value}'",
+        f"{key} ends with '{value}'", "all()"]))
+
+
+@settings(max_examples=600, deadline=None)
+@given(text=_selector_texts(), labels=st.dictionaries(st.sampled_from(_KEYS), st.sampled_from(_VALUES)))
+def test_the_compiled_matcher_means_what_the_terms_say(text, labels):
+    try:
+        selector = parse_selector(text)
+    except SelectorError:
+        return  # more than MAX_TERMS terms
+    assert selector.matches(labels) == _reference(selector._root, labels)
 
 
 def test_source_immutable_hashable_equal():

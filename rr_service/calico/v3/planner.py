@@ -11,7 +11,7 @@ reusing every Session that stays equal, so the renderer re-renders only what cha
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Optional
+from typing import Collection, Optional
 
 from rr_service.calico.v3 import rules
 from rr_service.calico.v3.rules import Candidate, Context, FamilyContext
@@ -34,7 +34,10 @@ class _Family:
     each gives, `sessions` the same by core.plan.session_key (the plan's order), `conflicts`
     the warnings about the candidates that lost."""
 
-    def __init__(self, ctx: Context, fam: FamilyContext, previous: Optional["_Family"], running: Optional[dict] = None):
+    def __init__(self, ctx: Context, fam: FamilyContext, previous: Optional["_Family"], running: Optional[dict] = None,
+                 changed: Collection[str] = ()):
+        """`changed`: the Nodes that differ from what `previous` planned (the rest it planned
+        as the very objects `ctx` holds now)."""
         self.ctx, self.fam = ctx, fam
         self.by_node: dict[str, tuple] = {}
         self.claims: dict[tuple, list] = {}
@@ -47,8 +50,13 @@ class _Family:
         for candidate in fam.globals:
             if candidate.target.address != fam.mine:
                 claims.setdefault(_claim_key(candidate), []).append(candidate)
+        # A node planned under the previous Context, unchanged since, keeps the answers of the
+        # BGPPeers both Contexts share (rules.node_candidates).
+        reuse = previous is not None and previous.fam.mine == fam.mine and previous.ctx.node_name == ctx.node_name
+        old_ctx, old_by_node = (previous.ctx, previous.by_node) if reuse else (None, {})
         for node in ctx.data.nodes:
-            found = rules.node_candidates(ctx, fam, node)
+            before = (old_ctx, old_by_node.get(node.name, ())) if reuse and node.name not in changed else None
+            found = rules.node_candidates(ctx, fam, node, before)
             if found:
                 by_node[node.name] = found
                 for candidate in found:
@@ -158,7 +166,7 @@ class V3Planner:
         if self._ctx is None or parsed.globals_changed or self.me.node_name in parsed.nodes:
             self._ctx = ctx = rules.context(parsed.data, self.me)
             self._families = {family: _Family(ctx, ctx.families[family], self._families.get(family),
-                                              self._running.get(family))
+                                              self._running.get(family), parsed.nodes)
                               for family in (4, 6)}
             changed: dict = {4: None, 6: None}
         else:
