@@ -19,7 +19,15 @@ prereq.import_or_missing("etcd3", "python3-etcd3 is not installed")
 
 from rr_service.sources.base import DatastoreUnavailable, ResyncNeeded  # noqa: E402
 from rr_service.sources.etcd.client import EtcdConfig, EtcdDatastore  # noqa: E402
-from rr_service.sources.etcd.watch import KeyEvent as Change  # noqa: E402
+from rr_service.sources.etcd.watch import KeyEvent  # noqa: E402
+
+
+def Change(key, value, revision, created=None):
+    """The event of a put (created: the key's create_revision, by default this put's: a new
+    key) or a delete."""
+    if value is not None and created is None:
+        created = revision
+    return KeyEvent(key, value, revision, created)
 
 # A real etcd in every test (the pure settings checks are in test_etcd_config.py).
 pytestmark = pytest.mark.integration
@@ -361,7 +369,7 @@ def test_a_dead_first_endpoint_is_skipped(etcd, prefix):
         assert etcd.url in ds.describe()
         ds.start_watch(revision + 1)
         ds.put("k", b"w")
-        assert collect(ds, 1) == [Change("k", b"w", revision + 1)]
+        assert collect(ds, 1) == [Change("k", b"w", revision + 1, created=revision)]  # "k" existed
     finally:
         ds.close()
 
@@ -407,7 +415,7 @@ def test_username_and_password(own_etcd):
         assert data == {"k": b"v"}
         ds.start_watch(revision + 1)
         ds.put("k", b"w")
-        assert collect(ds, 1) == [Change("k", b"w", revision + 1)]
+        assert collect(ds, 1) == [Change("k", b"w", revision + 1, created=revision)]  # "k" existed
 
         # A password change invalidates etcd's tokens: the client re-authenticates.
         own_etcd.ctl("user", "passwd", "root", "--interactive=false",
@@ -447,7 +455,7 @@ def test_tls_with_client_certificate(tls_etcd, tmp_path):
         assert data == {"k": b"v"}
         ds.start_watch(revision + 1)
         ds.put("k", b"w")
-        assert collect(ds, 1) == [Change("k", b"w", revision + 1)]
+        assert collect(ds, 1) == [Change("k", b"w", revision + 1, created=revision)]  # "k" existed
     finally:
         ds.close()
 

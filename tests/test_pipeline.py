@@ -38,9 +38,10 @@ class Walk:
         self.created = {}
         for key in self.raw:
             self._create(key)
-        self.pipeline = Pipeline(RULES, me, Renderer(flavour=flavour))
+        # With the client filters on, so a pool change is carried too.
+        self.pipeline = Pipeline(RULES, me, Renderer(flavour=flavour, client_filter="pools", import_limit=1000))
         self.pipeline.reset(dict(self.raw), dict(self.created))
-        self.reference = Renderer(flavour=flavour)
+        self.reference = Renderer(flavour=flavour, client_filter="pools", import_limit=1000)
         self.previous = None  # the oracle's last plan: what runs
 
     def _create(self, key):
@@ -87,6 +88,9 @@ def random_change(rng):
         ("rr_v4/192.0.2.10", lambda: json.dumps({"ip": "192.0.2.10", "cluster_id": rng.choice(["", "1.2.3.4", "5.6.7.8"])})),
         (f"rr_v6/2001:db8::{n + 1:x}", lambda: json.dumps({"ip": f"2001:db8::{n + 1:x}"})),
         ("rr_v6/2001:db8::a", lambda: json.dumps({"ip": "2001:db8::a", "cluster_id": "1.2.3.4"})),
+        (f"ipam/v4/pool/10.{n}.0.0-16", lambda: json.dumps({"cidr": f"10.{n}.0.0/16", "disabled": rng.random() < 0.5})),
+        ("ipam/v4/pool/10.0.0.0-8", lambda: json.dumps({"cidr": rng.choice(["10.0.0.0/8", "10.0.0.0/9"])})),
+        ("ipam/v6/pool/fd00::-48", lambda: json.dumps({"cidr": "fd00::/48"})),
     ]
     key, make = rng.choice(choices)
     return key, (None if rng.random() < 0.25 else make().encode())

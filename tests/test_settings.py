@@ -18,6 +18,7 @@ from rr_service.app.settings import (
     EtcdSettings,
     LogSettings,
     MetricsSettings,
+    FilterSettings,
     SafetySettings,
     ReflectorSettings,
     Settings,
@@ -54,6 +55,8 @@ DEFAULTS = {
     ("safety", "hold_seconds"): 300.0,
     ("safety", "state_dir"): "/run/calico-routereflector",
     ("metrics", "listen"): "",
+    ("filters", "mode"): "pools",
+    ("filters", "import_limit"): 1000,
 }
 
 
@@ -98,7 +101,8 @@ def test_interface_names():
     assert fields(LogSettings) == ["level"]
     assert fields(SafetySettings) == ["max_drop_share", "hold_seconds", "state_dir"]
     assert fields(MetricsSettings) == ["listen"]
-    assert fields(Settings) == ["reflector", "etcd", "bird", "log", "safety", "source", "metrics"]
+    assert fields(FilterSettings) == ["mode", "import_limit"]
+    assert fields(Settings) == ["reflector", "etcd", "bird", "log", "safety", "source", "metrics", "filters"]
 
 
 def test_schema_covers_every_default():

@@ -411,3 +411,38 @@ def test_register_refuses_an_invalid_default_bgpconfiguration_without_as_number(
     assert cli.main(["--config", path, "register"]) == 1
     assert "BGPConfiguration default is invalid" in capsys.readouterr().err
     assert cli.main(["--config", path, "register", "--as-number", "65000"]) == 0
+
+
+def test_v1_reads_and_watches_calicos_legacy_ip_pools_and_only_those(clean, tmp_path):
+    """v1 data: the pools under /calico/v1/ipam/ come with the BGP keys (at one revision, and
+    as changes), as `ipam/v4/pool/<cidr>`; a key under the BGP prefix that would pass for a
+    pool is dropped, and so is anything else between the two prefixes (felix, IPAM blocks)."""
+    pool = json.dumps({"cidr": "192.168.0.0/16", "ipip": "tunl0", "masquerade": True, "disabled": False})
+    clean.ctl("put", "/calico/bgp/v1/global/as_num", "64512")
+    clean.ctl("put", "/calico/v1/ipam/v4/pool/192.168.0.0-16", pool)
+    clean.ctl("put", "/calico/bgp/v1/ipam/v4/pool/0.0.0.0-0", json.dumps({"cidr": "0.0.0.0/0"}))  # posing as a pool
+    clean.ctl("put", "/calico/ipam/v2/assignment/ipv4/block/192.168.1.0-26", "{}")  # between the prefixes
+    s = load_settings(settings(tmp_path, clean.url, schema="v1"), environ={})
+    store = components.source(s)
+    try:
+        data = store.read()
+        assert data.rules == "v1"
+        assert set(data.items) == {"global/as_num", "ipam/v4/pool/192.168.0.0-16"}
+        assert data.created["ipam/v4/pool/192.168.0.0-16"] > 0
+        computed = compute_once(rule_set("v1"), dict(data.items), components.identity(s), Renderer(), data.created)
+        assert [str(n) for n in computed.plan.v4.client_prefixes] == ["192.168.0.0/16"]
+        store.follow(data.bookmark)
+        clean.ctl("put", "/calico/ipam/v2/assignment/ipv4/block/192.168.2.0-26", "{}")
+        clean.ctl("put", "/calico/bgp/v1/ipam/v6/pool/x", "{}")
+        clean.ctl("put", "/calico/v1/ipam/v6/pool/fd00::-48", json.dumps({"cidr": "fd00::/48"}))
+        clean.ctl("del", "/calico/v1/ipam/v4/pool/192.168.0.0-16")
+        seen = []
+        deadline = 20
+        import time
+        end = time.monotonic() + deadline
+        while len(seen) < 2 and time.monotonic() < end:
+            seen += [(c.key, c.value is None) for c in store.changes(0.5)]
+        assert seen == [("ipam/v6/pool/fd00::-48", False), ("ipam/v4/pool/192.168.0.0-16", True)], seen
+        assert store.changes(0.5) == []
+    finally:
+        store.close()

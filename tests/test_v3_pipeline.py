@@ -39,9 +39,10 @@ class Walk:
         self.raw: dict = {}
         self.created: dict = {}
         self.revision = 0
-        self.pipeline = Pipeline(RULES, ME, Renderer(flavour=flavour))
+        # With the client filters on, so a pool or service range change is carried too.
+        self.pipeline = Pipeline(RULES, ME, Renderer(flavour=flavour, client_filter="pools", import_limit=1000))
         self.pipeline.reset({}, {})
-        self.reference = Renderer(flavour=flavour)
+        self.reference = Renderer(flavour=flavour, client_filter="pools", import_limit=1000)
         self.previous = None
 
     def put(self, key: str, value):
@@ -111,7 +112,11 @@ def random_change(rng: random.Random):
             "BGPPeer", "calico-rr-rr2-ipv4", {"peerIP": rng.choice(["10.0.9.9", address]), "asNumber": 64512},
             {"calico-rr/reflector": "rr2", "calico-rr/cluster-id": "1.0.0.1"})),
         ("bgpconfigurations/default", lambda: resource("BGPConfiguration", "default", {
-            "nodeToNodeMeshEnabled": rng.random() < 0.5, "asNumber": rng.choice([64512, 64513])})),
+            "nodeToNodeMeshEnabled": rng.random() < 0.5, "asNumber": rng.choice([64512, 64513]),
+            "serviceClusterIPs": [{"cidr": rng.choice(["10.96.0.0/12", "10.96.0.0/16", "fd00:96::/112"])}]})),
+        (f"ippools/p{n % 3}", lambda: resource("IPPool", f"p{n % 3}", {
+            "cidr": rng.choice(["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "fd00::/48", "0.0.0.0/0"]),
+            "disableBGPExport": rng.random() < 0.3})),
     ]
     key, make = rng.choice(choices)
     return key, (None if rng.random() < 0.2 else make())

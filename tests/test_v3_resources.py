@@ -101,7 +101,8 @@ def test_max_restart_time_is_capped_at_what_bgp_carries(text, seconds):
 
 def test_relevant_keys():
     assert relevant_key("nodes/a") and relevant_key("bgppeers/p") and relevant_key("bgpconfigurations/default")
-    assert not relevant_key("workloadendpoints/ns/x") and not relevant_key("ippools/p")
+    assert relevant_key("ippools/p")  # what clients may announce
+    assert not relevant_key("workloadendpoints/ns/x") and not relevant_key("ipamblocks/10-0-0-0-26")
 
 
 HOSTILE = '10.0.0.1; protocol bgp evil { neighbor 1.2.3.4 as 1; }'
@@ -156,8 +157,43 @@ def test_bad_resources_are_rejected_alone(key, value, word):
 
 
 def test_other_resources_are_ignored():
-    data = parse_resources({"ippools/x": b"garbage", "workloadendpoints/ns/x": b"{}", "nodes/a": node("a")})
+    data = parse_resources({"ipamblocks/x": b"garbage", "workloadendpoints/ns/x": b"{}", "nodes/a": node("a")})
     assert data.rejected == () and [n.name for n in data.nodes] == ["a"]
+
+
+def pool(name, cidr, **spec):
+    return {f"ippools/{name}": res("IPPool", name, {"cidr": cidr, **spec})}
+
+
+def test_ip_pools_and_service_ranges():
+    data = one({**pool("default-ipv4-ippool", "192.168.0.0/16", ipipMode="Always", natOutgoing=True),
+                **pool("v6", "fd00:10::/48", disabled=True), **pool("quiet", "10.77.0.0/16", disableBGPExport=True),
+                "bgpconfigurations/default": res("BGPConfiguration", "default", {
+                    "serviceClusterIPs": [{"cidr": "10.96.0.0/12"}], "serviceExternalIPs": [{"cidr": "203.0.113.0/24"}],
+                    "serviceLoadBalancerIPs": [{"cidr": "198.51.100.0/24"}, {"cidr": "fd00:96::/112"}]})})
+    assert [(p.name, str(p.cidr), p.bgp_export) for p in data.pools] == [
+        ("default-ipv4-ippool", "192.168.0.0/16", True), ("quiet", "10.77.0.0/16", False), ("v6", "fd00:10::/48", True)]
+    assert [str(r) for r in data.default.service_ranges] == ["10.96.0.0/12", "203.0.113.0/24", "198.51.100.0/24",
+                                                             "fd00:96::/112"]
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (pool("p", "0.0.0.0/0"), "wider than /8"),
+    (pool("p", "0.0.0.0/1"), "wider than /8"),
+    (pool("p", "::/0"), "wider than /16"),
+    (pool("p", "224.0.0.0/8"), "not a range of unicast host addresses"),
+    (pool("p", "::ffff:0:0/96"), "not a range of unicast host addresses"),
+    (pool("p", "10.0.0.0/33"), "not a network in CIDR notation"),
+    (pool("p", "10.0.0.0/8; protocol"), "not a network in CIDR notation"),
+    (pool("p", "10.0.0.0/8", disableBGPExport="yes"), "disableBGPExport must be true or false"),
+    ({"bgpconfigurations/default": res("BGPConfiguration", "default", {"serviceClusterIPs": [{"cidr": "0.0.0.0/0"}]})},
+     "serviceClusterIPs cidr 0.0.0.0/0 is wider than /8"),
+    ({"bgpconfigurations/default": res("BGPConfiguration", "default", {"serviceClusterIPs": "10.96.0.0/12"})},
+     "serviceClusterIPs must be a list"),
+])
+def test_bad_pools_and_service_ranges_are_rejected(raw, reason):
+    data = parse_resources(raw)
+    assert len(data.rejected) == 1 and reason in data.rejected[0].reason, data.rejected
 
 
 def test_unsupported_peer_fields_are_flagged():

@@ -28,7 +28,7 @@ from rr_service.app.state_dir import StateDir
 from rr_service.bird.apply import ApplyStatus, ConfigApplier, ConfigRejected
 from rr_service.calico import rule_set
 from rr_service.core.pipeline import Pipeline
-from rr_service.core.render import Renderer, RenderError
+from rr_service.core.render import RenderError
 from rr_service.sources.base import DatastoreError, ResyncNeeded
 
 log = logging.getLogger("calico-rr")
@@ -56,7 +56,7 @@ class Daemon:
     def _configure(self, settings: Settings, flavour: str) -> None:
         self.settings = settings
         self.me = wiring.identity(settings)
-        self.renderer = Renderer(flavour=flavour)
+        self.renderer = wiring.renderer_for(settings, flavour)
         self.appliers = {name: ConfigApplier(target) for name, target in wiring.targets(settings, flavour).items()}
         self._family_targets = wiring.family_targets(flavour)
         self.source = wiring.source(settings, heartbeat=self.notifier.watchdog)

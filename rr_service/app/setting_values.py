@@ -147,6 +147,13 @@ def short_seconds(value: float) -> float:
     return float(value)
 
 
+def route_limit(value: float) -> int:
+    """Routes one client session may hold; 0 = no limit."""
+    if value != int(value) or not 0 <= value <= 1_000_000:
+        raise ValueError(f"{safe_repr(value)} is not a whole number of routes between 0 (no limit) and 1000000")
+    return int(value)
+
+
 def node_name(value: str) -> str:
     """A Calico node name (a Kubernetes DNS-1123 subdomain, '_' tolerated); "" = host name."""
     if value == "":

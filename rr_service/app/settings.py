@@ -127,6 +127,15 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class FilterSettings:
+    # pools: a client may announce only its cluster's IP pools and service ranges (limits
+    # only while the data names no pool); limits-only: anything but a default route, up to
+    # the limit; off: everything (the original image's `import all`).
+    mode: str = "pools"
+    import_limit: int = 1000  # routes a client session may hold (0: no limit)
+
+
+@dataclass(frozen=True)
 class Settings:
     reflector: ReflectorSettings
     etcd: EtcdSettings
@@ -135,6 +144,7 @@ class Settings:
     safety: SafetySettings
     source: str  # the file read, or "(defaults)" when none was
     metrics: MetricsSettings = MetricsSettings()
+    filters: FilterSettings = FilterSettings()
 
 
 _SECTION_CLASSES: Dict[str, type] = {
@@ -144,6 +154,7 @@ _SECTION_CLASSES: Dict[str, type] = {
     "log": LogSettings,
     "safety": SafetySettings,
     "metrics": MetricsSettings,
+    "filters": FilterSettings,
 }
 
 # --------------------------------------------------------------------------- schema
@@ -187,6 +198,8 @@ SCHEMA: Tuple[Setting, ...] = (
     Setting("safety",    "hold_seconds", "number", 300.0,                      values.seconds),
     Setting("safety",    "state_dir", "str",      "/run/calico-routereflector", values.file),
     Setting("metrics",   "listen",   "str",       "",                          values.listen_address),
+    Setting("filters",   "mode",     "str",       "pools",                     values.choice("pools", "limits-only", "off")),
+    Setting("filters",   "import_limit", "number", 1000,                       values.route_limit),
 )
 # fmt: on
 

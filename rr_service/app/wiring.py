@@ -68,7 +68,13 @@ def flavour(settings: Settings, override: Optional[str] = None) -> str:
 
 
 def renderer(settings: Settings, override: Optional[str] = None) -> Renderer:
-    return Renderer(flavour=flavour(settings, override))
+    return renderer_for(settings, flavour(settings, override))
+
+
+def renderer_for(settings: Settings, flavour_name: str) -> Renderer:
+    """The configs as the settings want them: this flavour, [filters] for client sessions."""
+    return Renderer(flavour=flavour_name, client_filter=settings.filters.mode,
+                    import_limit=settings.filters.import_limit)
 
 
 def targets(settings: Settings, flavour_name: str) -> dict[str, BirdTarget]:

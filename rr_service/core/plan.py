@@ -76,6 +76,10 @@ class FamilyPlan:
     # What makes us a reflector of this family, in words (Calico v3: our Node, BGPPeers that
     # name our address); None: the legacy wording (mesh member / standalone).
     mode: Optional[str] = None
+    # What a client (a Calico node) may announce: each of these networks and everything in
+    # it, in order (its IP pools' blocks and borrowed addresses, the service ranges Calico
+    # advertises). None: the data names no IP pool at all, so only limits apply.
+    client_prefixes: Optional[tuple] = None
 
     def count(self, role: str) -> int:
         return sum(1 for session in self.sessions if session.role == role)

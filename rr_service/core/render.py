@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import jinja2
 
 from rr_service.core.values import AS_MAX
-from rr_service.core.plan import ROLE_ORDER, FamilyPlan, Plan, Planned, Session, session_key
+from rr_service.core.plan import CLIENT, ROLE_ORDER, FamilyPlan, Plan, Planned, Session, session_key
 from rr_service.core.slots import Slots
 
 INSTALLED_TEMPLATES = "/usr/share/calico-routereflector/templates"
@@ -49,12 +49,27 @@ def default_template_dir() -> str:
     return INSTALLED_TEMPLATES
 
 
+FILTER_MODES = ("pools", "limits-only", "off")
+
+
 class Renderer:
-    def __init__(self, template_dir: Optional[str] = None, flavour: str = "bird1"):
+    def __init__(self, template_dir: Optional[str] = None, flavour: str = "bird1", client_filter: str = "off",
+                 import_limit: int = 0):
+        """`client_filter` says what a client session accepts ([filters] mode): `pools` (its
+        family's client_prefixes, or limits only while the data names no pool),
+        `limits-only` (anything but a default route) or `off` (everything, the original
+        image's `import all`); `import_limit` caps the routes a client session holds (0:
+        none)."""
         if flavour not in TEMPLATES:
             raise RenderError(f"no templates for BIRD flavour {flavour!r}")
+        if client_filter not in FILTER_MODES:
+            raise RenderError(f"no client filter mode {client_filter!r}")
+        if isinstance(import_limit, bool) or not isinstance(import_limit, int) or import_limit < 0:
+            raise RenderError(f"import limit {import_limit!r} is not a whole number")
         self.template_dir = template_dir or default_template_dir()
         self.flavour = flavour
+        self.client_filter = client_filter
+        self.import_limit = import_limit
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(self.template_dir),
             undefined=jinja2.StrictUndefined,
@@ -105,6 +120,8 @@ class Renderer:
                 v6=plan.v6,
                 session_blocks=session_blocks,
                 needs_any_source=needs_any_source,
+                client_import=self._client_import,
+                flavour_suffix=self.flavour != "bird1",  # BIRD 2: one filter per family in one file
             )
         except jinja2.TemplateError as exc:
             raise RenderError(f"template {name} in {self.template_dir}: {exc}") from exc
@@ -125,7 +142,25 @@ class Renderer:
 
     def _render_session(self, session: Session, family: int) -> str:
         _check_session(session, family)
-        return self._session_template.render(session=session, family=family)
+        # A client with a node is a Calico node; a router given by peerIP (no node) is not
+        # Calico's and announces what it will.
+        filtered = self.client_filter != "off" and session.role == CLIENT and bool(session.node)
+        return self._session_template.render(session=session, family=family, filtered=filtered,
+                                             import_limit=self.import_limit if filtered else 0)
+
+    def _client_import(self, family_plan: FamilyPlan) -> Optional[dict]:
+        """What the family's client filter says (None: no filter): `prefixes`, each written
+        with `+` (itself and everything inside), or None to accept all but a default route."""
+        if self.client_filter == "off":
+            return None
+        prefixes = family_plan.client_prefixes if self.client_filter == "pools" else None
+        if prefixes is not None:
+            expected = ipaddress.IPv4Network if family_plan.family == 4 else ipaddress.IPv6Network
+            for network in prefixes:
+                if not isinstance(network, expected):
+                    raise RenderError(f"{network!r} is not an IPv{family_plan.family} network object")
+            prefixes = [f"{network}+" for network in prefixes]
+        return {"prefixes": prefixes, "mode": self.client_filter}
 
 
 class IncrementalRenderer:

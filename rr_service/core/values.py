@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 DEFAULT_AS = 64512  # Calico's default AS when the data sets none
 AS_MAX = 4294967295
@@ -123,6 +124,38 @@ def check_neighbour(address: IPAddress, value: object) -> None:
         # BIRD refuses the whole config for an IPv6 one (it needs an interface); neither
         # family's link-local addresses reach across the hops of a multihop session.
         raise InvalidValue(f"{address} is link-local, which a multihop BGP session cannot use")
+
+
+# The widest network a pool or service range may be. Wider is no Calico pool (its blocks
+# would be gigantic) but a way to let a node announce anything, `0.0.0.0/1` included.
+MIN_PREFIX_LENGTH = {4: 8, 6: 16}
+
+
+def parse_route_cidr(value: object, what: str) -> IPNetwork:
+    """A network Calico nodes announce routes in (an IPPool's cidr, a service range)."""
+    if not isinstance(value, str):
+        raise InvalidValue(f"{what} must be a string, not {type(value).__name__}")
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise InvalidValue(f"{what} {show(value)} is not a network in CIDR notation") from None
+    if network.prefixlen < MIN_PREFIX_LENGTH[network.version]:
+        raise InvalidValue(f"{what} {network} is wider than /{MIN_PREFIX_LENGTH[network.version]}: "
+                           f"no Calico pool is, and it would let a node announce almost anything")
+    if network.is_multicast or network.is_loopback or (network.version == 6 and network.network_address.ipv4_mapped):
+        raise InvalidValue(f"{what} {network} is not a range of unicast host addresses")
+    return network
+
+
+def outermost(networks: list, family: int) -> tuple:
+    """The networks of `family` not inside another one, in order (`10.0.0.0/16+` already
+    allows `10.0.1.0/24+`). Not collapsed: two /25 pools do not allow the /24 around them."""
+    mine = sorted({n for n in networks if n.version == family}, key=lambda n: (n.prefixlen, n))
+    kept: list = []
+    for network in mine:
+        if not any(network.subnet_of(outer) for outer in kept):
+            kept.append(network)
+    return tuple(sorted(kept))
 
 
 def parse_cluster_id(value: object) -> Optional[str]:

@@ -50,8 +50,16 @@ ALLOWED_LINES = [re.compile(p) for p in (
     r"  passive on;",
     r"  graceful restart time [0-9]+;",
     r"\}",
+    # [filters]: what a client may announce (addresses and lengths only), its limit
+    r"filter calico_client_import(_v[46])? \{",
+    r"  if net.len = 0 then reject;",
+    rf"  if net ~ \[ {_ADDR}/[0-9]+\+(, {_ADDR}/[0-9]+\+)* \] then accept;",
+    r"  accept;",
+    r"  reject;",
+    r"  import filter calico_client_import;",
+    r"  import limit [0-9]+ action block;",
 )]
-COMMENT_BODY = re.compile(r"# (?:(mesh|client|peer): [A-Za-z0-9_., -]+|[A-Za-z ,:();/.-]+)")
+COMMENT_BODY = re.compile(r"# (?:(mesh|client|peer): [A-Za-z0-9_., -]+|[A-Za-z ,:();/.\[\]=-]+)")
 ALLOWED_LINES_BIRD2 = ALLOWED_LINES + [re.compile(p) for p in (
     r"template bgp bgp_template(_any_source)?_v[46] \{",
     r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_template(_any_source)?_v[46] \{",
@@ -60,6 +68,7 @@ ALLOWED_LINES_BIRD2 = ALLOWED_LINES + [re.compile(p) for p in (
     r"    export all;",
     r"  \};",
     r"  ipv[46] \{ next hop keep; \};",
+    r"  ipv([46]) \{ import filter calico_client_import_v\1;( import limit [0-9]+ action block;)?( next hop keep;)? \};",
 )]
 COMMENT_BODY_BIRD2 = re.compile(r"# IPv[46]: [A-Za-z ,:();/.-]+")
 PROTOCOL_RE = re.compile(r"protocol bgp ([A-Za-z0-9_]+) from ")

@@ -19,6 +19,7 @@ def snapshot(raw: Mapping[str, bytes], created: Optional[Mapping[str, int]] = No
     """`created`: the keys' creation order (etcd's create_revision), as the source gives it."""
     created = created or {}
     reflectors, global_peers = {4: [], 6: []}, {4: [], 6: []}
+    pools = None
     global_as = DEFAULT_AS
     fields: dict[str, dict] = {}
     rejected, bad = [], []
@@ -39,6 +40,8 @@ def snapshot(raw: Mapping[str, bytes], created: Optional[Mapping[str, int]] = No
         elif entry.kind == "global_as":
             if entry.value is not None:
                 global_as = entry.value
+        elif entry.kind == "pool":
+            pools = sorted((pools or []) + [entry.value], key=lambda n: (n.version, n))
         else:
             node = fields.setdefault(entry.node, {"name": entry.node, "peers_v4": [], "peers_v6": []})
             if entry.kind == "node_address":
@@ -66,7 +69,8 @@ def snapshot(raw: Mapping[str, bytes], created: Optional[Mapping[str, int]] = No
                     global_as=global_as,
                     global_peers_v4=tuple(sorted(global_peers[4], key=peer_order)),
                     global_peers_v6=tuple(sorted(global_peers[6], key=peer_order)),
-                    nodes=tuple(nodes), rejected=tuple(rejected), bad_settings=tuple(bad))
+                    nodes=tuple(nodes), pools=None if pools is None else tuple(pools),
+                    rejected=tuple(rejected), bad_settings=tuple(bad))
 
 
 def _names(names: list, limit: int) -> str:
@@ -76,8 +80,13 @@ def _names(names: list, limit: int) -> str:
 
 def _family(snap: Snapshot, me: Identity, family: int, warnings: list, previous) -> FamilyPlan:
     mine = me.address(family)
+    # What clients may announce: this family's pools, none inside another (None: no pools).
+    prefixes = None
+    if snap.pools is not None:
+        mine_pools = [n for n in snap.pools if n.version == family]
+        prefixes = tuple(n for n in mine_pools if not any(o != n and n.subnet_of(o) for o in mine_pools))
     if mine is None:
-        return FamilyPlan(family, None, False, None, ())
+        return FamilyPlan(family, None, False, None, (), client_prefixes=prefixes)
     own = next((r for r in snap.reflectors(family) if r.ip == mine), None)
     cluster_id = own.cluster_id if own else None
     mesh = {}
@@ -124,7 +133,7 @@ def _family(snap: Snapshot, me: Identity, family: int, warnings: list, previous)
                         f"(the running session, else the earliest claim); ignored: {_names(others, 10)}")
         clients.append(winner)
     sessions = tuple(mesh[ip] for ip in sorted(mesh)) + tuple(clients)
-    return FamilyPlan(family, mine, own is not None, cluster_id, sessions)
+    return FamilyPlan(family, mine, own is not None, cluster_id, sessions, client_prefixes=prefixes)
 
 
 def plan(snap: Snapshot, me: Identity, previous: Optional[Plan] = None, claims: Optional[dict] = None) -> Plan:

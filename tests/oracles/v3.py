@@ -207,8 +207,9 @@ def _plan_family(data: CalicoData, ours: Optional[CalicoNode], me: Identity, fam
         warnings.append(reason)
     own = own_reflector_peer(naming)
     cluster_id = _cluster_id(ours, own, family, warnings)
+    prefixes = _client_prefixes(data, family)
     if mine is None:
-        return FamilyPlan(family, None, ours is not None, cluster_id, (), reason)
+        return FamilyPlan(family, None, ours is not None, cluster_id, (), reason, client_prefixes=prefixes)
     our_as = data.as_of(ours) if ours is not None else (own.as_num if own is not None else data.global_as)
     targets: list[Target] = []
     if own is not None or (ours is not None and ours.cluster_id is not None):
@@ -260,7 +261,19 @@ def _plan_family(data: CalicoData, ours: Optional[CalicoNode], me: Identity, fam
             warnings.append(f"IPv{family} {session.neighbor}: {session.description} is in AS {session.neighbor_as}, "
                             f"this reflector in AS {session.local_as}: an eBGP session, not a reflector mesh member")
     ordered = tuple(sorted(sessions, key=lambda s: ({MESH: 0, PEER: 1, CLIENT: 2}[s.role], int(s.neighbor), s.port or 0)))
-    return FamilyPlan(family, mine, True, cluster_id, ordered, mode=_mode(ours, naming, own, mine))
+    return FamilyPlan(family, mine, True, cluster_id, ordered, mode=_mode(ours, naming, own, mine),
+                      client_prefixes=prefixes)
+
+
+def _client_prefixes(data: CalicoData, family: int):
+    """Pools without disableBGPExport and the default BGPConfiguration's service ranges, of
+    this family, leaving out any inside another; None when there is no IP pool at all."""
+    if not data.pools:
+        return None
+    networks = {p.cidr for p in data.pools if p.bgp_export and p.cidr.version == family}
+    networks |= {r for r in data.default.service_ranges if r.version == family}
+    return tuple(sorted(n for n in networks
+                        if not any(other != n and n.subnet_of(other) for other in networks)))
 
 
 def _cluster_id(ours: Optional[CalicoNode], own: Optional[BGPPeer], family: int, warnings: list) -> Optional[str]:

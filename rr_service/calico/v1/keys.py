@@ -20,10 +20,14 @@ from rr_service.core.values import (
     parse_as_number,
     parse_cluster_id,
     parse_hostname,
+    parse_route_cidr,
     show,
 )
 
 MAX_VALUE_BYTES = 4096  # legacy values are tiny; anything larger is garbage or an attack
+# Calico's legacy IP pools (`/calico/v1/ipam/v4/pool/<cidr>`) as the etcd source hands them over:
+# under this first segment, which no BGP key has (sources/etcd/source.py).
+POOL_HEAD = "ipam"
 MAX_KEY_CHARS = 512
 # Path segments only the BGP keys use: a key that holds one in the wrong place is a mistake
 # worth a warning, not one of Calico's other keys to ignore.
@@ -167,7 +171,7 @@ def parse_plain_as(raw: bytes) -> Optional[int]:
 class Entry:
     """What one etcd key contributes to the data set, parsed once per value."""
 
-    kind: str  # reflector | global_as | global_peer | node_address | node_as | node_peer
+    kind: str  # reflector | global_as | global_peer | node_address | node_as | node_peer | pool
     value: object
     family: int = 0
     node: str = ""
@@ -201,6 +205,8 @@ def parse_entry(key: str, value: bytes) -> Optional[Entry]:
             raise InvalidSetting(str(exc), "global_peer", family, parts[2]) from None
     if head == "host" and len(parts) >= 3:
         return _parse_host_entry(parts, value)
+    if head == POOL_HEAD:
+        return _parse_pool(parts, value)
     if head in ("rr_v4", "rr_v6") or parts[:2] in (["global", "peer_v4"], ["global", "peer_v6"]):
         raise InvalidValue("unexpected key layout (an address with '/' in it?)")
     if _BGP_SEGMENTS.intersection(parts):  # `/rr_v4/...`, `global/as_num/x`: a misplaced key
@@ -208,6 +214,21 @@ def parse_entry(key: str, value: bytes) -> Optional[Entry]:
     # Anything else under the prefix (node_mesh, loglevel, custom filters, ...) is Calico's
     # business, not ours: ignored on purpose.
     return None
+
+
+def _parse_pool(parts: list[str], value: bytes) -> Entry:
+    """`ipam/v4/pool/192.168.0.0-16` (Calico's `/calico/v1/ipam/...`, as the source hands it
+    over): {"cidr": "192.168.0.0/16", "disabled": false, ...}."""
+    if len(parts) != 4 or parts[1] not in ("v4", "v6") or parts[2] != "pool":
+        raise InvalidValue("unexpected IPAM pool key layout (expected ipam/v4/pool/<cidr with - for />)")
+    family = _family_of(parts[1])
+    data = _json_object(value)
+    network = parse_route_cidr(data.get("cidr"), "cidr")
+    if network.version != family:
+        raise InvalidValue(f"cidr {network} is not an IPv{family} network")
+    if parts[3].replace("-", "/") != str(network):
+        raise InvalidValue(f"key names {show(parts[3])} but the value's cidr is {network}")
+    return Entry("pool", network, family)
 
 
 def _parse_host_entry(parts: list[str], value: bytes) -> Optional[Entry]:

@@ -33,7 +33,7 @@ from rr_service.core.plan import (
     protocol_name,
 )
 from rr_service.core.slots import Slots
-from rr_service.core.values import IPAddress, shown_key
+from rr_service.core.values import IPAddress, outermost, shown_key
 from rr_service.calico.v1.keys import Node
 from rr_service.calico.v1.snapshot import Parsed, Snapshot
 
@@ -172,6 +172,9 @@ class _FamilyState:
         self.claimants: dict[int, Session | tuple[Session, ...]] = {}
         self.clients = Slots()
         self.warnings = Slots()
+        # Calico's pools of this family (all of them: the legacy pools have no
+        # disableBGPExport); None without any pool key.
+        self.client_prefixes = None if snapshot.pools is None else outermost(list(snapshot.pools), family)
         if mine is None:
             self.context: Optional[tuple] = None
             return
@@ -291,7 +294,7 @@ class _FamilyState:
 
     def family_plan(self) -> FamilyPlan:
         return FamilyPlan(self.family, self.mine, self.own_entry is not None, self.cluster_id,
-                          (*self.mesh_sessions, *self.clients.values))
+                          (*self.mesh_sessions, *self.clients.values), client_prefixes=self.client_prefixes)
 
 
 def _client_candidate(node: Node, family: int, mine: IPAddress, global_peer, global_as: int, cluster_id) -> Optional[tuple[int, Session]]:

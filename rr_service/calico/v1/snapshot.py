@@ -28,6 +28,10 @@ def _reflector_order(reflector: "Reflector") -> tuple:
     return (reflector.ip, reflector.cluster_id is not None, reflector.cluster_id or "")
 
 
+def _network_order(network) -> tuple:
+    return (network.version, network)
+
+
 def _peer_order(peer: "PeerEntry") -> tuple:
     return (peer.ip, peer.as_num is not None, peer.as_num or 0)
 
@@ -43,6 +47,8 @@ class Snapshot:
     global_peers_v4: tuple[PeerEntry, ...] = ()
     global_peers_v6: tuple[PeerEntry, ...] = ()
     nodes: tuple[Node, ...] = ()
+    # Calico's IP pools (the networks clients may announce in); None: no pool key at all.
+    pools: Optional[tuple] = None
     rejected: tuple[Rejected, ...] = field(default=(), compare=False)
     bad_settings: tuple[BadSetting, ...] = field(default=(), compare=False)  # among `rejected`
 
@@ -205,6 +211,7 @@ class SnapshotParser:
         if self._globals is None:
             reflectors: dict = {4: [], 6: []}
             peers: dict = {4: [], 6: []}
+            pools: Optional[list] = None
             global_as = DEFAULT_AS
             for key in self._global_keys:
                 entry = self._entries[key]
@@ -212,6 +219,8 @@ class SnapshotParser:
                     reflectors[entry.family].append(entry.value)
                 elif entry.kind == "global_peer":
                     peers[entry.family].append(entry.value)
+                elif entry.kind == "pool":
+                    pools = (pools or []) + [entry.value]
                 elif entry.value is not None:
                     global_as = entry.value
             self._globals = dict(
@@ -220,6 +229,7 @@ class SnapshotParser:
                 global_as=global_as,
                 global_peers_v4=tuple(sorted(peers[4], key=_peer_order)),
                 global_peers_v6=tuple(sorted(peers[6], key=_peer_order)),
+                pools=None if pools is None else tuple(sorted(pools, key=_network_order)),
             )
         return self._globals
 

@@ -137,7 +137,7 @@ class _Family:
     def family_plan(self) -> FamilyPlan:
         fam = self.fam
         return FamilyPlan(fam.family, fam.mine, fam.registered, fam.cluster_id, tuple(self.sessions.values),
-                          fam.reason, fam.mode)
+                          fam.reason, fam.mode, fam.client_prefixes)
 
     def warnings(self) -> list:
         return [*self.fam.warnings, *(w for found in self.conflicts.values for w in found)]

@@ -23,17 +23,19 @@ from rr_service.core.values import (
     DEFAULT_AS,
     HOSTNAME_RE,
     IPAddress,
+    IPNetwork,
     InvalidValue,
     Rejected,
     show,
     no_duplicate_fields,
     parse_cluster_id,
+    parse_route_cidr,
 )
 from rr_service.calico.v3 import fields
 from rr_service.calico.v3.selector import Selector
 
 PREFIX = "/calico/resources/v3/projectcalico.org"
-KINDS = {"nodes": "Node", "bgppeers": "BGPPeer", "bgpconfigurations": "BGPConfiguration"}
+KINDS = {"nodes": "Node", "bgppeers": "BGPPeer", "bgpconfigurations": "BGPConfiguration", "ippools": "IPPool"}
 API_VERSION = "projectcalico.org/v3"
 MAX_RESOURCE_BYTES = 256 * 1024  # a Node is ~1 KB; annotations can grow it, not this far
 # Labels `calico-rr register` puts on the BGPPeer that declares a reflector outside the
@@ -41,6 +43,9 @@ MAX_RESOURCE_BYTES = 256 * 1024  # a Node is ~1 KB; annotations can grow it, not
 # BGPPeer spec has no field for. Reflectors find each other by the first one.
 REFLECTOR_LABEL = "calico-rr/reflector"
 CLUSTER_ID_LABEL = "calico-rr/cluster-id"
+# BGPConfiguration fields whose ranges the nodes advertise (Calico's service advertisement).
+SERVICE_RANGE_FIELDS = ("serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs")
+MAX_SERVICE_RANGES = 64
 # BGPPeer fields that change a session in a way this reflector does not render.
 UNSUPPORTED_PEER_FIELDS = ("password", "ttlSecurity", "filters", "localWorkloadSelector",
                            "numAllowedLocalASNumbers")
@@ -106,6 +111,18 @@ class BGPConfig:
     as_num: Optional[int] = None
     listen_port: Optional[int] = None
     mesh_enabled: Optional[bool] = None  # spec.nodeToNodeMeshEnabled
+    # The service ranges the nodes advertise (serviceClusterIPs, serviceExternalIPs,
+    # serviceLoadBalancerIPs): routes a client may announce besides its pools' (default only).
+    service_ranges: tuple = ()
+
+
+@dataclass(frozen=True)
+class IPPool:
+    name: str
+    cidr: IPNetwork
+    # spec.disableBGPExport: Calico announces none of its routes, so a client must not either.
+    # (spec.disabled does not count: the pool's blocks in use stay, and are announced.)
+    bgp_export: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,7 @@ class CalicoData:
     nodes: tuple[CalicoNode, ...] = ()
     peers: tuple[BGPPeer, ...] = ()
     configs: Mapping[str, BGPConfig] = field(default_factory=dict)
+    pools: tuple[IPPool, ...] = ()
     rejected: tuple[Rejected, ...] = field(default=(), compare=False)
     # The nodes by name, when the caller keeps them so (table.ResourceTable): node() is then
     # one lookup, not a walk over every node.
@@ -267,15 +285,34 @@ def parse_bgp_configuration(key_name: str, raw: bytes) -> BGPConfig:
     name, data = _load(raw, "bgpconfigurations", key_name)
     spec = fields.json_object(data.get("spec"), "spec")
     port = spec.get("listenPort")
+    ranges = []
+    for field_name in SERVICE_RANGE_FIELDS:
+        listed = spec.get(field_name)
+        if listed is None:
+            continue
+        if not isinstance(listed, list) or len(listed) > MAX_SERVICE_RANGES:
+            raise InvalidValue(f"{field_name} must be a list of at most {MAX_SERVICE_RANGES} {{cidr: ...}} objects")
+        for entry in listed:
+            ranges.append(parse_route_cidr(fields.json_object(entry, field_name).get("cidr"), f"{field_name} cidr"))
     return BGPConfig(
         name=name,
         as_num=fields.optional_as(spec.get("asNumber")),
         listen_port=None if port in (None, 0) else fields.parse_port(port, "listenPort"),
         mesh_enabled=fields.flag(spec.get("nodeToNodeMeshEnabled"), "nodeToNodeMeshEnabled"),
+        service_ranges=tuple(ranges),
     )
 
 
-_PARSERS = {"nodes": parse_node, "bgppeers": parse_bgp_peer, "bgpconfigurations": parse_bgp_configuration}
+def parse_ip_pool(key_name: str, raw: bytes) -> IPPool:
+    name, data = _load(raw, "ippools", key_name)
+    spec = fields.json_object(data.get("spec"), "spec")
+    fields.flag(spec.get("disabled"), "disabled")  # checked, but a disabled pool's blocks stay announced
+    return IPPool(name=name, cidr=parse_route_cidr(spec.get("cidr"), "cidr"),
+                  bgp_export=not fields.flag(spec.get("disableBGPExport"), "disableBGPExport"))
+
+
+_PARSERS = {"nodes": parse_node, "bgppeers": parse_bgp_peer, "bgpconfigurations": parse_bgp_configuration,
+            "ippools": parse_ip_pool}
 
 
 def parse_resource(key: str, raw: bytes, created: int = 0):

@@ -41,7 +41,7 @@ from rr_service.calico.v3 import external
 from rr_service.calico.v3.external import CALICO, NODE_MESH, REFLECTOR_MESH, REVERSE_PEER_IP, Target
 from rr_service.calico.v3.resources import BGPPeer, CalicoData, CalicoNode
 from rr_service.core.plan import CLIENT, MESH, PEER, Identity, Session, protocol_name
-from rr_service.core.values import IPAddress, shown_key
+from rr_service.core.values import IPAddress, outermost, shown_key
 
 # Rank groups, in the order their candidates win a neighbour. The first two are the
 # operator's word (a BGPPeer's peerIP); the others come from a Node's own address, which any
@@ -69,6 +69,7 @@ class FamilyContext:
     mode: Optional[str]
     naming: list  # BGPPeers whose peerIP is our address, by name
     registered: bool
+    client_prefixes: Optional[tuple] = None  # core.plan.FamilyPlan.client_prefixes
     warnings: list = field(default_factory=list)
     globals: list = field(default_factory=list)  # candidates that depend on no single node
 
@@ -125,7 +126,8 @@ def _family_context(ctx: Context, me: Identity, family: int, naming: list, peers
     data, ours = ctx.data, ctx.ours
     mine, reason = _local_address(ours, me, family, naming)
     own = external.own_reflector_peer(naming)
-    fam = FamilyContext(family, mine, reason, 0, None, None, naming, ours is not None)
+    fam = FamilyContext(family, mine, reason, 0, None, None, naming, ours is not None,
+                        client_prefixes(data.pools, data.default.service_ranges, family))
     # A missing Node with nothing naming us is warned about once, by context().
     if reason is not None and (ours is not None or naming):
         fam.warnings.append(reason)
@@ -190,6 +192,15 @@ def node_candidates(ctx: Context, fam: FamilyContext, node: CalicoNode, before: 
                                           REVERSE_PEER_IP, peer, local_as=peer.as_num, node=name, created=created)))
     found.sort(key=_rank)
     return tuple(found)
+
+
+def client_prefixes(pools: tuple, service_ranges: tuple, family: int) -> Optional[tuple]:
+    """What a client may announce in this family (core.plan.FamilyPlan.client_prefixes): the
+    pools Calico announces (not those with disableBGPExport), and the service ranges. None
+    without any IP pool: then only limits apply."""
+    if not pools:
+        return None
+    return outermost([p.cidr for p in pools if p.bgp_export] + list(service_ranges), family)
 
 
 def _rank(candidate: Candidate) -> tuple:

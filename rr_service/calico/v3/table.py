@@ -43,6 +43,7 @@ class ResourceTable:
         self._list: list[CalicoNode] = []
         self._peers: dict = {}
         self._configs: dict = {}
+        self._pools: dict = {}
         self._rejected: dict[str, Rejected] = {}
         self._rejected_tuple: Optional[tuple] = ()
         self._peers_tuple: tuple = ()
@@ -74,8 +75,8 @@ class ResourceTable:
             if plural == "nodes":
                 if self._put_node(name, record):
                     nodes[name] = record
-            elif plural in ("bgppeers", "bgpconfigurations"):
-                table = self._peers if plural == "bgppeers" else self._configs
+            elif plural in ("bgppeers", "bgpconfigurations", "ippools"):
+                table = {"bgppeers": self._peers, "bgpconfigurations": self._configs, "ippools": self._pools}[plural]
                 if table.get(name) != record:
                     globals_changed = True
                     if record is None:
@@ -119,7 +120,8 @@ class ResourceTable:
         if globals_changed or self._data is None:
             self._peers_tuple = tuple(self._peers[name] for name in sorted(self._peers))
             configs = dict(self._configs)
+            pools = tuple(self._pools[name] for name in sorted(self._pools))
         else:
-            configs = self._data.configs
-        return CalicoData(nodes=tuple(self._list), peers=self._peers_tuple, configs=configs,
+            configs, pools = self._data.configs, self._data.pools
+        return CalicoData(nodes=tuple(self._list), peers=self._peers_tuple, configs=configs, pools=pools,
                           rejected=self._rejected_tuple, by_name=self._nodes)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import queue
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, NamedTuple, Sequence, TypeVar
 
 import etcd3
 import grpc
@@ -101,6 +101,16 @@ def _readable(path: str, setting: str) -> str:
 # -- the adapter -----------------------------------------------------------------
 
 
+class AlsoRange(NamedTuple):
+    """Keys under another prefix that one data set needs beside its own (Calico's legacy IP
+    pools beside the BGP keys): read at the snapshot's revision, watched on a stream of its
+    own, handed over as `rename` + their key relative to `prefix`."""
+
+    prefix: str
+    under: tuple
+    rename: str
+
+
 class EtcdDatastore:
     """All keys under one prefix of etcd, as a snapshot plus a stream of changes.
 
@@ -130,6 +140,7 @@ class EtcdDatastore:
         self._current = 0
         self._client: etcd3.Etcd3Client | None = None
         self._watch: WatchStream | None = None
+        self._also_watches: list[WatchStream] = []
 
     def retarget(self, prefix: str) -> None:
         """Read (and later watch) another prefix over the same connection: deciding
@@ -151,6 +162,15 @@ class EtcdDatastore:
         result is the same consistent view one Range gives.
         """
         return self._call(lambda c: _read_prefixes(c, self._prefix, under, page_keys, created))
+
+    def read_also(self, also: "AlsoRange", revision: int, created: dict | None = None) -> dict[str, bytes]:
+        """The keys of another prefix at `revision` (a snapshot's, so both are one consistent
+        view), keyed `also.rename` + their key relative to `also.prefix`."""
+        mine: dict = {}
+        items = self._call(lambda c: _read_prefixes(c, also.prefix, also.under, SNAPSHOT_PAGE_KEYS, mine, revision)[0])
+        if created is not None:
+            created.update((also.rename + key, order) for key, order in mine.items())
+        return {also.rename + key: value for key, value in items.items()}
 
     def holds_any(self, sub: str) -> bool:
         """Whether any key lies under the sub-prefix `sub` (one key read, not all of them)."""
@@ -208,9 +228,13 @@ class EtcdDatastore:
 
     # -- watching --------------------------------------------------------------
 
-    def start_watch(self, from_revision: int, under: Sequence[str] = ("",)) -> None:
+    def start_watch(self, from_revision: int, under: Sequence[str] = ("",), also: Sequence["AlsoRange"] = (),
+                    exclude: str = "") -> None:
         """Watch the prefix (or the smallest key range that holds every sub-prefix of
-        `under`) for changes with revision >= from_revision.
+        `under`) for changes with revision >= from_revision, and each `also` range on a
+        stream of its own into the same queue (a common range would carry the churn between).
+        Keys of the prefix that start with `exclude` are dropped (they would pass for an
+        `also` range's).
 
         Returns at once; failures (including a compacted from_revision) come
         out of next_changes(). Replaces any previous watch.
@@ -218,10 +242,17 @@ class EtcdDatastore:
         self._stop_watch()
         client = self._call(lambda c: c)  # builds (and authenticates) if needed
         first, last = min(under), max(under)
+        endpoint = self._endpoints[self._current]
         self._watch = WatchStream(
             client.channel, client.metadata, self._prefix, (self._prefix + first).encode(),
-            increment_last_byte((self._prefix + last).encode()), from_revision,
-            self._endpoints[self._current], self._config.timeout)
+            increment_last_byte((self._prefix + last).encode()), from_revision, endpoint, self._config.timeout,
+            exclude=exclude)
+        for extra in also:
+            first, last = min(extra.under), max(extra.under)
+            self._also_watches.append(WatchStream(
+                client.channel, client.metadata, extra.prefix, (extra.prefix + first).encode(),
+                increment_last_byte((extra.prefix + last).encode()), from_revision, endpoint, self._config.timeout,
+                events=self._watch.events, rename=extra.rename))
 
     def next_changes(self, timeout: float) -> list[KeyEvent]:
         """Wait up to ``timeout`` s for changes, then take all already queued.
@@ -333,6 +364,9 @@ class EtcdDatastore:
         return client
 
     def _stop_watch(self) -> None:
+        for stream in self._also_watches:
+            stream.cancel()
+        self._also_watches = []
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
@@ -352,14 +386,15 @@ def _nothing() -> None:
 
 
 def _read_prefixes(client: etcd3.Etcd3Client, prefix: str, under: Sequence[str],
-                   page_keys: int | None, created: dict | None) -> tuple[dict[str, bytes], int]:
-    """Every key under prefix + each of `under`, all at the revision of the first page."""
+                   page_keys: int | None, created: dict | None, at: int | None = None) -> tuple[dict[str, bytes], int]:
+    """Every key under prefix + each of `under`, all at the revision of the first page (or
+    at `at`). `created` gets each key's create_revision."""
     cut = len(prefix)
     for _attempt in range(SNAPSHOT_ATTEMPTS):
         data: dict[str, bytes] = {}
         if created is not None:
             created.clear()
-        revision = None
+        revision = at
         try:
             for sub in under:
                 start = (prefix + sub).encode()
@@ -388,7 +423,7 @@ def _read_prefixes(client: etcd3.Etcd3Client, prefix: str, under: Sequence[str],
             return data, revision
         except grpc.RpcError as exc:
             # Compacted past the first page's revision while reading: read again, newer.
-            if exc.code() != grpc.StatusCode.OUT_OF_RANGE or revision is None:
+            if exc.code() != grpc.StatusCode.OUT_OF_RANGE or revision is None or at is not None:
                 raise
             _log.info("etcd compacted past revision %d while reading %s; reading again", revision, prefix)
     raise DatastoreError(f"etcd compacted {prefix} faster than it could be read, {SNAPSHOT_ATTEMPTS} times")

@@ -1,6 +1,8 @@
 """Calico's data in etcd as a Source: the legacy v1 keys or the v3 resources.
 
-- v1: every key under `[etcd] prefix` (`/calico/bgp/v1`), keys relative to it.
+- v1: every key under `[etcd] prefix` (`/calico/bgp/v1`), keys relative to it, and beside
+  them Calico's legacy IP pools (`/calico/v1/ipam/v4/pool/<cidr>`, `v6`) as
+  `ipam/v4/pool/<cidr>`, read at the same revision and watched on a stream of their own.
 - v3: the resources the v3 rule set reads (`nodes/`, `bgppeers/`, `bgpconfigurations/`
   under `/calico/resources/v3/projectcalico.org`), read at one revision; the watch covers
   the smallest key range that holds them, so pod churn (`workloadendpoints/`) never reaches
@@ -18,12 +20,22 @@ from typing import Callable, Optional
 
 from rr_service.calico.v3.resources import KINDS, PREFIX as V3_PREFIX
 from rr_service.sources.base import Change, DataSet, ResyncNeeded, Source
-from rr_service.sources.etcd.client import EtcdDatastore
+from rr_service.calico.v1.keys import POOL_HEAD
+from rr_service.core.values import shown_key
+from rr_service.sources.etcd.client import AlsoRange, EtcdDatastore
 from rr_service.sources.etcd.config import EtcdConfig
 
 log = logging.getLogger("calico-rr")
 
 SCHEMAS = ("v1", "v3", "auto")
+
+
+def legacy_pools(v1_prefix: str) -> Optional[AlsoRange]:
+    """Where Calico keeps the legacy IP pools beside the BGP keys: `/calico/bgp/v1` ->
+    `/calico/v1/ipam/v4/pool/`, `.../v6/pool/`. None for a prefix of another shape."""
+    if not v1_prefix.endswith("/bgp/v1"):
+        return None
+    return AlsoRange(v1_prefix[: -len("/bgp/v1")] + "/v1/ipam/", ("v4/pool/", "v6/pool/"), POOL_HEAD + "/")
 V3_UNDER = tuple(f"{plural}/" for plural in sorted(KINDS))
 V3_NODES = "nodes/"
 
@@ -38,6 +50,7 @@ class EtcdSource(Source):
         self._store = EtcdDatastore(config, self._prefixes["v3" if schema == "v3" else "v1"], heartbeat)
         self._decided: Optional[str] = None if schema == "auto" else schema
         self._revision = 0
+        self._pools = legacy_pools(self._prefixes["v1"])
 
     # -- reading ---------------------------------------------------------------
 
@@ -55,19 +68,38 @@ class EtcdSource(Source):
         else:
             rules = self._schema
             items, revision = self._store.snapshot(**self._under(rules), created=created)
+        if rules == "v1":
+            items = self._v1_items(items, revision, created)
         self._decided, self._revision = rules, revision
         return DataSet(rules, items, revision, created)
 
     def follow(self, bookmark: object) -> None:
         if self._decided is None:
             raise ResyncNeeded("nothing read yet: read() first")
-        self._store.start_watch(int(bookmark) + 1, **self._under(self._decided))
+        if self._decided == "v1":
+            also = (self._pools,) if self._pools is not None else ()
+            self._store.start_watch(int(bookmark) + 1, also=also, exclude=POOL_HEAD + "/")
+        else:
+            self._store.start_watch(int(bookmark) + 1, **self._under(self._decided))
 
     def changes(self, timeout: float) -> list[Change]:
         events = self._store.next_changes(timeout)
         if events:
-            self._revision = max(self._revision, events[-1].revision)
+            self._revision = max(self._revision, max(event.revision for event in events))
         return [Change(event.key, event.value, event.created) for event in events]
+
+    def _v1_items(self, items: dict, revision: int, created: dict) -> dict:
+        """The BGP keys and, beside them, Calico's legacy IP pools (what clients may announce).
+        A key under the BGP prefix that would read as a pool (`<prefix>/ipam/...`) is none of
+        Calico's, and must not pass for a pool: dropped here, and by the watch."""
+        for key in [key for key in items if key.startswith(POOL_HEAD + "/")]:
+            log.warning("ignoring etcd key %s/%s: not a Calico BGP key (IP pools are read from %s)",
+                        self._prefixes["v1"], shown_key(key), self._pools.prefix if self._pools else "/calico/v1/ipam/")
+            del items[key]
+            created.pop(key, None)
+        if self._pools is not None:
+            items.update(self._store.read_also(self._pools, revision, created))
+        return items
 
     def position(self) -> str:
         return f"revision {self._revision}"

@@ -43,10 +43,15 @@ class WatchStream:
     """
 
     def __init__(self, channel, metadata, prefix: str, key: bytes, range_end: bytes, from_revision: int,
-                 endpoint: Endpoint, timeout: float):
-        """Watches the keys from `key` up to `range_end`; keys come out relative to `prefix`."""
-        self.events: queue.Queue = queue.Queue()
+                 endpoint: Endpoint, timeout: float, events: Optional[queue.Queue] = None, rename: str = "",
+                 exclude: str = ""):
+        """Watches the keys from `key` up to `range_end`; keys come out relative to `prefix`,
+        after `rename`, except those starting with `exclude`. Several streams may share one
+        `events` queue."""
+        self.events: queue.Queue = events if events is not None else queue.Queue()
         self._prefix_len = len(prefix)
+        self._rename = rename
+        self._exclude = exclude
         self._endpoint = endpoint
         self._timeout = timeout
         self._stopped = threading.Event()
@@ -86,6 +91,8 @@ class WatchStream:
                     self._fail(ResyncNeeded(f"etcd cancelled the watch: {reason}"))
                     return
                 changes = [self._change(event) for event in response.events]
+                if self._exclude:
+                    changes = [change for change in changes if not change.key.startswith(self._exclude)]
                 if changes:
                     self.events.put(changes)
             self._fail(ResyncNeeded("etcd ended the watch stream"))
@@ -107,7 +114,7 @@ class WatchStream:
     def _change(self, event) -> KeyEvent:
         kv = event.kv
         deleted = event.type == kv_pb2.Event.DELETE
-        return KeyEvent(key=decode(kv.key)[self._prefix_len:],
+        return KeyEvent(key=self._rename + decode(kv.key)[self._prefix_len:],
                         value=None if deleted else kv.value,
                         revision=kv.mod_revision,
                         created=None if deleted else kv.create_revision)
