@@ -296,3 +296,31 @@ def test_bird6_same_protocol():
         protos = {p.name: p for p in c.show_protocols()}
         assert protos["st6"].state == "up" and protos["peer6"].proto == "BGP"
         assert c.configure().code in (3, 4)
+
+
+def test_route_counts_of_clients_as_bird_1_6_and_2_print_them():
+    """`show protocols all`, as captured from BIRD 1.6.8 and 2.0.12 with a client announcing 7
+    routes through a filter and `import limit 3 action block` (2 filtered, 2 ignored)."""
+    from rr_service.bird.control import BirdReply, RouteCounts, parse_route_counts
+
+    bird1 = [(2002, "name     proto    table    state  since       info"),
+             (1002, "Client_192_0_2_21 BGP      master   up     2026-12-05 01:17:35  Established   "),
+             (1006, "  Description:    role=client node=a"), (1006, "  Input filter:   calico_client_import"),
+             (1006, "  Import limit:   3 [HIT]"), (1006, "    Action:       block"),
+             (1006, "  Routes:         3 imported, 0 exported, 3 preferred"),
+             (1006, "  Route change stats:     received   rejected   filtered    ignored   accepted"),
+             (1006, "    Import updates:              7          0          2          2          3"),
+             (1006, "    Import withdraws:            0          0        ---          2          0"),
+             (1002, "Client_192_0_2_22 BGP      master   start  2026-12-05 01:17:35  Connect"),
+             (1006, "  Import limit:   3"), (1006, "  Routes:         0 imported, 0 exported, 0 preferred"),
+             (0, "")]
+    assert parse_route_counts(BirdReply(0, tuple(bird1))) == {
+        "Client_192_0_2_21": RouteCounts(3, 2, True), "Client_192_0_2_22": RouteCounts(0, 0, False)}
+    bird2 = [(1002, "Client_192_0_2_21 BGP        ---        up     2026-12-05 01:20:00  Established"),
+             (1006, "  BGP state:          Established"), (1006, "  Channel ipv4"),
+             (1006, "    Input filter:   calico_client_import_v4"), (1006, "    Import limit:   3 [HIT]"),
+             (1006, "    Routes:         3 imported, 0 exported, 3 preferred"),
+             (1006, "    Route change stats:     received   rejected   filtered    ignored   accepted"),
+             (1006, "      Import updates:              7          0          2          2          3"),
+             (0, "")]
+    assert parse_route_counts(BirdReply(0, tuple(bird2))) == {"Client_192_0_2_21": RouteCounts(3, 2, True)}

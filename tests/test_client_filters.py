@@ -142,3 +142,14 @@ def test_bird_parses_every_mode_and_flavour():
     finally:
         checker.close()
     assert not refused, refused
+
+
+def test_pools_asked_for_but_none_known_is_said_once_in_the_warnings():
+    computed = compute_once(rule_set("v3"), dict(CLUSTER), ME, Renderer(client_filter="pools", import_limit=1000))
+    assert ("[filters] mode = pools, but the data names no IP pool (Calico IPPool resources, or /calico/v1/ipam "
+            "pools): clients may announce anything but a default route, up to 1000 routes each") in computed.plan.warnings
+    for renderer in (Renderer(client_filter="pools"), Renderer(client_filter="limits-only")):
+        with_pools = compute_once(rule_set("v3"), {**CLUSTER, **POOLS}, ME, renderer)
+        assert not any("[filters]" in w for w in with_pools.plan.warnings)
+    assert not any("[filters]" in w for w in compute_once(rule_set("v3"), dict(CLUSTER), ME,
+                                                          Renderer(client_filter="off")).plan.warnings)

@@ -200,7 +200,7 @@ def test_bird_accepts_our_configs(etcd, tmp_path, name, flavour):
     settings = settings_for(etcd, tmp_path, STEPS[name][0])
     for step in STEPS[name]:
         apply(etcd, step.inputs[-1])
-        data, computed = wiring.compute_now(settings, Renderer(flavour=flavour))
+        data, computed = wiring.compute_now(settings, wiring.renderer_for(settings, flavour))
         for target, text in computed.configs.items():
             path = tmp_path / f"{target}.conf"
             path.write_text(text)

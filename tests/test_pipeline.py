@@ -9,6 +9,7 @@ the state is carried change by change, never planned over). Then the edge cases 
 state one by one, and that a change of one node renders one session.
 """
 
+import dataclasses
 import ipaddress
 import json
 import random
@@ -66,6 +67,7 @@ class Walk:
         got = self.pipeline.compute()
         snap = oracle.snapshot(self.raw, self.created)
         want = oracle.plan(snap, self.me, self.previous)
+        want = dataclasses.replace(want, warnings=want.warnings + self.reference.notes(want))
         assert got.plan == want, where
         assert got.configs == self.reference.render(want), where
         assert got.rejected == snap.rejected, where
@@ -181,8 +183,9 @@ def test_edge_cases_of_the_kept_state(flavour):
             walk.put(key, value)
         computed = walk.check(what)
         assert client_names(computed) == clients, what
-        assert [w[:len(want)] for w, want in zip(computed.plan.warnings, warnings)] == warnings, what
-        assert len(computed.plan.warnings) == len(warnings), what
+        said = [w for w in computed.plan.warnings if not w.startswith("[filters]")]  # no pool in this data
+        assert [w[:len(want)] for w, want in zip(said, warnings)] == warnings, what
+        assert len(said) == len(warnings), what
 
 
 @pytest.mark.parametrize("flavour", ["bird1", "bird2"])

@@ -154,9 +154,12 @@ def test_the_json_report_has_what_a_script_needs():
     from rr_service.core.status import status_report
 
     the_plan = plan(parse_snapshot(DATA), ME)
+    from rr_service.bird.control import RouteCounts
+
     report = status_report(the_plan, {4: "bird", 6: "bird6"},
                            {"bird": [proto("Client_192_0_2_21"), proto("Client_192_0_2_99")]},
-                           {"bird6": "connection refused"}, held="the new data would drop 9 of 10")
+                           {"bird6": "connection refused"}, held="the new data would drop 9 of 10",
+                           client_routes={"bird": {"Client_192_0_2_21": RouteCounts(1000, 2, True)}})
     json.dumps(report)  # plain data
     assert report["datastore"] == {"reachable": True, "error": None}
     assert report["held"] == "the new data would drop 9 of 10" and report["not_applied"] is None
@@ -168,6 +171,8 @@ def test_the_json_report_has_what_a_script_needs():
     by_name = {s["protocol"]: s for s in report["sessions"]}
     assert by_name["Client_192_0_2_21"] == {"family": "IPv4", "role": "client", "protocol": "Client_192_0_2_21",
                                             "neighbor": "192.0.2.21", "as": "64512", "wanted": "yes", "state": "up",
-                                            "since": "09:00:00", "info": "Established", "rule": "global/peer_v4"}
+                                            "since": "09:00:00", "info": "Established", "rule": "global/peer_v4",
+                                            "routes": {"imported": 1000, "filtered": 2, "limit_hit": True}}
+    assert "IPv4 Client_192_0_2_21 (a): import limit hit, its further routes are ignored" in report["notes"]
     assert by_name["Client_192_0_2_99"]["wanted"] == "no"  # BIRD runs it, the data does not call for it
     assert by_name["Client_2001_db8__21"]["state"] == "?"  # bird6 did not answer

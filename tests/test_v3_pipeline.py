@@ -11,6 +11,7 @@ coming and going, the mesh switched, invalid resources. Each key is created in e
 and the oracle is given the plan that runs, as the daemon has it.
 """
 
+import dataclasses
 import ipaddress
 import json
 import random
@@ -61,6 +62,7 @@ class Walk:
         data = parse_resources({key: value for key, value in self.raw.items()})
         data = _with_created(data, self.created)
         want = oracle.plan_v3(data, ME.node_name, ME, self.previous)
+        want = dataclasses.replace(want, warnings=want.warnings + self.reference.notes(want))
         assert (got.plan.v4, got.plan.v6, got.plan.error, got.plan.listen_port) == \
                (want.v4, want.v6, want.error, want.listen_port), where
         assert sorted(got.plan.warnings) == sorted(want.warnings), where

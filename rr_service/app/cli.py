@@ -325,18 +325,23 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     wanted = {family_targets[f] for f in (4, 6) if me.address(f) is not None}
     bird_protocols: dict = {}
     bird_errors: dict = {}
+    client_routes: dict = {}
     for name, target in wiring.targets(settings, render.flavour).items():
         if name not in wanted:
             continue
         try:
-            bird_protocols[name] = BirdClient(target.socket_path, timeout=5.0).show_protocols()
+            client = BirdClient(target.socket_path, timeout=5.0)
+            bird_protocols[name] = client.show_protocols()
+            client_routes[name] = client.client_routes()
         except BirdSocketError as exc:
             bird_errors[name] = str(exc)
     held = StateDir(settings.safety.state_dir).held()
     held_reason = held.get("reason", "?") if held is not None else None
     if args.json:
-        report = status_report(plan, family_targets, bird_protocols, bird_errors, datastore_error, held_reason)
+        report = status_report(plan, family_targets, bird_protocols, bird_errors, datastore_error, held_reason,
+                               client_routes)
         print(json.dumps(report, indent=1))
     else:
-        print(status_table(plan, family_targets, bird_protocols, bird_errors, datastore_error, held_reason))
+        print(status_table(plan, family_targets, bird_protocols, bird_errors, datastore_error, held_reason,
+                           client_routes))
     return EXIT_ERROR if datastore_error else EXIT_OK

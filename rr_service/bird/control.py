@@ -111,6 +111,10 @@ class BirdClient:
     def show_protocols(self) -> list[ProtocolInfo]:
         return parse_protocols(self.command("show protocols"))
 
+    def client_routes(self, pattern: str = "Client_*") -> dict[str, "RouteCounts"]:
+        """What each matching protocol took from its peer (`show protocols all`)."""
+        return parse_route_counts(self.command(f'show protocols all "{pattern}"'))
+
     def is_running(self) -> bool:
         try:
             self.show_status()
@@ -125,6 +129,47 @@ class BirdClient:
         # were unreachable.
         kind = "busy" if reply.code in _BUSY else "unexpected reply"
         raise BirdSocketError(f"BIRD {kind} ({reply.code:04d}): {reply.text}")
+
+
+@dataclass(frozen=True)
+class RouteCounts:
+    """A protocol's routes from its peer: `imported` (held now), `filtered` (updates the
+    import filter refused, since the session came up) and whether its import limit is hit
+    (routes beyond it are ignored). Both BIRD 1.6 and BIRD 2 (per channel) print them:
+
+        Import limit:   1000 [HIT]
+        Routes:         3 imported, 0 exported, 3 preferred
+        Route change stats:     received   rejected   filtered    ignored   accepted
+          Import updates:              7          0          2          2          3
+    """
+
+    imported: int = 0
+    filtered: int = 0
+    limit_hit: bool = False
+
+
+_ROUTES = re.compile(r"\s*Routes:\s+(\d+) imported")
+_IMPORT_UPDATES = re.compile(r"\s*Import updates:\s+(\d+)\s+(\d+)\s+(\d+)")
+
+
+def parse_route_counts(reply: BirdReply) -> dict[str, RouteCounts]:
+    """`show protocols all` (rows 1002, details 1006): each protocol's RouteCounts, summed
+    over its channels."""
+    counts: dict[str, list] = {}
+    current = None
+    for code, text in reply.lines:
+        if code == 1002 and text.strip():
+            current = counts.setdefault(text.split(None, 1)[0], [0, 0, False])
+        elif current is not None and code == 1006:
+            routes = _ROUTES.match(text)
+            updates = _IMPORT_UPDATES.match(text)
+            if routes:
+                current[0] += int(routes.group(1))
+            elif updates:
+                current[1] += int(updates.group(3))
+            elif "Import limit:" in text and "[HIT]" in text:
+                current[2] = True
+    return {name: RouteCounts(*values) for name, values in counts.items()}
 
 
 def parse_protocols(reply: BirdReply) -> list[ProtocolInfo]:

@@ -10,6 +10,7 @@ one implementation, so what `render` prints is what the daemon applies.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Mapping, Optional, Protocol
 
@@ -102,6 +103,7 @@ class Pipeline:
                 parsed = self._parser.apply(self._pending)
             planned = self._planner.update(parsed)
             configs = self._blocks.render(planned)
+            notes = self.renderer.notes(planned.plan)
         except BaseException:
             # A render error (or anything else) midway leaves the kept state half updated:
             # the next compute starts over from the keys.
@@ -110,7 +112,9 @@ class Pipeline:
             self._planner = self.rules.planner(self.me, self._running)
             raise
         self._pending = {}
-        return Computed(planned.plan, parsed.rejected, configs)
+        plan = planned.plan if not notes else dataclasses.replace(planned.plan,
+                                                                  warnings=planned.plan.warnings + notes)
+        return Computed(plan, parsed.rejected, configs)
 
 
 def compute_once(rules: RuleSet, items: dict, me: Identity, renderer: Renderer,

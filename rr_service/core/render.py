@@ -148,6 +148,17 @@ class Renderer:
         return self._session_template.render(session=session, family=family, filtered=filtered,
                                              import_limit=self.import_limit if filtered else 0)
 
+    def notes(self, plan: Plan) -> tuple[str, ...]:
+        """What the operator should know about how the configs filter clients: pools asked
+        for, but the data names none (then limits only)."""
+        if self.client_filter != "pools":
+            return ()
+        if any(fp.local_address is not None and fp.client_prefixes is None for fp in (plan.v4, plan.v6)):
+            limit = f"up to {self.import_limit} routes each" if self.import_limit else "without a limit"
+            return (f"[filters] mode = pools, but the data names no IP pool (Calico IPPool resources, or "
+                    f"/calico/v1/ipam pools): clients may announce anything but a default route, {limit}",)
+        return ()
+
     def _client_import(self, family_plan: FamilyPlan) -> Optional[dict]:
         """What the family's client filter says (None: no filter): `prefixes`, each written
         with `+` (itself and everything inside), or None to accept all but a default route."""

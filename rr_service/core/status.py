@@ -12,8 +12,8 @@ from typing import Mapping, Optional, Sequence
 
 from rr_service.core.plan import Plan
 
-HEADER = ("FAMILY", "ROLE", "PROTOCOL", "NEIGHBOR", "AS", "WANTED", "BIRD STATE", "SINCE", "INFO", "RULE")
-_FIELDS = ("family", "role", "protocol", "neighbor", "as", "wanted", "state", "since", "info", "rule")
+HEADER = ("FAMILY", "ROLE", "PROTOCOL", "NEIGHBOR", "AS", "WANTED", "BIRD STATE", "SINCE", "INFO", "ROUTES", "RULE")
+_FIELDS = ("family", "role", "protocol", "neighbor", "as", "wanted", "state", "since", "info", "routes", "rule")
 
 
 def status_report(
@@ -23,10 +23,12 @@ def status_report(
     bird_errors: Mapping[str, str],
     datastore_error: Optional[str] = None,
     held: Optional[str] = None,
+    client_routes: Optional[Mapping[str, Mapping]] = None,
 ) -> dict:
     """`family_targets` says which BIRD (`bird`, `bird6`) carries each family;
     `bird_protocols` and `bird_errors` are what each BIRD's socket answered; `plan` is None
-    when the datastore could not be read (`datastore_error` says why)."""
+    when the datastore could not be read (`datastore_error` says why); `client_routes` what
+    each BIRD's clients announced (bird.control.RouteCounts by protocol)."""
     notes, sessions, families = [], [], []
     running = {target: {p.name: p for p in protocols if p.proto.upper() == "BGP"}
                for target, protocols in bird_protocols.items()}
@@ -50,14 +52,23 @@ def status_report(
             continue
         target = family_targets[family_plan.family]
         in_bird = running.get(target, {})
+        counted = (client_routes or {}).get(target, {})
         for session in family_plan.sessions:
             proto = in_bird.pop(session.name, None)
             if proto is not None:
                 state, since, info = proto.state, proto.since, proto.info
             else:
                 state, since, info = ("?" if target in bird_errors else "missing"), "", ""
-            sessions.append(dict(zip(_FIELDS, (label, session.role, session.name, str(session.neighbor),
-                                               str(session.neighbor_as), "yes", state, since, info, session.origin))))
+            row = dict(zip(_FIELDS, (label, session.role, session.name, str(session.neighbor),
+                                     str(session.neighbor_as), "yes", state, since, info, None, session.origin)))
+            counts = counted.get(session.name)
+            if counts is not None:
+                row["routes"] = {"imported": counts.imported, "filtered": counts.filtered,
+                                 "limit_hit": counts.limit_hit}
+                if counts.limit_hit:
+                    notes.append(f"{label} {session.name} ({session.node or session.neighbor}): import limit hit, "
+                                 f"its further routes are ignored")
+            sessions.append(row)
         role = family_plan.mode or f"{family_plan.local_address} {_registration(family_plan.registered)}"
         cluster = f", cluster id {family_plan.cluster_id}" if family_plan.cluster_id else ""
         port = f", listening on port {plan.listen_port}" if plan.listen_port else ""
@@ -68,7 +79,8 @@ def status_report(
     wanted = "?" if plan is None else "no"
     for target in sorted(running):
         for name, proto in sorted(running[target].items()):
-            sessions.append(dict(zip(_FIELDS, ("-", "-", name, "", "", wanted, proto.state, proto.since, proto.info, ""))))
+            sessions.append(dict(zip(_FIELDS, ("-", "-", name, "", "", wanted, proto.state, proto.since, proto.info,
+                                               None, ""))))
     return {
         "datastore": {"reachable": datastore_error is None, "error": datastore_error},
         "held": held,
@@ -84,10 +96,21 @@ def status_report(
 
 def status_table(plan: Optional[Plan], family_targets: Mapping[int, str], bird_protocols: Mapping[str, Sequence],
                  bird_errors: Mapping[str, str], datastore_error: Optional[str] = None,
-                 held: Optional[str] = None) -> str:
-    report = status_report(plan, family_targets, bird_protocols, bird_errors, datastore_error, held)
-    rows = [tuple(row[field] for field in _FIELDS) for row in report["sessions"]]
+                 held: Optional[str] = None, client_routes: Optional[Mapping[str, Mapping]] = None) -> str:
+    report = status_report(plan, family_targets, bird_protocols, bird_errors, datastore_error, held, client_routes)
+    rows = [tuple(_cell(row[field]) for field in _FIELDS) for row in report["sessions"]]
     return "\n".join(report["notes"] + [""] + _columns([HEADER] + rows))
+
+
+def _cell(value) -> str:
+    """A ROUTES cell: `3`, `3 (2 filtered)`, `1000 (5 filtered, limit hit)`; "" when not counted."""
+    if value is None:
+        return ""
+    if not isinstance(value, dict):
+        return value
+    extra = [f"{value['filtered']} filtered"] if value["filtered"] else []
+    extra += ["limit hit"] if value["limit_hit"] else []
+    return f"{value['imported']} ({', '.join(extra)})" if extra else str(value["imported"])
 
 
 def _registration(registered: bool) -> str:

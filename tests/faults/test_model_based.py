@@ -33,7 +33,6 @@ import time
 import pytest
 
 from rr_service.app import wiring as components
-from rr_service.core.render import Renderer
 from rr_service.core.running import read_claims
 from rr_service.core.pipeline import Computed
 from rr_service.core.safety import session_names
@@ -113,7 +112,7 @@ def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
             driver = EtcdDriver(etcd_host.ns, etcd.endpoint, "/calico/bgp/v1", lab.tmp / "driver.log")
 
             settings = load_settings(str(rr.config), environ={})
-            renderer = Renderer(flavour=flavour)
+            renderer = components.renderer_for(settings, flavour)
             targets = components.targets(settings, flavour)
             birds = {"bird": rr.bird, "bird6": rr.bird6}
 
