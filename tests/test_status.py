@@ -173,6 +173,25 @@ def test_the_json_report_has_what_a_script_needs():
                                             "neighbor": "192.0.2.21", "as": "64512", "wanted": "yes", "state": "up",
                                             "since": "09:00:00", "info": "Established", "rule": "global/peer_v4",
                                             "routes": {"imported": 1000, "filtered": 2, "limit_hit": True}}
-    assert "IPv4 Client_192_0_2_21 (a): import limit hit, its further routes are ignored" in report["notes"]
+    assert "IPv4 Client_192_0_2_21 (a): import limit hit, its further routes are ignored; other sessions carry on" in report["notes"]
     assert by_name["Client_192_0_2_99"]["wanted"] == "no"  # BIRD runs it, the data does not call for it
     assert by_name["Client_2001_db8__21"]["state"] == "?"  # bird6 did not answer
+
+
+def test_a_node_at_its_import_limit_is_logged_once_when_it_starts_and_once_when_it_ends():
+    from rr_service.bird.control import RouteCounts
+    from rr_service.core.limits import limit_news
+
+    the_plan = plan(parse_snapshot(DATA), ME)
+    targets = {4: "bird", 6: "bird6"}
+    flooding = {"bird": {"Client_192_0_2_21": RouteCounts(1000, 0, True), "Client_192_0_2_22": RouteCounts(3)}}
+    hit, lines = limit_news(the_plan, targets, frozenset(), flooding)
+    assert hit == {("bird", "Client_192_0_2_21")}
+    assert lines == [("warning", "IPv4 Client_192_0_2_21 (a): import limit hit, its further routes are ignored; "
+                                 "other sessions carry on")]
+    assert limit_news(the_plan, targets, hit, flooding) == (hit, [])  # said once
+    # A BIRD not answering changes nothing: its sessions keep their last known state.
+    assert limit_news(the_plan, targets, hit, {"bird6": {}}) == (hit, [])
+    calm = {"bird": {"Client_192_0_2_21": RouteCounts(10), "Client_192_0_2_22": RouteCounts(3)}}
+    assert limit_news(the_plan, targets, hit, calm) == (
+        frozenset(), [("info", "IPv4 Client_192_0_2_21 (a): below its import limit again")])

@@ -26,7 +26,9 @@ from rr_service.app.notify import Notifier
 from rr_service.app.settings import Settings, SettingsError
 from rr_service.app.state_dir import StateDir
 from rr_service.bird.apply import ApplyStatus, ConfigApplier, ConfigRejected
+from rr_service.bird.control import BirdClient, BirdSocketError
 from rr_service.calico import rule_set
+from rr_service.core.limits import limit_news
 from rr_service.core.pipeline import Pipeline
 from rr_service.core.render import RenderError
 from rr_service.sources.base import DatastoreError, ResyncNeeded
@@ -34,6 +36,9 @@ from rr_service.sources.base import DatastoreError, ResyncNeeded
 log = logging.getLogger("calico-rr")
 
 _NAME = operator.attrgetter("name")
+# How often client sessions' import limits are read from BIRD (`show protocols all`, about a
+# kilobyte per session): a flood is named within a minute, at little cost to a big reflector.
+LIMIT_CHECK = 60.0
 _OUTCOMES = {ApplyStatus.APPLIED: loop.APPLIED, ApplyStatus.TAKEN_OVER: loop.TAKEN_OVER,
              ApplyStatus.UNCHANGED: loop.UNCHANGED, ApplyStatus.WRITTEN_BIRD_DOWN: loop.WRITTEN_BIRD_DOWN}
 
@@ -50,6 +55,9 @@ class Daemon:
         self._freeze_after_compute = False
         self.state = loop.State()
         self._reads = 0
+        self._last_plan = None
+        self._limits_hit: frozenset = frozenset()
+        self._limits_checked = float("-inf")
         self._configure(settings, wiring.flavour(settings))
         self.metrics = metrics.metrics(settings.metrics.listen, self.renderer.flavour, self.loop_settings.source)
 
@@ -117,6 +125,7 @@ class Daemon:
             self.metrics.observe_applied(applied.outcomes, time.monotonic() - started)
             return applied
         elif isinstance(action, loop.CheckBird):
+            self._watch_limits()
             return loop.BirdChecked(tuple(name for name, a in self.appliers.items() if not a.still_accepted()))
         elif isinstance(action, loop.Notify):
             self.notifier.status(action.status)
@@ -210,6 +219,7 @@ class Daemon:
             gc.freeze()
             self._freeze_after_compute = False
         the_plan = computed.plan
+        self._last_plan = the_plan
         # The protocol names each BIRD gets, from the plan (the renderer names each protocol
         # after its session), not from scanning the rendered text; built in C (map over the
         # sessions): a Python loop over 10,000 sessions cost a millisecond per change.
@@ -233,6 +243,22 @@ class Daemon:
             except OSError as exc:
                 outcomes[target] = loop.Outcome(loop.WRITE_ERROR, str(exc), path)
         return loop.Applied(time.monotonic(), time.time(), outcomes)
+
+    def _watch_limits(self) -> None:
+        """Log a client session reaching its import limit (a node flooding) and leaving it."""
+        now = time.monotonic()
+        if not self.renderer.import_limit or now - self._limits_checked < LIMIT_CHECK:
+            return
+        self._limits_checked = now
+        counts = {}
+        for name, applier in self.appliers.items():
+            try:
+                counts[name] = BirdClient(applier.target.socket_path, timeout=5.0).client_routes()
+            except BirdSocketError as exc:
+                log.debug("%s: import limits not read: %s", name, exc)
+        self._limits_hit, lines = limit_news(self._last_plan, self._family_targets, self._limits_hit, counts)
+        for level, line in lines:
+            log.log(logging.getLevelName(level.upper()), "%s", line)
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
+from rr_service.core.limits import limit_hit_note
 from rr_service.core.plan import Plan
 
 HEADER = ("FAMILY", "ROLE", "PROTOCOL", "NEIGHBOR", "AS", "WANTED", "BIRD STATE", "SINCE", "INFO", "ROUTES", "RULE")
@@ -66,8 +67,7 @@ def status_report(
                 row["routes"] = {"imported": counts.imported, "filtered": counts.filtered,
                                  "limit_hit": counts.limit_hit}
                 if counts.limit_hit:
-                    notes.append(f"{label} {session.name} ({session.node or session.neighbor}): import limit hit, "
-                                 f"its further routes are ignored")
+                    notes.append(limit_hit_note(label, session.name, session.node or str(session.neighbor)))
             sessions.append(row)
         role = family_plan.mode or f"{family_plan.local_address} {_registration(family_plan.registered)}"
         cluster = f", cluster id {family_plan.cluster_id}" if family_plan.cluster_id else ""
