@@ -29,6 +29,7 @@ from tests import prereq  # noqa: E402
 from tests.lab import (CalicoData, Lab, Reflector, requirements_missing,  # noqa: E402
                        rr_service_available, sweep)
 from tests.prereq import BIRD2  # noqa: E402
+from tests.faults.figures import figures  # noqa: E402,F401
 from tests.lab.world import (AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1, RR2,  # noqa: E402
                              RR2_CLUSTER_ID, World)
 

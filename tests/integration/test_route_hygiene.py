@@ -12,6 +12,7 @@ another's address, and a node flooding past its import limit.
 from __future__ import annotations
 
 import json
+import re
 import signal
 
 import pytest
@@ -27,7 +28,8 @@ BORROWED = "198.51.100.77/32"      # an address a borrowed from another block: C
 FOREIGN = "203.0.113.0/24"         # in no pool: a hijack until a pool names it
 DEFAULT = "0.0.0.0/0"
 FLOOD_POOL = "10.70.0.0/16"
-FLOOD = [f"10.70.{i // 250}.{i % 250 + 1}/32" for i in range(1100)]  # past the default limit, 1,000
+FLOOD = [f"10.70.{i // 250}.{i % 250 + 1}/32" for i in range(20_000)]  # 20x the default limit, 1,000
+RSS_GROWTH_BOUND_KB = 64 * 1024  # a safety net: the flood's routes beyond the limit are never stored
 CLIENT = {n: proto_name("Client", NODES[n].ipv4) for n in ("a", "b")}
 CLIENT6 = {n: proto_name("Client", NODES[n].ipv6) for n in ("a", "b")}
 
@@ -66,6 +68,22 @@ def _at(world, node: str, prefix: str):
                  if r.prefix == prefix and r.protocol != "static1"), None)
 
 
+def _rss_kb(bird) -> int:
+    """BIRD's resident memory (the reflector's BIRD: bird.pid_path names the daemon)."""
+    pid = int(bird.pid_path.read_text().split()[0])
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:"))
+
+
+def _imports(world, node: str) -> tuple:
+    """The updates and withdrawals node `node` has received from the reflector: a route of
+    another node flapping at it would move them."""
+    text = world.nodes[node].bird.birdc(f"show protocols all {proto_name('Node', RR1[1])}")
+    found = [re.search(rf"Import {kind}:\s+(\d+)", text) for kind in ("updates", "withdraws")]
+    assert all(found), text
+    return tuple(int(m.group(1)) for m in found)
+
+
 def _runs(world):
     """Every session the scenario must not restart: the reflector's (both families) and the nodes'."""
     rr1 = world.rr1
@@ -86,7 +104,7 @@ def _assert_none_restarted(world, before, when: str) -> None:
                 f"{name} on {where[0]} restarted {when}: {proto} -> {after[where][name]}")
 
 
-def test_a_client_announces_only_what_calico_would_and_no_session_restarts(world):
+def test_a_client_announces_only_what_calico_would_and_no_session_restarts(world, flavour, figures):
     rr1, etcd = world.rr1, world.etcd
     try:
         # The original image's sessions (`import all`, no limit) running, then the filters on.
@@ -132,6 +150,8 @@ def test_a_client_announces_only_what_calico_would_and_no_session_restarts(world
         # Node b floods: cut at its limit, named in status and in the daemon's log; a carries on.
         _add_pool(world, FLOOD_POOL)
         wait_for(lambda: FLOOD_POOL in _config(rr1), TIMEOUT, what="the flood's pool in the filter")
+        rss_before = _rss_kb(rr1.bird)
+        b_imports = _imports(world, "b")
         _announce(world, "b", [NODES["b"].block4, *FLOOD])
         wait_for(lambda: (_routes_row(rr1, CLIENT["b"])[0] or {}).get("limit_hit"), TIMEOUT,
                  what="b's session at its import limit",
@@ -144,8 +164,21 @@ def test_a_client_announces_only_what_calico_would_and_no_session_restarts(world
         after = rr1.bird.protocols()
         assert after[CLIENT["b"]].established, "the flooding node's session was dropped, not limited"
         assert after[CLIENT["a"]].same_run_as(before[("rr1", 4)][CLIENT["a"]])
-        assert _at(world, "b", BORROWED) is not None  # a's routes still reach b
+        assert _imports(world, "b") == b_imports, "the reflector sent b updates or withdrawals during b's flood"
+        assert _at(world, "b", BORROWED) is not None
+        rss_growth = _rss_kb(rr1.bird) - rss_before
+        assert rss_growth < RSS_GROWTH_BOUND_KB, f"the reflector's BIRD grew by {rss_growth} KB"
         rr1.assert_alive()
+        _assert_none_restarted(world, {k: v for k, v in before.items() if k != ("rr1", 4)}, "during b's flood")
+        figures.add("hostile", f"announcements_{flavour}", fault="hostile announcements",
+                    done=f"a client announces a default route and a prefix in no pool; another floods "
+                         f"{len(FLOOD):,} routes in a pool (reflector on {flavour}, nodes on BIRD 1.6)",
+                    figure=f"reflected to other nodes: 0 of 2 refused routes; flood cut at 1,000 "
+                           f"(BIRD grew {rss_growth / 1024:.1f} MB); sessions restarted: 0",
+                    measured={"refused_reflected": 0, "flood": len(FLOOD), "rss_growth_kb": rss_growth})
+        figures.add("hostile", f"squatters_{flavour}", fault="address squatting",
+                    done="a Node whose name sorts first claims a running client's address with another AS",
+                    figure="sessions taken over: 0; warning names both", measured={"taken_over": 0})
     finally:
         for name in ("a", "b"):
             _announce(world, name, [NODES[name].block4])

@@ -40,6 +40,7 @@ Everything polls with deadlines; nothing sleeps blindly.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Dict
 
@@ -352,3 +353,40 @@ def test_peers_reach_us_on_our_listen_port(lab):
         for rr in rrs.values():
             rr.stop()
         node_bird.stop()
+
+
+def test_clients_announce_only_what_calico_would(cluster: V3Cluster):
+    """Node a announces its block, a borrowed /32 in its pool, a default route, a prefix in no
+    pool and a block of a pool with disableBGPExport: node b gets the first two, through both
+    reflectors; the reflectors count the other three as filtered."""
+    borrowed, default, foreign, unexported = "198.51.100.77/32", "0.0.0.0/0", "203.0.113.0/24", "10.77.1.0/26"
+    a = NODES["a"]
+    cluster.data.ip_pool("pods", cidr="198.51.100.0/24", blockSize=26, disabled=True)  # disabled: still announced
+    cluster.data.ip_pool("no-export", cidr="10.77.0.0/16", disableBGPExport=True)
+    rr_ips = {_rr_ip(r, 4) for r in REFLECTORS}
+    try:
+        for rr in cluster.rrs.values():
+            wait_for(lambda: "198.51.100.0/24+" in rr.bird_conf.read_text(), SESSION_TIMEOUT,
+                     what=f"{rr.host.name}'s filter naming the pool")
+        cluster.nodes["a"].bird.reconfigure(calico_node_bird_config(
+            a.ipv4, AS_NUM, [_rr_ip(r, 4) for r in REFLECTORS], [a.block4, borrowed, default, foreign, unexported]))
+        at_b = cluster.nodes["b"].bird
+
+        def reflected(prefix):
+            return {r.from_ for r in at_b.routes(prefix) if r.prefix == prefix and r.protocol != "static1"}
+        wait_for(lambda: reflected(borrowed) == rr_ips, SESSION_TIMEOUT, what=f"{borrowed} at b from both reflectors")
+        for rr in cluster.rrs.values():
+            def filtered():
+                report = json.loads(rr.cli("status", "--json", check=False, timeout=60).stdout)
+                row = next(s for s in report["sessions"] if s["protocol"] == _client("a", 4))
+                return (row.get("routes") or {}).get("filtered", 0) >= 3
+            wait_for(filtered, SESSION_TIMEOUT, what=f"{rr.host.name} counting a's 3 refused routes",
+                     describe=lambda: rr.cli("status", check=False).stdout)
+        assert reflected(a.block4) == rr_ips
+        for prefix in (default, foreign, unexported):
+            assert not reflected(prefix), f"{prefix} from node a reached node b"
+    finally:
+        cluster.nodes["a"].bird.reconfigure(calico_node_bird_config(
+            a.ipv4, AS_NUM, [_rr_ip(r, 4) for r in REFLECTORS], a.block4))
+        cluster.data.delete("IPPool", "pods")
+        cluster.data.delete("IPPool", "no-export")

@@ -4,7 +4,7 @@ calicoctl (etcd datastore) keeps one JSON object per resource under
 ``/calico/resources/v3/projectcalico.org/<plural>/<name>``: ``kind``, ``apiVersion``,
 ``metadata`` (``name``, ``uid``, ``creationTimestamp``, ``labels`` with string values) and
 ``spec``, marshalled by Go's encoding/json (compact, no spaces).  Cluster-scoped kinds
-only (Node, BGPPeer, BGPConfiguration): no namespace in the key.
+only (Node, BGPPeer, BGPConfiguration, IPPool): no namespace in the key.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.lab import Etcd, Lab, Reflector
 
 V3_PREFIX = "/calico/resources/v3/projectcalico.org"
 API_VERSION = "projectcalico.org/v3"
-PLURALS = {"Node": "nodes", "BGPPeer": "bgppeers", "BGPConfiguration": "bgpconfigurations"}
+PLURALS = {"Node": "nodes", "BGPPeer": "bgppeers", "BGPConfiguration": "bgpconfigurations", "IPPool": "ippools"}
 
 
 def resource(kind: str, name: str, spec: dict, labels: Optional[Dict[str, str]] = None) -> dict:
@@ -51,7 +51,7 @@ class V3Data:
     def delete(self, kind: str, name: str) -> None:
         self.etcd.delete(self.key(kind, name))
 
-    # -- the three kinds the reflector reads ---------------------------------
+    # -- the kinds the reflector reads -----------------------------------------
     def node(self, name: str, ipv4: Optional[str] = None, ipv6: Optional[str] = None,
              labels: Optional[Dict[str, str]] = None, cluster_id: Optional[str] = None,
              as_num: Optional[int] = None) -> dict:
@@ -77,6 +77,11 @@ class V3Data:
 
     def bgp_configuration(self, name: str, **spec) -> dict:
         obj = resource("BGPConfiguration", name, spec)
+        self.put(obj)
+        return obj
+
+    def ip_pool(self, name: str, **spec) -> dict:
+        obj = resource("IPPool", name, spec)
         self.put(obj)
         return obj
 
