@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         help="compare the sessions the data calls for with the sessions BIRD runs",
         description="One line per session: role, protocol name, neighbour, AS, whether the data "
-        "calls for it, the state BIRD reports over its control socket and the rule that gave it. "
+        "calls for it, the state BIRD reports over its control socket, the routes a client session "
+        "holds (with the updates its filter refused, and 'limit hit' at its import limit) and the rule "
+        "that gave it. "
         "With the datastore unreachable, BIRD's sessions are listed anyway and the exit status is 1.",
     )
     status.add_argument("--json", action="store_true",
