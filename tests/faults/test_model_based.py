@@ -104,7 +104,7 @@ def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
             etcd = start_etcd(lab, etcd_host)
             name, ip4, ip6 = RR1
             rr_host = lab.add_host(name, ip4, ip6)
-            rr = Reflector(lab, rr_host, [etcd.endpoint], flavour=flavour, bird2_binary=bird2, settings={
+            rr = Reflector(lab, rr_host, [etcd.endpoint], flavour=flavour, bird_binary=bird2, settings={
                 "safety": {"max_drop_share": 1.0, "state_dir": str(lab.tmp / "rr-state")}})
             env = dict(_env(), NOTIFY_SOCKET=notify.path)
             rr.daemon = rr_host.popen([PYTHON, "-m", "rr_service", "--config", str(rr.config), "run"],

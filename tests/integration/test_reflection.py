@@ -104,7 +104,7 @@ def test_sessions_established_and_routes_reflected(world: World, family):
     protos = rr1.bird_for(family).bgp_protocols()
     assert proto_name("Client", rr_ip) not in protos
     assert proto_name("Mesh", rr_ip) not in protos
-    if rr1.flavour == "bird1":  # BIRD 1.6 runs one daemon per family; BIRD 2 one for both
+    if rr1.flavour == "bird1":  # BIRD 1.6 runs one daemon per family; BIRD 2 and 3 one for both
         other = 6 if family == 4 else 4
         assert not [p for p in protos if p == _client("a", other)]
 

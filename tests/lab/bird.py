@@ -133,7 +133,7 @@ def parse_protocols(text: str) -> Dict[str, Protocol]:
 
 
 def parse_routes(text: str) -> List[Route]:
-    """Parse ``show route [all]`` output of BIRD 1.6 into routes."""
+    """Parse ``show route [all]`` output of BIRD 1.6, 2 or 3 into routes."""
     routes: List[Route] = []
     current_prefix: Optional[str] = None
     for line in text.splitlines():
@@ -141,7 +141,10 @@ def parse_routes(text: str) -> List[Route]:
             continue
         if line[0] in " \t" and routes and ":" in line and "[" not in line:
             key, _, value = line.strip().partition(":")
-            routes[-1].attrs[key.strip()] = value.strip()
+            key = key.strip()
+            if key.startswith("bgp_"):  # BIRD 3 prints bgp_originator_id where 1.6 and 2 print BGP.originator_id
+                key = "BGP." + key[4:]
+            routes[-1].attrs[key] = value.strip()
             continue
         m = _ROUTE_HEAD.match(line)
         if not m:
