@@ -130,11 +130,14 @@ class FaultReflector(Reflector):
         text = config_text if config_text is not None else path.read_text()
         suffix = "" if family == 4 else "6"
         bird = start_bird(self.lab, self.host, text, family, name=f"{self.host.name}-bird{suffix}",
-                          config_path=path, socket_path=Path(old.socket_path))
+                          config_path=path, socket_path=Path(old.socket_path),
+                          binary=self.settings["bird"]["binary"] if self.flavour != "bird1" else None)
         if family == 4:
             self.bird = bird
         else:
             self.bird6 = bird
+        if self.flavour != "bird1":
+            self.bird = self.bird6 = bird  # one daemon for both families
         return bird
 
     def log_count(self, needle: str) -> int:
