@@ -113,6 +113,9 @@ def test_flavour_is_asked_again_when_the_binary_changed(tmp_path):
     link.unlink()
     link.symlink_to(bird2_binary())  # `apt install bird2` replaced it
     assert components.flavour(settings) == "bird2"
+    link.unlink()
+    link.symlink_to(prereq.bird3_or_missing())  # and then `apt install bird3` (trixie)
+    assert components.flavour(settings) == "bird3"
 
 
 def render2(me=ME):
