@@ -1,7 +1,8 @@
-"""System test: build the .deb, install it with apt in a booted Debian 12 (systemd-nspawn),
-run the reflector under the real systemd against a real etcd and BIRD.
+"""System test: build the .deb, install it with apt in a booted Debian 12 (bookworm) and
+Debian 13 (trixie) (systemd-nspawn), run the reflector under the real systemd against a real
+etcd and BIRD. The same _all.deb on both, the same checks.
 
-One container serves the whole module; the tests run in file order and build on each
+One container per variant (release and BIRD package) serves the whole module; the tests run in file order and build on each
 other's state (installed -> running -> reloaded -> stopped -> killed -> hung -> purged).
 
 The container sits in its own network namespace (addresses from 192.0.2.0/24 only, nothing
@@ -70,17 +71,26 @@ def deb(prerequisites, tmp_path_factory) -> Path:
     return sysenv.build_deb(tmp_path_factory.mktemp("deb"))
 
 
-# Both alternatives of "Depends: bird | bird2": plain `apt install ./x.deb` resolves to BIRD
-# 1.6 (bird); an operator who wants BIRD 2 runs `apt install bird2 ./x.deb`.
-@pytest.fixture(scope="module", params=["bird", "bird2"])
+# The alternatives of "Depends: bird | bird2 | bird3": plain `apt install ./x.deb` resolves to
+# BIRD 1.6 (bird) on bookworm, to BIRD 2 on trixie (trixie has no `bird` package); an operator
+# who wants BIRD 2 on bookworm runs `apt install bird2 ./x.deb`, BIRD 3 on trixie `apt install
+# bird3 ./x.deb`. (release, the BIRD package installed, whether the apt command names it)
+VARIANTS = [("bookworm", "bird", False), ("bookworm", "bird2", True),
+            ("trixie", "bird2", False), ("trixie", "bird3", True)]
+BIRD_PACKAGES = ("bird", "bird2", "bird3")
+
+
+@pytest.fixture(scope="module", params=VARIANTS,
+                ids=[f"{release}-{'apt-' if asked else ''}{bird}" for release, bird, asked in VARIANTS])
 def container(request, deb):
-    bird = request.param
+    release, bird, asked = request.param
     # `apt install calico-routereflector prometheus-bird-exporter`, as an operator who wants
     # BIRD's metrics does: the exporter runs beside us with the package's drop-in.
-    extra = (("bird2",) if bird == "bird2" else ()) + ("prometheus-bird-exporter",)
-    base = sysenv.ensure_base_tree()
+    extra = ((bird,) if asked else ()) + ("prometheus-bird-exporter",)
+    base = sysenv.ensure_base_tree(release)
     sysenv.ensure_deb_dependencies(base, deb, extra)
     c = sysenv.Container(base)
+    c.release = release
     c.bird = bird
     c.apt_extra = extra
     try:
@@ -126,7 +136,7 @@ def configured(installed):
 # --------------------------------------------------------------------------- helpers
 
 def bird_services(c) -> list[str]:
-    """BIRD 1.6 runs one daemon per family, BIRD 2 one for both (both call it bird.service)."""
+    """BIRD 1.6 runs one daemon per family, BIRD 2 and 3 one for both (all call it bird.service)."""
     return ["bird.service", "bird6.service"] if c.bird == "bird" else ["bird.service"]
 
 
@@ -238,11 +248,12 @@ def test_install_from_debian_archive(installed, deb):
     c = installed
     status = c.sh("dpkg-query -W -f='${db:Status-Status} ${Version}' calico-routereflector").stdout
     assert status.startswith("installed "), status
-    # The alternative of "bird | bird2" this variant asked for, and only that one.
-    other = "bird2" if c.bird == "bird" else "bird"
+    # The alternative of "bird | bird2 | bird3" this variant asked for, and only that one.
     assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {c.bird}").stdout == "installed"
-    assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {other}",
-                check=False).stdout in ("", "not-installed")
+    for other in BIRD_PACKAGES:
+        if other != c.bird:
+            assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {other}",
+                        check=False).stdout in ("", "not-installed"), other
     # Conffile with secrets: root:bird 0640.
     assert c.sh("stat -c '%U:%G %a' /etc/calico-routereflector/config.toml").stdout.strip() \
         == "root:bird 640"
@@ -309,6 +320,9 @@ def test_start_serves_node(configured):
         raise AssertionError(str(e) + c.sh("birdc show protocols; ls -l /etc/bird /run/bird",
                                            check=False).stdout + diag(c)) from None
     assert prop(c, "NRestarts") == "0", diag(c)
+    # flavour = "auto" found the BIRD this release's package installed.
+    flavour = {"bird": "bird1", "bird2": "bird2", "bird3": "bird3"}[c.bird]
+    assert any(f", {flavour} configs " in entry for entry in journal_lines(c, pid)), diag(c)
     # Its runtime directory ([safety] state_dir) exists and is its own.
     assert c.sh("stat -c '%U:%G %a' /run/calico-routereflector").stdout.strip() == "bird:bird 750"
     # The operator's commands work on the installed package, as root.
@@ -320,7 +334,7 @@ def test_start_serves_node(configured):
 
 def test_bird_exporter_runs_with_our_flags_and_labels(configured):
     """The exporter's unit, through the package's drop-in, reads the BIRD this host runs
-    (BIRD 1.6's two sockets, or BIRD 2 with -bird.v2) and labels each session with the
+    (BIRD 1.6's two sockets, or BIRD 2 and 3 with -bird.v2) and labels each session with the
     role and Calico node of its description."""
     c = configured
     wait_for(lambda: CLIENT_PROTOCOL in c.sh("birdc show protocols", check=False).stdout, 60,
@@ -337,10 +351,10 @@ def test_bird_exporter_runs_with_our_flags_and_labels(configured):
                      if line.startswith("bird_protocol_up{") and f'name="{CLIENT_PROTOCOL}"' in line), None)
     line = wait_for(series, 60, f"the exporter's series of {CLIENT_PROTOCOL}")
     assert 'role="client"' in line and 'node="node1"' in line and 'proto="BGP"' in line, line
-    if c.bird == "bird2":
+    if c.bird != "bird":
         assert 'ip_version="4"' in line
     cmdline = c.sh("cat /proc/$(systemctl show -p MainPID --value prometheus-bird-exporter)/cmdline | tr '\\0' ' '").stdout
-    assert ("-bird.v2" in cmdline) == (c.bird == "bird2"), cmdline
+    assert ("-bird.v2" in cmdline) == (c.bird != "bird"), cmdline
 
 
 def test_reload(configured):
