@@ -78,6 +78,7 @@ def deb(prerequisites, tmp_path_factory) -> Path:
 VARIANTS = [("bookworm", "bird", False), ("bookworm", "bird2", True),
             ("trixie", "bird2", False), ("trixie", "bird3", True)]
 BIRD_PACKAGES = ("bird", "bird2", "bird3")
+MOVES_TO_BIRD3 = ("trixie", "bird2")  # the variant that moves a running reflector to BIRD 3
 
 
 @pytest.fixture(scope="module", params=VARIANTS,
@@ -89,6 +90,8 @@ def container(request, deb):
     extra = ((bird,) if asked else ()) + ("prometheus-bird-exporter",)
     base = sysenv.ensure_base_tree(release)
     sysenv.ensure_deb_dependencies(base, deb, extra)
+    if (release, bird) == MOVES_TO_BIRD3:  # BIRD 3's packages too, for test_move_from_bird2_to_bird3
+        sysenv.ensure_deb_dependencies(base, deb, ("bird3", "prometheus-bird-exporter"))
     c = sysenv.Container(base)
     c.release = release
     c.bird = bird
@@ -182,15 +185,20 @@ def journal_lines(c, pid: str | None = None) -> list[str]:
 # --------------------------------------------------------------------------- host-side checks
 
 def test_security_exposure_at_most_2():
-    """The unit's sandboxing, scored offline by systemd-analyze (no running systemd needed)."""
+    """The unit's sandboxing, scored offline by systemd-analyze (no running systemd needed);
+    each release's own systemd scores the installed unit too (test_installed_unit_...)."""
     if shutil.which("systemd-analyze") is None:
         prereq.missing("systemd-analyze not installed")
     unit = sysenv.REPO / "systemd" / f"{UNIT}.service"
     p = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
                        capture_output=True, text=True, timeout=60)
-    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", p.stdout + p.stderr)
-    assert m, p.stdout + p.stderr
-    assert float(m.group(1)) <= 2.0, p.stdout
+    assert exposure(p.stdout + p.stderr) <= 2.0, p.stdout
+
+
+def exposure(text: str) -> float:
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", text)
+    assert m, text
+    return float(m.group(1))
 
 
 def test_man_page_covers_the_cli():
@@ -272,6 +280,12 @@ def test_install_from_debian_archive(installed, deb):
     c.sh("python3 -c 'import etcd3, sdnotify, jinja2, tomllib, rr_service.app.daemon'")
     verify = c.sh(f"systemd-analyze verify --man=no /lib/systemd/system/{UNIT}.service", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_installed_unit_exposure_at_most_2_with_the_releases_systemd(installed):
+    c = installed
+    p = c.sh(f"systemd-analyze security --no-pager {UNIT}.service", check=False, timeout=60)
+    assert exposure(p.stdout + p.stderr) <= 2.0, p.stdout + p.stderr
 
 
 def test_bird_may_open_a_socket_per_session(installed):
@@ -454,6 +468,35 @@ def test_upgrade_restarts_running_daemon_and_keeps_config(configured, deb):
     assert c.sh("cat /etc/calico-routereflector/config.toml").stdout == CONFIG
     assert c.sh("stat -c '%U:%G %a' /etc/calico-routereflector/config.toml").stdout.strip() \
         == "root:bird 640"
+
+
+def test_move_from_bird2_to_bird3(configured):
+    """README's move of a running reflector from BIRD 2 to BIRD 3 on trixie: `apt install
+    bird3` (it replaces bird2 and restarts bird.service), then `systemctl reload
+    calico-routereflector`: the same daemon asks the BIRD binary again and drives BIRD 3."""
+    c = configured
+    if (c.release, c.bird) != MOVES_TO_BIRD3:
+        pytest.skip("only the trixie reflector on BIRD 2 moves to BIRD 3")
+    pid = wait_active(c)
+    wait_for(lambda: CLIENT_PROTOCOL in c.sh("birdc show protocols", check=False).stdout, 60,
+             f"BIRD 2 running {CLIENT_PROTOCOL}")
+    p = c.sh("DEBIAN_FRONTEND=noninteractive apt-get install "
+             f"{' '.join(sysenv.APT_INSTALL_OPTS)} bird3", check=False, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    c.bird = "bird3"  # what the tests after this one find
+    assert c.sh("dpkg-query -W -f='${db:Status-Status}' bird2", check=False).stdout in ("", "not-installed", "config-files")
+    c.sh(f"systemctl reload {UNIT}", timeout=60)
+    moved = "BIRD flavour is now bird3 (was bird2)"
+    try:
+        wait_for(lambda: any(moved in entry for entry in journal_lines(c, pid)), 30, f"'{moved}' logged")
+        wait_for(lambda: CLIENT_PROTOCOL in c.sh("birdc show protocols", check=False).stdout
+                 and "BIRD 3." in c.sh("birdc show status", check=False).stdout, 60,
+                 f"BIRD 3 running {CLIENT_PROTOCOL}")
+    except TimeoutError as e:
+        raise AssertionError(str(e) + diag(c)) from None
+    assert prop(c, "MainPID") == pid, "the move must not need a restart of the daemon" + diag(c)
+    st = c.sh("calico-rr status", check=False, timeout=60)
+    assert st.returncode == 0 and CLIENT_PROTOCOL in st.stdout, st.stdout + st.stderr
 
 
 def test_purge_keeps_bird_config(configured):
