@@ -294,6 +294,12 @@ def test_access_denied_8007_is_command_error(tmp_path):
     assert ei.value.code == 8007 and ei.value.message == "Access denied"
 
 
+def test_no_client_protocols_is_no_route_counts(tmp_path):
+    # fake, as BIRD 1.6, 2 and 3 answer a pattern no protocol matches (a reflector without clients)
+    with fake_bird(tmp_path, b"8003 No protocols match\n") as path:
+        assert BirdClient(path, timeout=2).client_routes() == {}
+
+
 def test_busy_0025_is_not_success_nor_refusal(tmp_path):
     # fake: newer BIRD 2 answers 0025 "Reconfiguration rejected, another config not parsed
     # yet" -- a 0xxx code that means "try again later"

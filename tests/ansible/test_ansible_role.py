@@ -66,11 +66,11 @@ def deb(prerequisites, tmp_path_factory) -> Path:
     return sysenv.build_deb(tmp_path_factory.mktemp("deb"))
 
 
-@pytest.fixture(scope="module", params=sorted(ansenv.BIRD_OF_RELEASE))
+@pytest.fixture(scope="module", params=ansenv.HOST_RELEASES)
 def host(deb, tmp_path_factory, request):
     """The booted container, reachable over SSH from the controller namespace, etcd up with
-    authentication and the cluster's global BGP data: a bookworm host (the role installs
-    BIRD 2, as the example inventory says) and a trixie host (BIRD 3)."""
+    authentication and the cluster's global BGP data: a host of each of ansenv.HOST_RELEASES
+    (bookworm: the role installs BIRD 2, as the example inventory says)."""
     release = request.param
     tree = ansenv.ensure_tree(release)
     sysenv.ensure_deb_dependencies(tree, deb, ansenv.role_packages(release))
