@@ -21,6 +21,9 @@ REQUIRE_ALL = "RR_REQUIRE_ALL"
 REPO = Path(__file__).resolve().parent.parent
 # BIRD 2 conflicts with Debian's BIRD 1.6 package: tools/fetch-bird2 unpacks it here.
 BIRD2 = REPO / ".cache" / "bird2" / "usr" / "sbin" / "bird"
+# BIRD 3 is trixie's, linked against trixie's glibc: tools/fetch-bird3 debootstraps a minimal
+# trixie tree beside it and writes this wrapper, which runs that tree's bird with its libraries.
+BIRD3 = REPO / ".cache" / "bird3" / "bird"
 
 
 def required() -> bool:
@@ -41,18 +44,37 @@ def need(reason: Optional[str]) -> None:
         missing(reason)
 
 
-def bird2_binary() -> Optional[str]:
-    """The unpacked BIRD 2 (unpacked now by tools/fetch-bird2 if need be), or None."""
-    if not BIRD2.exists():
+def _fetched(path: Path, tool: str, timeout: float) -> Optional[str]:
+    if not path.exists():
         try:
-            subprocess.run([str(REPO / "tools" / "fetch-bird2")], capture_output=True, timeout=300)
+            subprocess.run([str(REPO / "tools" / tool)], capture_output=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired):
             return None
-    return str(BIRD2) if BIRD2.exists() else None
+    return str(path) if path.exists() else None
+
+
+def bird2_binary() -> Optional[str]:
+    """The unpacked BIRD 2 (unpacked now by tools/fetch-bird2 if need be), or None."""
+    return _fetched(BIRD2, "fetch-bird2", 300)
 
 
 def bird2_or_missing() -> str:
     return bird2_binary() or missing("BIRD 2 could not be unpacked (tools/fetch-bird2)")
+
+
+def bird3_binary() -> Optional[str]:
+    """Trixie's BIRD 3 (its tree debootstrapped now by tools/fetch-bird3 if need be: root,
+    about 30 s and 60 MB), or None."""
+    return _fetched(BIRD3, "fetch-bird3", 900)
+
+
+def bird3_or_missing() -> str:
+    return bird3_binary() or missing("BIRD 3 could not be fetched (tools/fetch-bird3: needs root)")
+
+
+def bird_binary_or_missing(flavour: str) -> Optional[str]:
+    """The BIRD binary a reflector of this flavour runs: None for Debian's BIRD 1.6 pair."""
+    return {"bird2": bird2_or_missing, "bird3": bird3_or_missing}.get(flavour, lambda: None)()
 
 
 def import_or_missing(module: str, reason: str):

@@ -1,4 +1,4 @@
-"""BIRD 2: flavour detection, the one-file template, and BIRD 2's own parser on it."""
+"""BIRD 2 and 3: flavour detection, the one-file template, and BIRD 2's and 3's own parsers on it."""
 
 import ipaddress
 import os
@@ -39,7 +39,8 @@ DATA = {
 bird2_binary = prereq.bird2_or_missing
 
 
-@pytest.mark.parametrize("version, flavour", [("1.6.8", "bird1"), ("2.0.12", "bird2"), ("2.15", "bird2"), ("3.0.1", "bird2")])
+@pytest.mark.parametrize("version, flavour", [("1.6.8", "bird1"), ("2.0.12", "bird2"), ("2.15", "bird2"),
+                                              ("2.17.6", "bird2"), ("3.0.1", "bird3"), ("3.1.8", "bird3")])
 def test_flavour_of_version(version, flavour):
     assert flavour_of(version) == flavour
 
@@ -55,6 +56,17 @@ def test_auto_asks_the_installed_bird(tmp_path):
     assert components.flavour(settings_for(tmp_path, "auto", bird2_binary())) == "bird2"
     if os.path.exists("/usr/sbin/bird"):
         assert components.flavour(settings_for(tmp_path, "auto", "/usr/sbin/bird")) == "bird1"
+
+
+@pytest.mark.integration  # runs the BIRD binary
+def test_auto_detects_bird3(tmp_path):
+    binary = prereq.bird3_or_missing()
+    assert components.flavour(settings_for(tmp_path, "auto", binary)) == "bird3"
+    assert components.flavour(settings_for(tmp_path, "bird3", binary)) == "bird3"
+    with pytest.raises(components.FlavourError, match=r"flavour = 'bird2', but .* is BIRD 3\.1"):
+        components.flavour(settings_for(tmp_path, "bird2", binary))
+    assert list(components.targets(settings_for(tmp_path, "bird3", binary), "bird3")) == ["bird"]
+    assert components.family_targets("bird3") == {4: "bird", 6: "bird"}
 
 
 @pytest.mark.integration  # runs the BIRD binary
@@ -101,6 +113,9 @@ def test_flavour_is_asked_again_when_the_binary_changed(tmp_path):
     link.unlink()
     link.symlink_to(bird2_binary())  # `apt install bird2` replaced it
     assert components.flavour(settings) == "bird2"
+    link.unlink()
+    link.symlink_to(prereq.bird3_or_missing())  # and then `apt install bird3` (trixie)
+    assert components.flavour(settings) == "bird3"
 
 
 def render2(me=ME):
@@ -121,6 +136,12 @@ def test_bird2_one_file_both_families():
     assert "protocol bgp Mesh_2001_db8__11 from bgp_template_v6 {" in text
 
 
+def test_bird3_config_is_bird2s():
+    # BIRD 3 reads BIRD 2's configs unchanged (its parser below): one template set for both.
+    data = plan(parse_snapshot(DATA), ME)
+    assert Renderer(flavour="bird3").render(data) == Renderer(flavour="bird2").render(data)
+
+
 def test_bird2_same_sessions_as_bird1():
     configs1 = Renderer(flavour="bird1").render(plan(parse_snapshot(DATA), ME))
     bird1_names = {line.split()[2] for text in configs1.values() for line in text.splitlines() if line.startswith("protocol bgp")}
@@ -129,9 +150,12 @@ def test_bird2_same_sessions_as_bird1():
 
 
 @pytest.mark.integration  # runs the BIRD binary
+@pytest.mark.parametrize("flavour", ["bird2", "bird3"])
 @pytest.mark.parametrize("me", [ME, Identity(V4("192.0.2.10"))], ids=["dual-stack", "ipv4-only"])
-def test_bird2_parser_accepts_it(tmp_path, me):
+def test_bird2_parser_accepts_it(tmp_path, me, flavour):
     path = tmp_path / "bird.conf"
-    path.write_text(render2(me))
-    result = subprocess.run([bird2_binary(), "-p", "-c", str(path)], capture_output=True, text=True)
+    path.write_text(Renderer(flavour=flavour).render(plan(parse_snapshot(DATA), me))["bird"])
+    result = subprocess.run([prereq.bird_binary_or_missing(flavour), "-p", "-c", str(path)],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    assert not result.stderr.strip(), result.stderr  # not even a warning

@@ -121,6 +121,56 @@ def test_is_running_false_after_stop(bird):
     assert not bird.client().is_running()
 
 
+# -- real BIRD 3 (trixie's, tools/fetch-bird3) -----------------------------------------
+
+CONF3 = """\
+router id 192.0.2.1;
+timeformat protocol iso long;
+protocol device { }
+protocol static st1 { ipv4; route 10.0.0.0/24 blackhole; }
+protocol bgp peer_down { local as 64512; neighbor 192.0.2.99 as 64512; ipv4 { import all; export all; }; }
+"""
+
+
+@pytest.fixture
+def bird3():
+    from tests import prereq
+
+    binary = prereq.bird3_or_missing()
+    birdproc.skip_unless_possible(binary)
+    with birdproc.running_bird(CONF3, binary=binary) as ns:
+        yield ns
+
+
+@pytest.mark.integration
+def test_bird3_speaks_the_same_protocol(bird3):
+    """Measured on BIRD 3.1.8: the replies the apply path relies on are BIRD 1.6's and 2's."""
+    client = bird3.client()
+    status = client.show_status()
+    assert status.code == 13 and status.lines[0][0] == 1000 and status.lines[0][1].startswith("BIRD 3."), status
+    conf = os.path.join(bird3.workdir, "bird.conf")
+    assert client.configure_check(conf).code == 20
+    with open(conf, "a") as f:
+        f.write("protocol static st2 { ipv4; route 10.1.0.0/24 blackhole; }\n")
+    reply = client.configure(conf)
+    assert reply.lines[0] == (2, f"Reading configuration from {conf}") and reply.code == 3, reply
+    assert client.configure().code == 3  # nothing changed: still 0003, as BIRD 1.6
+    rows = {p.name: p for p in client.show_protocols()}
+    assert set(rows) == {"device1", "st1", "st2", "peer_down"}, rows
+    assert rows["peer_down"].proto == "BGP" and rows["peer_down"].state == "start", rows["peer_down"]
+    assert len(rows["st2"].since.split()) == 2 and rows["peer_down"].info == "Active", rows
+    broken = os.path.join(bird3.workdir, "broken.conf")
+    with open(broken, "w") as f:
+        f.write("router id 192.0.2.1;\nprotocol static s { route 10.0.0.0/24 blackhole }\n")
+    with pytest.raises(BirdCommandError) as ei:
+        client.configure(broken)
+    assert ei.value.code == 8002 and ei.value.message.startswith(f"{broken}:2:"), ei.value
+    with pytest.raises(BirdCommandError) as ei:
+        client.command("show nonsense")
+    assert ei.value.code == 9001
+    assert "st2" in {p.name for p in client.show_protocols()}  # the broken file changed nothing
+
+
 # -- no BIRD at all ------------------------------------------------------------------
 
 
@@ -242,6 +292,12 @@ def test_access_denied_8007_is_command_error(tmp_path):
         with pytest.raises(BirdCommandError) as ei:
             BirdClient(path, timeout=2).configure()
     assert ei.value.code == 8007 and ei.value.message == "Access denied"
+
+
+def test_no_client_protocols_is_no_route_counts(tmp_path):
+    # fake, as BIRD 1.6, 2 and 3 answer a pattern no protocol matches (a reflector without clients)
+    with fake_bird(tmp_path, b"8003 No protocols match\n") as path:
+        assert BirdClient(path, timeout=2).client_routes() == {}
 
 
 def test_busy_0025_is_not_success_nor_refusal(tmp_path):

@@ -19,6 +19,7 @@ from rr_service.core.pipeline import compute_once
 from rr_service.core.plan import Identity
 from rr_service.core.render import Renderer, RenderError
 from tests.hostile.grammar import BIRD1, BirdChecker, assert_only_allowed_lines, bird1_available, bird2_binary
+from tests import prereq
 from tests.v1data import j
 
 ME = Identity(ipaddress.IPv4Address("10.0.0.1"), ipaddress.IPv6Address("fd00::1"), node_name="rr")
@@ -127,7 +128,8 @@ def test_a_bad_mode_or_limit_is_refused():
 
 @pytest.mark.integration  # runs BIRD's own parser
 def test_bird_parses_every_mode_and_flavour():
-    flavours = {"bird1": bird1_available(), "bird2": bird2_binary() is not None}
+    flavours = {"bird1": bird1_available(), "bird2": bird2_binary() is not None, "bird3": prereq.bird3_binary() is not None}
+    prereq.partly(flavours["bird3"], "BIRD 3 could not be fetched (tools/fetch-bird3)")
     checker = BirdChecker()
     try:
         for mode in ("pools", "limits-only", "off"):
@@ -136,7 +138,7 @@ def test_bird_parses_every_mode_and_flavour():
                     if not there:
                         continue
                     for target, text in render(data, flavour, mode).items():
-                        binary = BIRD1[target] if flavour == "bird1" else bird2_binary()
+                        binary = BIRD1[target] if flavour == "bird1" else prereq.bird_binary_or_missing(flavour)
                         checker.submit(binary, text, (mode, flavour, target))
         refused = checker.wait()
     finally:

@@ -42,6 +42,7 @@ from rr_service.core.pipeline import Computed, Pipeline  # noqa: E402
 from rr_service.core.render import Renderer  # noqa: E402
 from rr_service.app.settings import load_settings  # noqa: E402
 from rr_service.calico.v3.resources import PREFIX  # noqa: E402
+from tests import prereq  # noqa: E402
 from tests.tomlfile import write_settings  # noqa: E402
 
 # A real etcd: `make test-unit` (no etcd) leaves these out instead of skipping them.
@@ -187,15 +188,12 @@ def test_sessions_equal_calicos(etcd, tmp_path, name):
 
 
 BIRD1 = {"bird": shutil.which("bird") or "/usr/sbin/bird", "bird6": shutil.which("bird6") or "/usr/sbin/bird6"}
-BIRD2 = Path(__file__).resolve().parent.parent / ".cache" / "bird2" / "usr" / "sbin" / "bird"
-
-
-@pytest.mark.parametrize("flavour", ["bird1", "bird2"])
+@pytest.mark.parametrize("flavour", ["bird1", "bird2", "bird3"])
 @pytest.mark.parametrize("name", sorted(STEPS))
 def test_bird_accepts_our_configs(etcd, tmp_path, name, flavour):
-    binaries = {"bird": str(BIRD2)} if flavour == "bird2" else BIRD1
+    binaries = {"bird": prereq.bird_binary_or_missing(flavour)} if flavour != "bird1" else BIRD1
     if not all(Path(binary).exists() for binary in binaries.values()):
-        pytest.skip(f"no {flavour} binary here (BIRD 2: tools/fetch-bird2)")
+        pytest.skip(f"no {flavour} binary here")
     etcd.ctl("del", "--prefix", "/calico/")
     settings = settings_for(etcd, tmp_path, STEPS[name][0])
     for step in STEPS[name]:

@@ -156,7 +156,8 @@ def test_log_line_of_a_key_with_control_characters_is_one_line():
 
 @pytest.mark.integration  # runs the BIRD binary
 def test_bird_parses_every_rendered_config():
-    """BIRD 1.6 (bird, bird6) and BIRD 2 on every distinct config the corpus rendered."""
+    """BIRD 1.6 (bird, bird6), BIRD 2 and BIRD 3 on every distinct config the corpus rendered
+    (BIRD 3's flavour renders BIRD 2's text: test_bird2.test_bird3_config_is_bird2s)."""
     if len(RENDERED) < len(CASES):  # run alone: render them here
         for case in CASES:
             RENDERED.setdefault(case.id, render_all(case.data())[2])
@@ -165,12 +166,13 @@ def test_bird_parses_every_rendered_config():
         for case_id, configs in RENDERED.items():
             for target, text in configs["bird1"].items():
                 jobs.setdefault((BIRD1[target], text), []).append(case_id)
-    bird2 = bird2_binary()
-    if bird2:
+    bird2, bird3 = bird2_binary(), prereq.bird3_binary()
+    for binary in filter(None, (bird2, bird3)):
         for case_id, configs in RENDERED.items():
-            jobs.setdefault((bird2, configs["bird2"]["bird"]), []).append(case_id)
+            jobs.setdefault((binary, configs["bird2"]["bird"]), []).append(case_id)
     prereq.partly(bird1_available(), "BIRD 1.6 (bird, bird6) is not installed")
     prereq.partly(bird2 is not None, "BIRD 2 could not be unpacked (tools/fetch-bird2)")
+    prereq.partly(bird3 is not None, "BIRD 3 could not be fetched (tools/fetch-bird3)")
     if not jobs:
         prereq.missing("neither BIRD 1.6 nor BIRD 2 is available")
     checker = BirdChecker(workers=2)
@@ -179,10 +181,10 @@ def test_bird_parses_every_rendered_config():
     finally:
         checker.close()
     assert not refused, "\n".join(f"{jobs[job][:3]} {job[0]}: {error}" for job, error in refused.items())
-    _record_figures(len(jobs), checker.runs, bird2 is not None)
+    _record_figures(len(jobs), checker.runs, bird2 is not None, bird3 is not None)
 
 
-def _record_figures(configs: int, runs: int, with_bird2: bool) -> None:
+def _record_figures(configs: int, runs: int, with_bird2: bool, with_bird3: bool) -> None:
     """The corpus' row of docs/reliability.md: only once every case and the BIRD check passed."""
     if len(PASSED) != len(CASES):
         return  # a partial run (-k, a failure): no figure
@@ -194,12 +196,12 @@ def _record_figures(configs: int, runs: int, with_bird2: bool) -> None:
         done=(f"{len(CASES)} hostile or broken keys/values (bad JSON, wrong types and families, "
               "out-of-range AS, BIRD/template injection, control characters, unicode, 1 MiB "
               "values, duplicate fields, odd key paths), each in a data set of 2 reflectors, "
-              "3 nodes and the global peers; BIRD 1.6 pair and BIRD 2 rendered"),
+              "3 nodes and the global peers; BIRD 1.6 pair and BIRD 2 rendered, BIRD 3 parsed BIRD 2's"),
         figure=(f"0 crashes, 0 injected lines, 0 good sessions changed; {counts[REJECT]} rejected "
                 f"with one log line each, {counts[ACCEPT]} accepted and {counts[IGNORE]} ignored "
                 f"(each documented); {configs} distinct configs passed bird -p"),
         measured={"cases": len(CASES), **counts, "bird_configs": configs, "bird_runs": runs,
-                  "bird2": with_bird2},
+                  "bird2": with_bird2, "bird3": with_bird3},
         test="tests/test_hostile_corpus.py",
     )
 

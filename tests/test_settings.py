@@ -356,7 +356,7 @@ FILE_ERRORS = [
     ("[etcd]\nkey = \"/a\"\n", "[etcd] key", "must be given together, but [etcd] cert is empty"),
     ("[etcd]\nusername = \"u\"\n", "[etcd] username", "must be given together, but [etcd] password is empty"),
     ("[etcd]\nusername = \"u\\u0007\"\npassword = \"p\"\n", "[etcd] username", "control"),
-    ("[bird]\nflavour = \"bird3\"\n", "[bird] flavour", "not one of auto, bird1, bird2"),
+    ("[bird]\nflavour = \"bird4\"\n", "[bird] flavour", "not one of auto, bird1, bird2, bird3"),
     ("[bird]\nflavour = \"bird\"\n", "[bird] flavour", "did you mean"),
     ("[bird]\nconfig = \"\"\n", "[bird] config", "must not be empty"),
     ("[bird]\nconfig = \"bird.conf\"\n", "[bird] config", "absolute"),

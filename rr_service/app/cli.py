@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument(
         "--flavour",
-        choices=("auto", "bird1", "bird2"),
-        help="BIRD flavour to render for: bird1 or bird2 on any machine, whatever BIRD is "
+        choices=("auto", "bird1", "bird2", "bird3"),
+        help="BIRD flavour to render for: bird1, bird2 or bird3 on any machine, whatever BIRD is "
         "installed; auto asks the installed BIRD (default: [bird] flavour)",
     )
     render.add_argument(

@@ -98,7 +98,7 @@ class EtcdSettings:
 
 @dataclass(frozen=True)
 class BirdSettings:
-    flavour: str  # auto | bird1 | bird2
+    flavour: str  # auto | bird1 | bird2 | bird3
     config: str
     config6: str
     socket: str
@@ -184,7 +184,7 @@ SCHEMA: Tuple[Setting, ...] = (
     Setting("etcd",      "username", "str",       "",                          values.username,                         "ETCD_USERNAME"),
     Setting("etcd",      "password", "str",       "",                          values.password,                         "ETCD_PASSWORD",     True),
     Setting("etcd",      "schema",   "str",       "auto",                      values.choice("auto", "v1", "v3")),
-    Setting("bird",      "flavour",  "str",       "auto",                      values.choice("auto", "bird1", "bird2")),
+    Setting("bird",      "flavour",  "str",       "auto",                      values.choice("auto", "bird1", "bird2", "bird3")),
     Setting("bird",      "config",   "str",       "/etc/bird/bird.conf",       values.file),
     Setting("bird",      "config6",  "str",       "/etc/bird/bird6.conf",      values.file),
     Setting("bird",      "socket",   "str",       "/run/bird/bird.ctl",        values.file),

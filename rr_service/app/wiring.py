@@ -18,7 +18,7 @@ from rr_service.core.render import Renderer
 from rr_service.core.running import read_claims
 from rr_service.sources.base import DataSet, Source
 
-FLAVOURS = ("bird1", "bird2")
+FLAVOURS = ("bird1", "bird2", "bird3")
 
 
 class FlavourError(Exception):
@@ -40,9 +40,9 @@ def identity(settings: Settings) -> Identity:
 
 
 def flavour(settings: Settings, override: Optional[str] = None) -> str:
-    """bird1 or bird2: the setting, checked against the installed BIRD, or asked of it (auto).
+    """bird1, bird2 or bird3: the setting, checked against the installed BIRD, or asked of it (auto).
 
-    `override` is `render --flavour`: an explicit bird1 or bird2 is taken as given, whatever
+    `override` is `render --flavour`: an explicit flavour is taken as given, whatever
     BIRD is installed, since previewing the other flavour's config is what it is for. The
     setting is checked: a [bird] flavour that contradicts the installed BIRD stops `run` at
     start. An explicit setting with no BIRD binary installed is trusted; `run` then fails at
@@ -81,7 +81,7 @@ def targets(settings: Settings, flavour_name: str) -> dict[str, BirdTarget]:
     """Where each rendered config goes, how it is checked and which socket reloads it."""
     bird = settings.bird
     ipv4 = BirdTarget(config_path=bird.config, binary=bird.binary, socket_path=bird.socket)
-    if flavour_name == "bird2":
+    if flavour_name != "bird1":
         return {"bird": ipv4}
     ipv6 = BirdTarget(config_path=bird.config6, binary=bird.binary6, socket_path=bird.socket6)
     return {"bird": ipv4, "bird6": ipv6}
@@ -89,7 +89,7 @@ def targets(settings: Settings, flavour_name: str) -> dict[str, BirdTarget]:
 
 def family_targets(flavour_name: str) -> dict[int, str]:
     """Which BIRD config (and socket) carries each address family."""
-    return {4: "bird", 6: "bird"} if flavour_name == "bird2" else {4: "bird", 6: "bird6"}
+    return {4: "bird", 6: "bird6"} if flavour_name == "bird1" else {4: "bird", 6: "bird"}
 
 
 def source(settings: Settings, heartbeat: Optional[Callable[[], None]] = None) -> Source:

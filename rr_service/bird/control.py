@@ -15,6 +15,7 @@ from dataclasses import dataclass
 # config not parsed yet" -- a 0xxx code that means "busy, try again", not success.
 _CONFIGURE_OK = frozenset({3, 4, 5, 17, 18, 19})
 _CHECK_OK = frozenset({20})
+_NO_PROTOCOLS_MATCH = 8003
 _BUSY = frozenset({6, 25})  # shutting down / another reconfiguration still parsing
 
 _LINE = re.compile(r"^(\d{4})([ -])(.*)$")
@@ -112,8 +113,14 @@ class BirdClient:
         return parse_protocols(self.command("show protocols"))
 
     def client_routes(self, pattern: str = "Client_*") -> dict[str, "RouteCounts"]:
-        """What each matching protocol took from its peer (`show protocols all`)."""
-        return parse_route_counts(self.command(f'show protocols all "{pattern}"'))
+        """What each matching protocol took from its peer (`show protocols all`); none when
+        no protocol matches (BIRD answers that with 8003, e.g. a reflector without clients)."""
+        try:
+            return parse_route_counts(self.command(f'show protocols all "{pattern}"'))
+        except BirdCommandError as exc:
+            if exc.code == _NO_PROTOCOLS_MATCH:
+                return {}
+            raise
 
     def is_running(self) -> bool:
         try:

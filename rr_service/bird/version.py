@@ -29,5 +29,7 @@ def bird_version(binary: str) -> str:
 
 
 def flavour_of(version: str) -> str:
-    """BIRD 1.x has one daemon per family (bird1); 2.x and later one daemon with channels."""
-    return "bird1" if version.split(".")[0] == "1" else "bird2"
+    """BIRD 1.x has one daemon per family (bird1); 2.x one daemon with channels (bird2); 3.x
+    (and later) the same, multi-threaded (bird3)."""
+    major = int(version.split(".")[0])
+    return "bird1" if major <= 1 else "bird2" if major == 2 else "bird3"

@@ -23,12 +23,14 @@ from rr_service.core.slots import Slots
 INSTALLED_TEMPLATES = "/usr/share/calico-routereflector/templates"
 SOURCE_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 # Per BIRD flavour: each config file BIRD reads (the target), its template, its families.
-# BIRD 1.6 runs one daemon per family; BIRD 2 one daemon with both.
+# BIRD 1.6 runs one daemon per family; BIRD 2 one daemon with both. BIRD 3 reads BIRD 2's
+# configs as they are (checked with BIRD 3.1.8's `bird -p`): its flavour shares their templates.
 TEMPLATES = {
     "bird1": {"bird": ("bird.conf.j2", (4,)), "bird6": ("bird6.conf.j2", (6,))},
     "bird2": {"bird": ("bird2.conf.j2", (4, 6))},
+    "bird3": {"bird": ("bird2.conf.j2", (4, 6))},
 }
-SESSION_TEMPLATES = {"bird1": "bird1_session.j2", "bird2": "bird2_session.j2"}
+SESSION_TEMPLATES = {"bird1": "bird1_session.j2", "bird2": "bird2_session.j2", "bird3": "bird2_session.j2"}
 
 _SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _DESCRIPTION_RE = re.compile(r"[A-Za-z0-9_.:, -]{1,4096}")
@@ -121,7 +123,7 @@ class Renderer:
                 session_blocks=session_blocks,
                 needs_any_source=needs_any_source,
                 client_import=self._client_import,
-                flavour_suffix=self.flavour != "bird1",  # BIRD 2: one filter per family in one file
+                flavour_suffix=self.flavour != "bird1",  # BIRD 2, 3: one filter per family in one file
             )
         except jinja2.TemplateError as exc:
             raise RenderError(f"template {name} in {self.template_dir}: {exc}") from exc

@@ -66,12 +66,14 @@ def deb(prerequisites, tmp_path_factory) -> Path:
     return sysenv.build_deb(tmp_path_factory.mktemp("deb"))
 
 
-@pytest.fixture(scope="module")
-def host(deb, tmp_path_factory):
+@pytest.fixture(scope="module", params=ansenv.HOST_RELEASES)
+def host(deb, tmp_path_factory, request):
     """The booted container, reachable over SSH from the controller namespace, etcd up with
-    authentication and the cluster's global BGP data."""
-    tree = ansenv.ensure_tree()
-    sysenv.ensure_deb_dependencies(tree, deb, ansenv.ROLE_PACKAGES)
+    authentication and the cluster's global BGP data: a host of each of ansenv.HOST_RELEASES
+    (bookworm: the role installs BIRD 2, as the example inventory says)."""
+    release = request.param
+    tree = ansenv.ensure_tree(release)
+    sysenv.ensure_deb_dependencies(tree, deb, ansenv.role_packages(release))
     work = tmp_path_factory.mktemp("ansible")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "calico-rr-test",
                     "-f", str(work / "id_ed25519")], check=True, timeout=30)
@@ -84,6 +86,7 @@ def host(deb, tmp_path_factory):
         c.boot()
         setup_etcd(c)
         c.net, c.work = net, work
+        c.release, c.bird_package = release, ansenv.BIRD_OF_RELEASE[release]
         wait_for(lambda: ssh(c, "true").returncode == 0, 60, "SSH login to the container")
         yield c
     finally:
@@ -111,6 +114,7 @@ def inventory(host, deb) -> Path:
         "calico_rr_deb": str(deb),
         "calico_rr_apt_update_cache": False,
         "calico_rr_etcd_endpoints": ["http://localhost:2379"],
+        "calico_rr_bird_package": host.bird_package,
     }))
     vault_pass = host.work / "vault-pass"
     vault_pass.write_text(secrets.token_hex(16) + "\n")
@@ -269,7 +273,7 @@ def test_check_on_fresh_host_predicts_the_install_and_changes_nothing(converged)
     assert "End the check here" in r.out, str(r)
     # What the real run then found: BIRD and the package still had to be installed.
     first = converged.first.out
-    for task in ("Install BIRD (bird2)", "Install the .deb"):
+    for task in (f"Install BIRD ({converged.bird_package})", "Install the .deb"):
         assert "changed: [rr1]" in task_output(first, task), \
             f"{task} was not done by the first run\n" + first
 
@@ -278,12 +282,14 @@ def test_converge(converged):
     c, r = converged, converged.first
     assert r.rc == 0 and r.failed == 0 and r.unreachable == 0, str(r)
     assert r.changed and r.changed > 0, str(r)
-    # Installed: the package, the BIRD asked for (the example's bird2), not the other.
+    # Installed: the package, the BIRD asked for (bookworm: the example's bird2; trixie:
+    # bird3), not another.
     assert c.sh("dpkg-query -W -f='${db:Status-Status}' calico-routereflector").stdout == \
         "installed"
-    assert c.sh("dpkg-query -W -f='${db:Status-Status}' bird2").stdout == "installed"
-    assert c.sh("dpkg-query -W -f='${db:Status-Status}' bird", check=False).stdout in \
-        ("", "not-installed")
+    assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {c.bird_package}").stdout == "installed"
+    for other in {"bird", "bird2", "bird3"} - {c.bird_package}:
+        assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {other}", check=False).stdout in \
+            ("", "not-installed"), other
     # The config: from the facts (default routes' addresses) and the vault, root:bird 0640.
     conf = c.sh("cat /etc/calico-routereflector/config.toml").stdout
     assert c.sh("stat -c '%U:%G %a' /etc/calico-routereflector/config.toml").stdout.strip() \

@@ -40,13 +40,13 @@ def lab(request):
 @pytest.fixture
 def fault_world(lab, request):
     """A factory: fault_world(safety={...}, env={...}, nodes=("a", "b"), before_reflector=fn,
-    etcd_members=1) builds the world, starts the daemon and waits until every session is
+    etcd_members=1, flavour="bird1") builds the world, starts the daemon and waits until every session is
     Established and the daemon has applied its first config."""
     made: List[FaultWorld] = []
 
     def build(safety: Optional[dict] = None, env: Optional[dict] = None,
               nodes: Sequence[str] = ("a", "b"), before_reflector: Optional[Callable[[], None]] = None,
-              etcd_members: int = 1) -> FaultWorld:
+              etcd_members: int = 1, flavour: str = "bird1") -> FaultWorld:
         t0 = time.monotonic()
         if etcd_members == 1:
             etcd_hosts = [lab.add_host("etcd", ETCD_IP)]
@@ -60,7 +60,7 @@ def fault_world(lab, request):
         rr_host = lab.add_host(name, ip4, ip6)
         if before_reflector is not None:
             before_reflector()
-        rr = FaultReflector(lab, rr_host, [m.endpoint for m in members], safety=safety, env=env)
+        rr = FaultReflector(lab, rr_host, [m.endpoint for m in members], safety=safety, env=env, flavour=flavour)
         world = FaultWorld(lab, etcd, calico, rr, etcd_hosts=etcd_hosts, members=members)
         made.append(world)
         calico.set_global_as(AS_NUM)
@@ -80,7 +80,7 @@ def fault_world(lab, request):
             world.nodes[n] = FaultNode(n, host, bird, bird6)
         rr.start()
         world.wait_all_established()
-        rr.notify.wait_status(lambda s: "etcd ok" in s and "bird applied" in s and "bird6 applied" in s,
+        rr.notify.wait_status(lambda s: "etcd ok" in s and all(f"{t} applied" in s for t in rr.config_files),
                               what="the daemon's first apply")
         world.setup_seconds = time.monotonic() - t0
         return world
@@ -92,7 +92,7 @@ def fault_world(lab, request):
         if rep is not None and rep.failed:
             print(f"===== rr_service log (tail) =====\n{world.rr.log()[-8000:]}")
             print("===== STATUS= (last 10) =====\n" + "\n".join(world.rr.notify.statuses()[-10:]))
-            for b in (world.rr.bird, world.rr.bird6):
+            for b in dict.fromkeys((world.rr.bird, world.rr.bird6)):
                 try:
                     print(f"===== rr1 BIRD{b.family} =====\n{b.birdc('show protocols')}")
                 except Exception as exc:

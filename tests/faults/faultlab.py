@@ -60,10 +60,10 @@ class FaultReflector(Reflector):
 
     def __init__(self, lab: Lab, host: Host, etcd_endpoints: Sequence[str],
                  safety: Optional[dict] = None, env: Optional[dict] = None,
-                 prefix: str = "/calico/bgp/v1"):
+                 prefix: str = "/calico/bgp/v1", flavour: str = "bird1"):
         self.state_dir = lab.tmp / f"{host.name}-state"
         safety = {"state_dir": str(self.state_dir), **(safety or {})}
-        super().__init__(lab, host, etcd_endpoints, prefix=prefix, settings={"safety": safety})
+        super().__init__(lab, host, etcd_endpoints, prefix=prefix, settings={"safety": safety}, flavour=flavour)
         self.notify = NotifySocket(lab.tmp / f"{host.name}-notify.sock")
         self.extra_env = dict(env or {})
 
@@ -105,8 +105,15 @@ class FaultReflector(Reflector):
         """What `calico-rr render` computes from etcd now, for one config file."""
         return self.cli("render", "--only", only, timeout=60).stdout
 
+    @property
+    def config_files(self) -> Dict[str, Path]:
+        """The configs the daemon writes, by target: bird and bird6 (BIRD 1.6), else bird."""
+        if self.flavour == "bird1":
+            return {"bird": self.bird_conf, "bird6": self.bird6_conf}
+        return {"bird": self.bird_conf}
+
     def in_sync_with_render(self) -> bool:
-        for only, path in (("bird", self.bird_conf), ("bird6", self.bird6_conf)):
+        for only, path in self.config_files.items():
             if read_bytes(path) != self.rendered(only).encode():
                 return False
         return True
@@ -123,11 +130,14 @@ class FaultReflector(Reflector):
         text = config_text if config_text is not None else path.read_text()
         suffix = "" if family == 4 else "6"
         bird = start_bird(self.lab, self.host, text, family, name=f"{self.host.name}-bird{suffix}",
-                          config_path=path, socket_path=Path(old.socket_path))
+                          config_path=path, socket_path=Path(old.socket_path),
+                          binary=self.settings["bird"]["binary"] if self.flavour != "bird1" else None)
         if family == 4:
             self.bird = bird
         else:
             self.bird6 = bird
+        if self.flavour != "bird1":
+            self.bird = self.bird6 = bird  # one daemon for both families
         return bird
 
     def log_count(self, needle: str) -> int:

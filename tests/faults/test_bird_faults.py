@@ -46,24 +46,26 @@ def _broken_templates(folder, trigger_ip: str):
     session to `trigger_ip`: every value passed validation, the text is still wrong."""
     dst = folder / "templates-broken"
     shutil.copytree(REPO_ROOT / "templates", dst)
-    session = dst / "bird1_session.j2"
-    text = session.read_text()
-    anchor = "protocol bgp {{ session.name }}"
-    assert anchor in text, "bird1_session.j2 changed shape: adapt the test's breakage"
-    session.write_text(text.replace(
-        anchor, "{% if session.neighbor | string == '" + trigger_ip + "' %}\n"
-                "this is not BIRD syntax;\n{% endif %}\n" + anchor, 1))
+    for name in ("bird1_session.j2", "bird2_session.j2"):
+        session = dst / name
+        text = session.read_text()
+        anchor = "protocol bgp {{ session.name }}"
+        assert anchor in text, f"{name} changed shape: adapt the test's breakage"
+        session.write_text(text.replace(
+            anchor, "{% if session.neighbor | string == '" + trigger_ip + "' %}\n"
+                    "this is not BIRD syntax;\n{% endif %}\n" + anchor, 1))
     return dst
 
 
-def test_bird_refuses_config(fault_world, lab, figures):
+@pytest.mark.parametrize("flavour", ["bird1", "bird3"])
+def test_bird_refuses_config(fault_world, lab, figures, flavour):
     """BIRD refuses a config (a template override breaks it for one node): the previous file
-    stays, the error is logged once with BIRD's message, and the next good change applies."""
-    w = fault_world(env={"CALICO_RR_TEMPLATES": str(_broken_templates(lab.tmp, C_IP))})
+    stays, the error is logged once with BIRD's message, and the next good change applies.
+    On the BIRD 1.6 pair and on BIRD 3."""
+    w = fault_world(env={"CALICO_RR_TEMPLATES": str(_broken_templates(lab.tmp, C_IP))}, flavour=flavour)
     rr = w.rr
     before = w.sessions()
-    good = fingerprint(rr.bird_conf)
-    good6 = fingerprint(rr.bird6_conf)
+    good = {path: fingerprint(path) for path in rr.config_files.values()}
 
     t_put = time.monotonic()
     w.calico.add_node("c", C_IP)  # renders the broken line
@@ -77,7 +79,7 @@ def test_bird_refuses_config(fault_world, lab, figures):
     w.etcd.put(w.calico.key("host", "c", "workload", "x"), "unrelated")
     _wait_revision(rr, w.etcd)
     refusal_lines = [line for line in rr.log().splitlines() if "BIRD refused" in line]
-    kept = fingerprint(rr.bird_conf) == good and fingerprint(rr.bird6_conf) == good6
+    kept = all(fingerprint(path) == print_ for path, print_ in good.items())
     strays = stray_files(rr.dir)
     c_in_bird = _has(rr.bird, CLIENT_C)
 
@@ -99,7 +101,8 @@ def test_bird_refuses_config(fault_world, lab, figures):
     assert in_sync
     assert not drops, drops
     rr.assert_alive()
-    figures.add("faults", "bird_refuses", fault="BIRD refuses a config",
+    figures.add("faults", "bird_refuses" if flavour == "bird1" else f"bird_refuses_{flavour}",
+                fault="BIRD refuses a config" if flavour == "bird1" else "BIRD 3 refuses a config",
                 done="template override that writes a line BIRD cannot parse for one node; that node "
                      "added, written again twice, then removed and another node added",
                 figure=f"previous file kept (inode, mtime, content); {len(refusal_lines)} log line "
@@ -110,17 +113,19 @@ def test_bird_refuses_config(fault_world, lab, figures):
                           "previous_file_kept": kept})
 
 
-def test_bird_restarted_with_old_config(fault_world, figures):
+@pytest.mark.parametrize("flavour", ["bird1", "bird3"])
+def test_bird_restarted_with_old_config(fault_world, figures, flavour):
     """BIRD restarted on an old config file (e.g. a package upgrade put one back): the daemon
-    notices without any change in etcd and puts the current config back."""
-    w = fault_world()
+    notices without any change in etcd and puts the current config back. On the BIRD 1.6 pair
+    (BIRD6's sessions must not notice) and on BIRD 3 (one daemon: both families restart)."""
+    w = fault_world(flavour=flavour)
     rr = w.rr
     old_text = rr.bird_conf.read_text()
     w.calico.add_node("c", C_IP)
     # BIRD loads the candidate before the daemon renames it into place: wait for both.
     current = wait_for(lambda: _has(rr.bird, CLIENT_C) and C_IP.encode() in (read_bytes(rr.bird_conf) or b"")
                        and read_bytes(rr.bird_conf), EVENTUALLY, what=f"{CLIENT_C} in BIRD and in its file")
-    before6 = {k: v for k, v in w.sessions().items() if k[1] == 6}
+    before6 = {k: v for k, v in w.sessions().items() if k[1] == 6} if flavour == "bird1" else {}
 
     rr.bird.stop()
     rr.restart_bird(4, config_text=old_text)  # BIRD runs the old config, without c
@@ -137,7 +142,8 @@ def test_bird_restarted_with_old_config(fault_world, figures):
     assert not drops6, drops6
     assert recovered <= CHECK_BOUND, f"caught up {recovered:.1f} s after BIRD's start (bound {CHECK_BOUND:g} s)"
     rr.assert_alive()
-    figures.add("faults", "bird_restarted_old_config", fault="BIRD restarted on an old config file",
+    figures.add("faults", "bird_restarted_old_config" + ("" if flavour == "bird1" else f"_{flavour}"),
+                fault="BIRD restarted on an old config file" + ("" if flavour == "bird1" else " (BIRD 3)"),
                 done="BIRD (IPv4) stopped and started on the config of before the last change; "
                      "nothing changed in etcd",
                 figure=f"current config back in BIRD {recovered:.1f} s after BIRD's start (bound "

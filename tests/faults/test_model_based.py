@@ -3,7 +3,7 @@
 Thousands of seeded random puts and deletes (reflectors, global AS and peers, nodes, their AS
 and peers; a fifth of them hostile: bad JSON, wrong family, injection strings, control
 characters, megabyte-ish values, odd keys) go into a real etcd while the real daemon runs in
-the reflector's namespace against a real BIRD + BIRD6 pair, or one BIRD 2 (node BIRDs are not
+the reflector's namespace against a real BIRD + BIRD6 pair, or one BIRD 2 or 3 (node BIRDs are not
 needed: their sessions stay down). etcd is restarted at random points (SIGTERM or SIGKILL, same data dir).
 
 After every batch, at quiescence (the daemon's STATUS= says it applied etcd's last revision):
@@ -17,7 +17,7 @@ After every batch, at quiescence (the daemon's STATUS= says it applied etcd's la
   * BIRD runs that plan: per BGP protocol of `show protocols all`, the neighbour address, the
     neighbour AS and the local AS are the planned session's, and there is no other protocol.
     (BIRD 1.6 does not show the local AS of a session that is not up: the test runs once per
-    BIRD flavour, and BIRD 2 shows it.)
+    BIRD flavour, and BIRD 2 and 3 show it.)
 
 Reproduce a run: RR_MODEL_SEED=<seed> (printed on failure); RR_MODEL_OPS sets the op count.
 """
@@ -78,13 +78,13 @@ def _diff(want: str, got: str, name: str) -> str:
     return "\n".join(list(lines)[:60])
 
 
-@pytest.mark.parametrize("flavour", ["bird1", "bird2"])
+@pytest.mark.parametrize("flavour", ["bird1", "bird2", "bird3"])
 def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
     prereq.need(requirements_missing())
     problem = rr_service_available()
     if problem:
         pytest.fail(f"python3 -m rr_service does not start: {problem}", pytrace=False)
-    bird2 = prereq.bird2_or_missing() if flavour == "bird2" else None
+    binary = prereq.bird_binary_or_missing(flavour)
     started = time.monotonic()
     schedule = random.Random(SEED ^ 0x5EED)
     restart_at = set(schedule.sample(range(50, OPS - 50), RESTARTS)) if OPS > 200 else set()
@@ -104,7 +104,7 @@ def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
             etcd = start_etcd(lab, etcd_host)
             name, ip4, ip6 = RR1
             rr_host = lab.add_host(name, ip4, ip6)
-            rr = Reflector(lab, rr_host, [etcd.endpoint], flavour=flavour, bird2_binary=bird2, settings={
+            rr = Reflector(lab, rr_host, [etcd.endpoint], flavour=flavour, bird_binary=binary, settings={
                 "safety": {"max_drop_share": 1.0, "state_dir": str(lab.tmp / "rr-state")}})
             env = dict(_env(), NOTIFY_SOCKET=notify.path)
             rr.daemon = rr_host.popen([PYTHON, "-m", "rr_service", "--config", str(rr.config), "run"],
@@ -197,8 +197,8 @@ def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
                     with open(target.config_path, "rb") as handle:
                         on_disk = handle.read()
                     rendered = rr.cli("render", "--only", target_name, timeout=60).stdout.encode()
-                    running = _running(birds[target_name], with_local_as=flavour == "bird2")
-                    want = {n: (a, nas, las if flavour == "bird2" else None)
+                    running = _running(birds[target_name], with_local_as=flavour != "bird1")
+                    want = {n: (a, nas, las if flavour != "bird1" else None)
                             for n, (a, nas, las) in planned[target_name].items()}
                     figures_seen["sessions_max"] = max(figures_seen["sessions_max"], len(want))
                     figures_seen["protocols_compared"] += len(running)
@@ -242,7 +242,7 @@ def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
 
     elapsed = time.monotonic() - started
     counts = gen.counts
-    birds_text = "BIRD 1.6 + BIRD6" if flavour == "bird1" else "BIRD 2"
+    birds_text = {"bird1": "BIRD 1.6 + BIRD6", "bird2": "BIRD 2", "bird3": "BIRD 3"}[flavour]
     compared = "neighbour address and AS" if flavour == "bird1" else "neighbour address and AS, local AS"
     figures.add("model", f"model_{flavour}", fault=f"model-based randomized, {birds_text} (seed {SEED})",
                 done=f"{OPS} random etcd ops: {counts['put']} puts ({counts['hostile']} hostile values or "

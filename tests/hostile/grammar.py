@@ -82,7 +82,7 @@ def assert_only_allowed_lines(text: str, flavour: str = "bird1") -> None:
     for line in text[:-1].split("\n"):
         assert any(p.fullmatch(line) for p in allowed), f"unexpected line {line!r}"
         if line.startswith("#"):
-            assert COMMENT_BODY.fullmatch(line) or (flavour == "bird2" and COMMENT_BODY_BIRD2.fullmatch(line)), \
+            assert COMMENT_BODY.fullmatch(line) or (flavour != "bird1" and COMMENT_BODY_BIRD2.fullmatch(line)), \
                 f"unexpected comment {line!r}"
     assert text.isascii(), "a rendered config is ASCII"
 

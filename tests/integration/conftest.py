@@ -1,6 +1,7 @@
 """Fixtures for the integration tests: a lab of simulated hosts (network
 namespaces) with a real etcd, real BIRD and the real daemon. Every scenario runs twice:
-the reflector on BIRD 1.6 (bird + bird6) and on BIRD 2 (one daemon), nodes on BIRD 1.6.
+the reflector on BIRD 1.6 (bird + bird6), on BIRD 2 and on BIRD 3 (one daemon each), nodes
+on BIRD 1.6.
 
 Topology (all on one bridge, in namespaces this run creates and removes):
 
@@ -28,7 +29,6 @@ if str(REPO_ROOT) not in sys.path:
 from tests import prereq  # noqa: E402
 from tests.lab import (CalicoData, Lab, Reflector, requirements_missing,  # noqa: E402
                        rr_service_available, sweep)
-from tests.prereq import BIRD2  # noqa: E402
 from tests.faults.figures import figures  # noqa: E402,F401
 from tests.lab.world import (AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1, RR2,  # noqa: E402
                              RR2_CLUSTER_ID, World)
@@ -59,12 +59,12 @@ def pytest_runtest_makereport(item, call):
 
 
 
-@pytest.fixture(scope="module", params=["bird1", "bird2"])
+@pytest.fixture(scope="module", params=["bird1", "bird2", "bird3"])
 def flavour(request):
-    """The reflector's BIRD: Debian's BIRD 1.6 pair, or BIRD 2 unpacked beside it (the two
-    packages conflict). The nodes stay on BIRD 1.6, as real Calico nodes do."""
-    if request.param == "bird2":
-        prereq.bird2_or_missing()
+    """The reflector's BIRD: Debian's BIRD 1.6 pair, BIRD 2 unpacked beside it (the two
+    packages conflict), or trixie's BIRD 3 run from its own tree (tools/fetch-bird3). The
+    nodes stay on BIRD 1.6, as real Calico nodes do."""
+    prereq.bird_binary_or_missing(request.param)
     return request.param
 
 
@@ -90,7 +90,7 @@ def world(lab, flavour):
     calico = CalicoData(etcd)
     name, ip4, ip6 = RR1
     rr1_host = lab.add_host(name, ip4, ip6)
-    rr1 = Reflector(lab, rr1_host, [etcd.endpoint], flavour=flavour, bird2_binary=str(BIRD2))
+    rr1 = Reflector(lab, rr1_host, [etcd.endpoint], flavour=flavour)
 
     calico.set_global_as(AS_NUM)
     calico.add_reflector(ip4, CLUSTER_ID)
@@ -114,7 +114,7 @@ def rr2(world, flavour):
     """A second reflector, registered in etcd and running its own daemon."""
     name, ip4, ip6 = RR2
     host = world.lab.add_host(name, ip4, ip6)
-    rr = Reflector(world.lab, host, [world.etcd.endpoint], flavour=flavour, bird2_binary=str(BIRD2))
+    rr = Reflector(world.lab, host, [world.etcd.endpoint], flavour=flavour)
     world.calico.add_reflector(ip4, RR2_CLUSTER_ID)
     world.calico.add_reflector(ip6, RR2_CLUSTER_ID)
     rr.start()

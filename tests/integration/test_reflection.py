@@ -6,6 +6,8 @@ Everything polls with deadlines; nothing sleeps blindly.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests import prereq
@@ -104,9 +106,26 @@ def test_sessions_established_and_routes_reflected(world: World, family):
     protos = rr1.bird_for(family).bgp_protocols()
     assert proto_name("Client", rr_ip) not in protos
     assert proto_name("Mesh", rr_ip) not in protos
-    if rr1.flavour == "bird1":  # BIRD 1.6 runs one daemon per family; BIRD 2 one for both
+    if rr1.flavour == "bird1":  # BIRD 1.6 runs one daemon per family; BIRD 2 and 3 one for both
         other = 6 if family == 4 else 4
         assert not [p for p in protos if p == _client("a", other)]
+
+
+def test_status_counts_each_clients_routes(world: World):
+    """`calico-rr status --json` reads each client session's routes from BIRD's own `show
+    protocols all` (its wording differs between BIRD 1.6, 2 and 3): one block each."""
+    rr1 = world.rr1
+    clients = {family: [_client(n, family) for n in ("a", "b")] for family in (4, 6)}
+    for family, names in clients.items():
+        rr1.wait_established(names, family, SESSION_TIMEOUT)
+
+    def counted():
+        rows = json.loads(rr1.cli("status", "--json").stdout)["sessions"]
+        routes = {row["protocol"]: row.get("routes") for row in rows if row["role"] == "client"}
+        wanted = {"imported": 1, "filtered": 0, "limit_hit": False}
+        return routes if all(routes.get(n) == wanted for names in clients.values() for n in names) else None
+    wait_for(counted, SESSION_TIMEOUT, what="one route counted per client session",
+             describe=lambda: rr1.cli("status").stdout)
 
 
 def test_node_added_and_removed_without_disturbing_others(world: World):

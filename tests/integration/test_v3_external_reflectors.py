@@ -117,7 +117,7 @@ def cluster(lab):
     for name in ("a", "b"):
         c.put_node(name)
     for name, (ip4, ip6, flavour) in REFLECTORS.items():
-        rr = v3_reflector(lab, name, c.etcd, ip4, ip6, "auto", flavour=flavour, bird2_binary=str(bird2))
+        rr = v3_reflector(lab, name, c.etcd, ip4, ip6, "auto", flavour=flavour, bird_binary=str(bird2))
         out = rr.cli("register", "--cluster-id", CLUSTER_ID).stdout
         assert f"created {V3_PREFIX}/bgppeers/calico-rr-{name}-ipv4" in out, out
         c.rrs[name] = rr

@@ -17,6 +17,7 @@ and, for our own listenPort, a second cluster (its own etcd) of node-to-node mes
     etcd-mesh 192.0.2.3
     rr3    192.0.2.12   reflector on BIRD 1.6, no cluster id
     rr4    192.0.2.13   reflector on BIRD 2, no cluster id
+    rr5    192.0.2.14   reflector on BIRD 3, no cluster id
     d      192.0.2.24   Calico node; every node listens on 1790 (BGPConfiguration listenPort)
 
 Data: BGPConfiguration default {nodeToNodeMeshEnabled: false, asNumber: 64500};
@@ -47,7 +48,7 @@ from typing import Dict
 import pytest
 
 from tests.integration.v3data import V3Data, v3_reflector
-from tests.integration.conftest import BIRD2, REPO_ROOT
+from tests import prereq
 from tests.lab import (Etcd, Lab, Reflector, calico_node_bird_config, proto_name,
                        rr_service_available, wait_for)
 from tests.lab.world import ETCD_IP, NODES, Node
@@ -295,24 +296,21 @@ def test_node_added_and_removed_live(cluster: V3Cluster):
 LISTEN_PORT = 1790
 MESH_ETCD_IP = "192.0.2.3"
 # Both without a cluster id: node-to-node mesh members, like any Calico node.
-MESH_RRS = {"rr3": ("192.0.2.12", "bird1"), "rr4": ("192.0.2.13", "bird2")}
+MESH_RRS = {"rr3": ("192.0.2.12", "bird1"), "rr4": ("192.0.2.13", "bird2"), "rr5": ("192.0.2.14", "bird3")}
 
 
 def test_peers_reach_us_on_our_listen_port(lab):
     """BGPConfiguration default listenPort 1790: every Calico node listens there and connects
     to the others there. The mesh is one-way (the side whose address sorts lower, as text,
-    connects; the other is `passive`), so rr3 (BIRD 1.6, .12) only waits for rr4 and node d,
-    and rr4 (BIRD 2, .13) waits for d: those sessions come up only if each reflector's BIRD
-    listens on 1790 (BIRD 1.6 `listen bgp port`, BIRD 2 `local port`)."""
+    connects; the other is `passive`), so rr3 (BIRD 1.6, .12) only waits for rr4, rr5 and node
+    d, rr4 (BIRD 2, .13) for rr5 and d, and rr5 (BIRD 3, .14) for d: those sessions come up only
+    if each reflector's BIRD listens on 1790 (BIRD 1.6 `listen bgp port`, BIRD 2 and 3 `local
+    port`)."""
     reason = rr_service_available()
     if reason:
         pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
-    if not BIRD2.exists():
-        import subprocess
-
-        subprocess.run([str(REPO_ROOT / "tools" / "fetch-bird2")], capture_output=True, timeout=300)
-        if not BIRD2.exists():
-            pytest.skip("BIRD 2 could not be unpacked (tools/fetch-bird2)")
+    for _, flavour in MESH_RRS.values():
+        prereq.bird_binary_or_missing(flavour)
     etcd = lab.start_etcd(lab.add_host("etcd-mesh", MESH_ETCD_IP))  # a cluster of its own
     data = V3Data(etcd)
     data.bgp_configuration("default", asNumber=AS_NUM, listenPort=LISTEN_PORT)  # mesh: Calico's default
@@ -329,18 +327,20 @@ def test_peers_reach_us_on_our_listen_port(lab):
     assert text.count(f" port {LISTEN_PORT} as ") == len(MESH_RRS), text
     node_bird = lab.start_bird(lab.add_host("d", d.ipv4), text)
 
-    rrs = {name: v3_reflector(lab, name, etcd, ip4, None, "v3", flavour=flavour, bird2_binary=str(BIRD2))
+    rrs = {name: v3_reflector(lab, name, etcd, ip4, None, "v3", flavour=flavour)
            for name, (ip4, flavour) in MESH_RRS.items()}
     try:
         for rr in rrs.values():
             rr.start()
         mesh = lambda ip4: proto_name("Mesh", ip4) + f"_port_{LISTEN_PORT}"  # noqa: E731
-        want = {"rr3": [mesh(d.ipv4), mesh(MESH_RRS["rr4"][0])], "rr4": [mesh(d.ipv4), mesh(MESH_RRS["rr3"][0])]}
+        want = {name: [mesh(d.ipv4)] + [mesh(ip4) for other, (ip4, _) in MESH_RRS.items() if other != name]
+                for name in MESH_RRS}
         for name, rr in rrs.items():
             rr.wait_established(want[name], 4, SESSION_TIMEOUT)
-        # passive on their side, so they came in on 1790: rr4 and d to rr3, d to rr4
-        assert rrs["rr3"].bird.config_path.read_text().count("passive on;") == 2
-        assert rrs["rr4"].bird.config_path.read_text().count("passive on;") == 1
+        # passive on their side, so they came in on 1790: rr4, rr5 and d to rr3, rr5 and d to
+        # rr4, d to rr5
+        for name, passive in (("rr3", 3), ("rr4", 2), ("rr5", 1)):
+            assert rrs[name].bird.config_path.read_text().count("passive on;") == passive, name
         for name, rr in rrs.items():
             listening = rr.host.run(["ss", "-ltnH"]).stdout
             assert f":{LISTEN_PORT} " in listening and ":179 " not in listening, f"{name}: {listening}"

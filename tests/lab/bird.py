@@ -133,7 +133,7 @@ def parse_protocols(text: str) -> Dict[str, Protocol]:
 
 
 def parse_routes(text: str) -> List[Route]:
-    """Parse ``show route [all]`` output of BIRD 1.6 into routes."""
+    """Parse ``show route [all]`` output of BIRD 1.6, 2 or 3 into routes."""
     routes: List[Route] = []
     current_prefix: Optional[str] = None
     for line in text.splitlines():
@@ -141,7 +141,10 @@ def parse_routes(text: str) -> List[Route]:
             continue
         if line[0] in " \t" and routes and ":" in line and "[" not in line:
             key, _, value = line.strip().partition(":")
-            routes[-1].attrs[key.strip()] = value.strip()
+            key = key.strip()
+            if key.startswith("bgp_"):  # BIRD 3 prints bgp_originator_id where 1.6 and 2 print BGP.originator_id
+                key = "BGP." + key[4:]
+            routes[-1].attrs[key] = value.strip()
             continue
         m = _ROUTE_HEAD.match(line)
         if not m:
@@ -261,9 +264,9 @@ class BirdProc:
         return f"<BirdProc{self.family} {self.host.name} {self.socket_path}>"
 
 
-def check_config(text: str, family: int, path: Path) -> None:
+def check_config(text: str, family: int, path: Path, binary: Optional[str] = None) -> None:
     path.write_text(text)
-    res = subprocess.run([BIRD[family], "-p", "-c", str(path)], capture_output=True, text=True)
+    res = subprocess.run([binary or BIRD[family], "-p", "-c", str(path)], capture_output=True, text=True)
     if res.returncode != 0:
         raise LabError(f"bird{'' if family == 4 else '6'} -p rejects {path}: {res.stderr.strip()}")
 
@@ -282,7 +285,7 @@ def start_bird(lab: Lab, host: Host, config_text: str, family: int = 4,
     config_path = Path(config_path or lab.tmp / f"{name}.conf")
     socket_path = Path(socket_path or lab.tmp / f"{name}.ctl")
     pid_path = lab.tmp / f"{name}.pid"
-    check_config(config_text, family, config_path)
+    check_config(config_text, family, config_path, binary)
     proc = host.popen([binary or BIRD[family], "-f", "-c", str(config_path), "-s", str(socket_path),
                        "-P", str(pid_path)], name=name)
     bird = BirdProc(lab, host, family, proc, config_path, socket_path, pid_path)

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 from .bird import BirdProc, minimal_bird_config, start_bird
 from .netns import REPO_ROOT, Host, Lab, LabError, Proc, wait_for
+from tests import prereq
 from tests.tomlfile import write_settings
 
 PYTHON = "/usr/bin/python3"
@@ -44,14 +45,19 @@ class Reflector:
     def __init__(self, lab: Lab, host: Host, etcd_endpoints: Sequence[str],
                  prefix: str = "/calico/bgp/v1", ipv6: bool = True,
                  log_level: str = "debug", settings: Optional[dict] = None,
-                 flavour: str = "bird1", bird2_binary: Optional[str] = None):
-        """`settings`: sections to set on top of the lab's ({"safety": {"hold_seconds": 5}})."""
+                 flavour: str = "bird1", bird_binary: Optional[str] = None):
+        """`settings`: sections to set on top of the lab's ({"safety": {"hold_seconds": 5}}).
+        `bird_binary`: the BIRD of a bird2 or bird3 reflector (one daemon for both families;
+        default: the one tests/prereq.py fetches); bird1 runs Debian's bird and bird6."""
         self.lab = lab
         self.host = host
         self.dir = lab.tmp / f"{host.name}-rr"
         self.dir.mkdir(exist_ok=True)
         self.config = self.dir / "rr.toml"
         use6 = ipv6 and host.ipv6 is not None
+        one_daemon = flavour != "bird1"
+        if one_daemon and bird_binary is None:
+            bird_binary = prereq.bird_binary_or_missing(flavour)
         self.ip6 = host.ipv6 if use6 else ""
         self.bird_conf = self.dir / "bird.conf"
         self.bird6_conf = self.dir / "bird6.conf"
@@ -62,7 +68,7 @@ class Reflector:
             "etcd": {"endpoints": list(etcd_endpoints), "prefix": prefix},
             "bird": {"flavour": flavour, "config": str(self.bird_conf), "config6": str(self.bird6_conf),
                      "socket": str(self.sock), "socket6": str(self.sock6),
-                     "binary": bird2_binary if flavour == "bird2" else "/usr/sbin/bird", "binary6": "/usr/sbin/bird6"},
+                     "binary": bird_binary if one_daemon else "/usr/sbin/bird", "binary6": "/usr/sbin/bird6"},
             "log": {"level": log_level},
         }
         self.set(settings or {})
@@ -70,10 +76,10 @@ class Reflector:
         self.bird: BirdProc = start_bird(lab, host, minimal_bird_config(host.ipv4), 4,
                                          name=f"{host.name}-bird", config_path=self.bird_conf,
                                          socket_path=self.sock,
-                                         binary=bird2_binary if flavour == "bird2" else None)
+                                         binary=bird_binary if one_daemon else None)
         self.bird6: Optional[BirdProc] = None
-        if use6 and flavour == "bird2":
-            self.bird6 = self.bird  # one BIRD 2 daemon carries both families
+        if use6 and one_daemon:
+            self.bird6 = self.bird  # one BIRD 2 or 3 daemon carries both families
         elif use6:
             self.bird6 = start_bird(lab, host, minimal_bird_config(host.ipv4), 6,
                                     name=f"{host.name}-bird6", config_path=self.bird6_conf,

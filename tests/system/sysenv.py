@@ -35,7 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-SUITE = "bookworm"
+SUITE = "bookworm"  # the default release; RELEASES are those the system test boots
+RELEASES = ("bookworm", "trixie")
 CACHE_ROOT = Path(os.environ.get("CALICO_RR_TEST_CACHE", "/var/cache/calico-rr-test"))
 COMPLETE = ".calico-rr-test-complete"  # a cached tree is whole only with this file
 RUN_ROOT = Path("/var/tmp")
@@ -89,8 +90,19 @@ def missing_prerequisites() -> list[str]:
     return why
 
 
-def host_debian_sources() -> tuple[str, str | None]:
-    """(main mirror URI, security URI or None) taken from the host's apt sources."""
+def host_debian_sources(suite: str = SUITE) -> tuple[str, str | None]:
+    """(main mirror URI, security URI or None) taken from the host's apt sources: those of
+    `suite`, else (a release the host does not use, trixie on a bookworm host) those of the
+    host's own release, since one Debian mirror serves every release."""
+    try:
+        return _host_sources(suite)
+    except RuntimeError:
+        if suite == SUITE:
+            raise
+        return _host_sources(SUITE)
+
+
+def _host_sources(suite: str) -> tuple[str, str | None]:
     mirror = security = None
     texts = []
     for p in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
@@ -109,35 +121,35 @@ def host_debian_sources() -> tuple[str, str | None]:
                     continue
                 suites = fields.get("suites", "").split()
                 for uri in fields.get("uris", "").split():
-                    if f"{SUITE}-security" in suites:
+                    if f"{suite}-security" in suites:
                         security = security or uri
-                    elif SUITE in suites:
+                    elif suite in suites:
                         mirror = mirror or uri
         else:
             for line in text.splitlines():
                 m = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
                 if not m:
                     continue
-                uri, suite = m.groups()
-                if suite == f"{SUITE}-security":
+                uri, dist = m.groups()
+                if dist == f"{suite}-security":
                     security = security or uri
-                elif suite == SUITE:
+                elif dist == suite:
                     mirror = mirror or uri
     if mirror is None:
-        raise RuntimeError(f"no '{SUITE}' apt source on the host to debootstrap from")
+        raise RuntimeError(f"no '{suite}' apt source on the host to debootstrap from")
     return mirror, security
 
 
-def cache_key() -> str:
-    mirror, security = host_debian_sources()
-    blob = json.dumps({"suite": SUITE, "include": INCLUDE, "preinstall": PREINSTALL,
+def cache_key(suite: str = SUITE) -> str:
+    mirror, security = host_debian_sources(suite)
+    blob = json.dumps({"suite": suite, "include": INCLUDE, "preinstall": PREINSTALL,
                        "mirror": mirror, "security": security, "layout": LAYOUT_VERSION},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def base_tree_path() -> Path:
-    return CACHE_ROOT / f"{SUITE}-{cache_key()}"
+def base_tree_path(suite: str = SUITE) -> Path:
+    return CACHE_ROOT / f"{suite}-{cache_key(suite)}"
 
 
 # --------------------------------------------------------------------------- chroot
@@ -158,12 +170,12 @@ def chroot(tree: Path, script: str, timeout: int = 900) -> subprocess.CompletedP
                timeout=timeout)
 
 
-def _write_apt_sources(tree: Path) -> None:
-    mirror, security = host_debian_sources()
-    text = (f"Types: deb\nURIs: {mirror}\nSuites: {SUITE} {SUITE}-updates\nComponents: main\n"
+def _write_apt_sources(tree: Path, suite: str = SUITE) -> None:
+    mirror, security = host_debian_sources(suite)
+    text = (f"Types: deb\nURIs: {mirror}\nSuites: {suite} {suite}-updates\nComponents: main\n"
             "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
     if security:
-        text += (f"\nTypes: deb\nURIs: {security}\nSuites: {SUITE}-security\nComponents: main\n"
+        text += (f"\nTypes: deb\nURIs: {security}\nSuites: {suite}-security\nComponents: main\n"
                  "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
     (tree / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
     (tree / "etc/apt/sources.list.d/debian.sources").write_text(text)
@@ -186,20 +198,21 @@ class _Lock:
         self.f.close()
 
 
-def ensure_base_tree() -> Path:
-    """Debootstrap (once) the cached tree and preinstall the test's own tools in it."""
-    final = base_tree_path()
+def ensure_base_tree(suite: str = SUITE) -> Path:
+    """Debootstrap (once) the cached tree of this Debian release and preinstall the test's
+    own tools in it."""
+    final = base_tree_path(suite)
     with _Lock(CACHE_ROOT / ".lock"):
         if (final / COMPLETE).exists():
             return final
-        mirror, _ = host_debian_sources()
+        mirror, _ = host_debian_sources(suite)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=CACHE_ROOT))
         try:
             t0 = time.monotonic()
-            log(f"debootstrap {SUITE} from {mirror} into {tmp} (cold cache, a few minutes)")
+            log(f"debootstrap {suite} from {mirror} into {tmp} (cold cache, a few minutes)")
             run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
-                 SUITE, str(tmp), mirror], timeout=1200)
-            _write_apt_sources(tmp)
+                 suite, str(tmp), mirror], timeout=1200)
+            _write_apt_sources(tmp, suite)
             # No service may start inside the chroot.
             (tmp / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
             os.chmod(tmp / "usr/sbin/policy-rc.d", 0o755)
@@ -217,7 +230,7 @@ def ensure_base_tree() -> Path:
                 link = tmp / "etc/systemd/system" / unit
                 if not link.exists():
                     link.symlink_to("/dev/null")
-            publish_tree(tmp, final, f"{SUITE}-*", t0, "base tree")
+            publish_tree(tmp, final, f"{suite}-*", t0, "base tree")
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -1,7 +1,8 @@
-"""System test: build the .deb, install it with apt in a booted Debian 12 (systemd-nspawn),
-run the reflector under the real systemd against a real etcd and BIRD.
+"""System test: build the .deb, install it with apt in a booted Debian 12 (bookworm) and
+Debian 13 (trixie) (systemd-nspawn), run the reflector under the real systemd against a real
+etcd and BIRD. The same _all.deb on both, the same checks.
 
-One container serves the whole module; the tests run in file order and build on each
+One container per variant (release and BIRD package) serves the whole module; the tests run in file order and build on each
 other's state (installed -> running -> reloaded -> stopped -> killed -> hung -> purged).
 
 The container sits in its own network namespace (addresses from 192.0.2.0/24 only, nothing
@@ -70,17 +71,29 @@ def deb(prerequisites, tmp_path_factory) -> Path:
     return sysenv.build_deb(tmp_path_factory.mktemp("deb"))
 
 
-# Both alternatives of "Depends: bird | bird2": plain `apt install ./x.deb` resolves to BIRD
-# 1.6 (bird); an operator who wants BIRD 2 runs `apt install bird2 ./x.deb`.
-@pytest.fixture(scope="module", params=["bird", "bird2"])
+# The alternatives of "Depends: bird | bird2 | bird3": plain `apt install ./x.deb` resolves to
+# BIRD 1.6 (bird) on bookworm, to BIRD 2 on trixie (trixie has no `bird` package); an operator
+# who wants BIRD 2 on bookworm runs `apt install bird2 ./x.deb`, BIRD 3 on trixie `apt install
+# bird3 ./x.deb`. (release, the BIRD package installed, whether the apt command names it)
+VARIANTS = [("bookworm", "bird", False), ("bookworm", "bird2", True),
+            ("trixie", "bird2", False), ("trixie", "bird3", True)]
+BIRD_PACKAGES = ("bird", "bird2", "bird3")
+MOVES_TO_BIRD3 = ("trixie", "bird2")  # the variant that moves a running reflector to BIRD 3
+
+
+@pytest.fixture(scope="module", params=VARIANTS,
+                ids=[f"{release}-{'apt-' if asked else ''}{bird}" for release, bird, asked in VARIANTS])
 def container(request, deb):
-    bird = request.param
+    release, bird, asked = request.param
     # `apt install calico-routereflector prometheus-bird-exporter`, as an operator who wants
     # BIRD's metrics does: the exporter runs beside us with the package's drop-in.
-    extra = (("bird2",) if bird == "bird2" else ()) + ("prometheus-bird-exporter",)
-    base = sysenv.ensure_base_tree()
+    extra = ((bird,) if asked else ()) + ("prometheus-bird-exporter",)
+    base = sysenv.ensure_base_tree(release)
     sysenv.ensure_deb_dependencies(base, deb, extra)
+    if (release, bird) == MOVES_TO_BIRD3:  # BIRD 3's packages too, for test_move_from_bird2_to_bird3
+        sysenv.ensure_deb_dependencies(base, deb, ("bird3", "prometheus-bird-exporter"))
     c = sysenv.Container(base)
+    c.release = release
     c.bird = bird
     c.apt_extra = extra
     try:
@@ -126,7 +139,7 @@ def configured(installed):
 # --------------------------------------------------------------------------- helpers
 
 def bird_services(c) -> list[str]:
-    """BIRD 1.6 runs one daemon per family, BIRD 2 one for both (both call it bird.service)."""
+    """BIRD 1.6 runs one daemon per family, BIRD 2 and 3 one for both (all call it bird.service)."""
     return ["bird.service", "bird6.service"] if c.bird == "bird" else ["bird.service"]
 
 
@@ -172,15 +185,20 @@ def journal_lines(c, pid: str | None = None) -> list[str]:
 # --------------------------------------------------------------------------- host-side checks
 
 def test_security_exposure_at_most_2():
-    """The unit's sandboxing, scored offline by systemd-analyze (no running systemd needed)."""
+    """The unit's sandboxing, scored offline by systemd-analyze (no running systemd needed);
+    each release's own systemd scores the installed unit too (test_installed_unit_...)."""
     if shutil.which("systemd-analyze") is None:
         prereq.missing("systemd-analyze not installed")
     unit = sysenv.REPO / "systemd" / f"{UNIT}.service"
     p = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
                        capture_output=True, text=True, timeout=60)
-    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", p.stdout + p.stderr)
-    assert m, p.stdout + p.stderr
-    assert float(m.group(1)) <= 2.0, p.stdout
+    assert exposure(p.stdout + p.stderr) <= 2.0, p.stdout
+
+
+def exposure(text: str) -> float:
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", text)
+    assert m, text
+    return float(m.group(1))
 
 
 def test_man_page_covers_the_cli():
@@ -238,11 +256,12 @@ def test_install_from_debian_archive(installed, deb):
     c = installed
     status = c.sh("dpkg-query -W -f='${db:Status-Status} ${Version}' calico-routereflector").stdout
     assert status.startswith("installed "), status
-    # The alternative of "bird | bird2" this variant asked for, and only that one.
-    other = "bird2" if c.bird == "bird" else "bird"
+    # The alternative of "bird | bird2 | bird3" this variant asked for, and only that one.
     assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {c.bird}").stdout == "installed"
-    assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {other}",
-                check=False).stdout in ("", "not-installed")
+    for other in BIRD_PACKAGES:
+        if other != c.bird:
+            assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {other}",
+                        check=False).stdout in ("", "not-installed"), other
     # Conffile with secrets: root:bird 0640.
     assert c.sh("stat -c '%U:%G %a' /etc/calico-routereflector/config.toml").stdout.strip() \
         == "root:bird 640"
@@ -261,6 +280,12 @@ def test_install_from_debian_archive(installed, deb):
     c.sh("python3 -c 'import etcd3, sdnotify, jinja2, tomllib, rr_service.app.daemon'")
     verify = c.sh(f"systemd-analyze verify --man=no /lib/systemd/system/{UNIT}.service", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_installed_unit_exposure_at_most_2_with_the_releases_systemd(installed):
+    c = installed
+    p = c.sh(f"systemd-analyze security --no-pager {UNIT}.service", check=False, timeout=60)
+    assert exposure(p.stdout + p.stderr) <= 2.0, p.stdout + p.stderr
 
 
 def test_bird_may_open_a_socket_per_session(installed):
@@ -309,6 +334,9 @@ def test_start_serves_node(configured):
         raise AssertionError(str(e) + c.sh("birdc show protocols; ls -l /etc/bird /run/bird",
                                            check=False).stdout + diag(c)) from None
     assert prop(c, "NRestarts") == "0", diag(c)
+    # flavour = "auto" found the BIRD this release's package installed.
+    flavour = {"bird": "bird1", "bird2": "bird2", "bird3": "bird3"}[c.bird]
+    assert any(f", {flavour} configs " in entry for entry in journal_lines(c, pid)), diag(c)
     # Its runtime directory ([safety] state_dir) exists and is its own.
     assert c.sh("stat -c '%U:%G %a' /run/calico-routereflector").stdout.strip() == "bird:bird 750"
     # The operator's commands work on the installed package, as root.
@@ -320,7 +348,7 @@ def test_start_serves_node(configured):
 
 def test_bird_exporter_runs_with_our_flags_and_labels(configured):
     """The exporter's unit, through the package's drop-in, reads the BIRD this host runs
-    (BIRD 1.6's two sockets, or BIRD 2 with -bird.v2) and labels each session with the
+    (BIRD 1.6's two sockets, or BIRD 2 and 3 with -bird.v2) and labels each session with the
     role and Calico node of its description."""
     c = configured
     wait_for(lambda: CLIENT_PROTOCOL in c.sh("birdc show protocols", check=False).stdout, 60,
@@ -337,10 +365,10 @@ def test_bird_exporter_runs_with_our_flags_and_labels(configured):
                      if line.startswith("bird_protocol_up{") and f'name="{CLIENT_PROTOCOL}"' in line), None)
     line = wait_for(series, 60, f"the exporter's series of {CLIENT_PROTOCOL}")
     assert 'role="client"' in line and 'node="node1"' in line and 'proto="BGP"' in line, line
-    if c.bird == "bird2":
+    if c.bird != "bird":
         assert 'ip_version="4"' in line
     cmdline = c.sh("cat /proc/$(systemctl show -p MainPID --value prometheus-bird-exporter)/cmdline | tr '\\0' ' '").stdout
-    assert ("-bird.v2" in cmdline) == (c.bird == "bird2"), cmdline
+    assert ("-bird.v2" in cmdline) == (c.bird != "bird"), cmdline
 
 
 def test_reload(configured):
@@ -440,6 +468,35 @@ def test_upgrade_restarts_running_daemon_and_keeps_config(configured, deb):
     assert c.sh("cat /etc/calico-routereflector/config.toml").stdout == CONFIG
     assert c.sh("stat -c '%U:%G %a' /etc/calico-routereflector/config.toml").stdout.strip() \
         == "root:bird 640"
+
+
+def test_move_from_bird2_to_bird3(configured):
+    """README's move of a running reflector from BIRD 2 to BIRD 3 on trixie: `apt install
+    bird3` (it replaces bird2 and restarts bird.service), then `systemctl reload
+    calico-routereflector`: the same daemon asks the BIRD binary again and drives BIRD 3."""
+    c = configured
+    if (c.release, c.bird) != MOVES_TO_BIRD3:
+        pytest.skip("only the trixie reflector on BIRD 2 moves to BIRD 3")
+    pid = wait_active(c)
+    wait_for(lambda: CLIENT_PROTOCOL in c.sh("birdc show protocols", check=False).stdout, 60,
+             f"BIRD 2 running {CLIENT_PROTOCOL}")
+    p = c.sh("DEBIAN_FRONTEND=noninteractive apt-get install "
+             f"{' '.join(sysenv.APT_INSTALL_OPTS)} bird3", check=False, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    c.bird = "bird3"  # what the tests after this one find
+    assert c.sh("dpkg-query -W -f='${db:Status-Status}' bird2", check=False).stdout in ("", "not-installed", "config-files")
+    c.sh(f"systemctl reload {UNIT}", timeout=60)
+    moved = "BIRD flavour is now bird3 (was bird2)"
+    try:
+        wait_for(lambda: any(moved in entry for entry in journal_lines(c, pid)), 30, f"'{moved}' logged")
+        wait_for(lambda: CLIENT_PROTOCOL in c.sh("birdc show protocols", check=False).stdout
+                 and "BIRD 3." in c.sh("birdc show status", check=False).stdout, 60,
+                 f"BIRD 3 running {CLIENT_PROTOCOL}")
+    except TimeoutError as e:
+        raise AssertionError(str(e) + diag(c)) from None
+    assert prop(c, "MainPID") == pid, "the move must not need a restart of the daemon" + diag(c)
+    st = c.sh("calico-rr status", check=False, timeout=60)
+    assert st.returncode == 0 and CLIENT_PROTOCOL in st.stdout, st.stdout + st.stderr
 
 
 def test_purge_keeps_bird_config(configured):
