@@ -1,0 +1,147 @@
+"""The Kubernetes source against the test API server (a real etcd behind it): what the
+daemon gets from it — the v3 data, changes, resyncs, and register's writes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import prereq
+
+prereq.import_or_missing("etcd3", "python3-etcd3 is not installed")
+
+from rr_service.calico.v3.resources import parse_resources  # noqa: E402
+from rr_service.sources.base import DatastoreUnavailable, ResyncNeeded  # noqa: E402
+from rr_service.sources.kubernetes.source import KubeSource  # noqa: E402
+from tests.etcdproc import EtcdProc, need_etcd  # noqa: E402
+from tests.kubeapi import (CRD_GROUP, KubeApiServer, bgp_configuration, bgp_peer,  # noqa: E402
+                           ip_pool, realistic_node)
+from tests.polling import wait_for  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def etcd():
+    need_etcd()
+    server = EtcdProc(extra_args=("--experimental-watch-progress-notify-interval=1s",))
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["crd", "v3"])
+def api(etcd, request):
+    etcd_client = etcd
+    server = KubeApiServer(etcd_client.url, groups=(request.param,), bookmark_interval=1.0)
+    try:
+        server.start()
+        server.store.delete_prefix("/registry/")
+        server.group = CRD_GROUP if request.param == "crd" else "projectcalico.org"
+        server.version = "v1" if request.param == "crd" else "v3"
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def source(api, tmp_path):
+    src = KubeSource(api.kubeconfig(tmp_path / "kubeconfig", auth="token", ca="data"), watch_timeout=2)
+    try:
+        yield src
+    finally:
+        src.close()
+
+
+def calico(api, fn, *args, **kw):
+    return fn(*args, group=api.group, version=api.version, **kw)
+
+
+def collect(source, until, timeout=15.0):
+    """Changes from the source until `until(changes)` holds (a deadline, no fixed sleep)."""
+    seen = []
+
+    def step():
+        seen.extend(source.changes(0.2))
+        return until(seen)
+    wait_for(step, timeout, "changes from the Kubernetes source", describe=lambda: repr(seen))
+    return seen
+
+
+def test_read_gives_the_v3_data_of_nodes_peers_configs_and_pools(api, source):
+    api.seed("nodes", [realistic_node("node-1", ipv4="192.0.2.21/24", asn="64512", labels={"rr": "no"}),
+                       realistic_node("node-2", ipv6="2001:db8::22/64")])
+    api.create("bgppeers", calico(api, bgp_peer, "to-rr", "192.0.2.2", 64512), group=api.group)
+    api.create("bgpconfigurations", calico(api, bgp_configuration, "default", asNumber=64512,
+                                           nodeToNodeMeshEnabled=False), group=api.group)
+    api.create("ippools", calico(api, ip_pool, "pool4", "10.244.0.0/16"), group=api.group)
+    data = source.read()
+    assert data.rules == "v3"
+    assert sorted(data.items) == ["bgpconfigurations/default", "bgppeers/to-rr", "ippools/pool4",
+                                  "nodes/node-1", "nodes/node-2"]
+    parsed = parse_resources(data.items)
+    assert not parsed.rejected
+    assert str(parsed.node("node-1").ipv4) == "192.0.2.21" and str(parsed.node("node-2").ipv6) == "2001:db8::22"
+    assert not parsed.mesh_enabled and len(parsed.pools) == 1
+    assert all(isinstance(v, int) for v in data.created.values())
+
+
+def test_changes_follow_and_kubelet_churn_costs_nothing(api, source):
+    api.seed("nodes", [realistic_node("node-1", ipv4="192.0.2.21/24")])
+    source.follow(source.read().bookmark)
+    api.create("nodes", realistic_node("node-3", ipv4="192.0.2.23/24"))
+    changes = collect(source, lambda seen: any(c.key == "nodes/node-3" for c in seen))
+    assert [c.key for c in changes] == ["nodes/node-3"]
+    # a status-only rewrite of node-1, as kubelets do all the time: nothing reaches the daemon
+    churned = realistic_node("node-1", ipv4="192.0.2.21/24")
+    churned["status"]["images"] = []
+    api.seed("nodes", [churned])
+    api.create("bgppeers", calico(api, bgp_peer, "marker", "192.0.2.9", 64512), group=api.group)
+    changes = collect(source, lambda seen: any(c.key == "bgppeers/marker" for c in seen))
+    assert [c.key for c in changes] == ["bgppeers/marker"]
+    api.store.delete_prefix("/registry/minions/node-3")
+    changes = collect(source, lambda seen: any(c.key == "nodes/node-3" for c in seen))
+    assert changes[-1].value is None
+
+
+def test_a_compacted_watch_asks_for_a_resync_and_a_cut_watch_for_a_new_read(api, source):
+    api.seed("nodes", [realistic_node("node-1", ipv4="192.0.2.21/24")])
+    bookmark = source.read().bookmark
+    api.create("nodes", realistic_node("node-3", ipv4="192.0.2.23/24"))
+    api.create("nodes", realistic_node("node-4", ipv4="192.0.2.24/24"))
+    api.compact()  # the history after the bookmark is gone
+    source.follow(bookmark)
+    with pytest.raises(ResyncNeeded):
+        collect(source, lambda seen: False, timeout=10)
+    data = source.read()
+    assert "nodes/node-3" in data.items
+    source.follow(data.bookmark)
+    api.stop()
+    with pytest.raises(DatastoreUnavailable):
+        collect(source, lambda seen: False, timeout=10)
+    with pytest.raises(DatastoreUnavailable):
+        source.read()
+    api.start()
+    assert "nodes/node-3" in wait_for(lambda: source.read().items, 15, "a read after the restart",
+                                      retry_on=(DatastoreUnavailable,))
+
+
+def test_register_writes_update_and_delete_a_bgppeer(api, source):
+    key = "bgppeers/rr-a"
+    assert source.get(key) is None
+
+    def change(existing):
+        res = json.loads(existing) if existing else {"kind": "BGPPeer", "metadata": {"name": "rr-a"}, "spec": {}}
+        res["spec"]["peerIP"] = "192.0.2.2"
+        res["metadata"].setdefault("labels", {})["calico-rr/reflector"] = "rr-a"
+        return json.dumps(res).encode()
+    before, _ = source.update(key, change)
+    assert before is None
+    stored = json.loads(source.get(key))
+    assert stored["spec"]["peerIP"] == "192.0.2.2"
+    before, _ = source.update(key, change)
+    assert before is not None
+    assert source.where(key).endswith("/bgppeers/rr-a") and api.group in source.where(key)
+    assert source.delete(key) and not source.delete(key)
