@@ -145,3 +145,46 @@ def test_register_writes_update_and_delete_a_bgppeer(api, source):
     assert before is not None
     assert source.where(key).endswith("/bgppeers/rr-a") and api.group in source.where(key)
     assert source.delete(key) and not source.delete(key)
+
+
+def shipped_rules(without: tuple = ()) -> list:
+    """The ClusterRole of packaging/kubernetes/rbac.yaml as the test API server's rules."""
+    import yaml
+    from tests.kubeapi.auth import Rule
+    docs = yaml.safe_load_all((prereq.REPO / "packaging" / "kubernetes" / "rbac.yaml").read_text())
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    rules = []
+    for r in role["rules"]:
+        resources = tuple(f"{res}.{g}" if g else res for g in r["apiGroups"] for res in r["resources"])
+        verbs = tuple(v for v in r["verbs"] if v not in without)
+        rules.append(Rule(verbs, resources))
+    return rules
+
+
+def rbac_source(api, tmp_path, rules) -> KubeSource:
+    api.add_token("rr-token", "system:serviceaccount:kube-system:calico-routereflector")
+    api.set_rules("system:serviceaccount:kube-system:calico-routereflector", rules)
+    return KubeSource(api.kubeconfig(tmp_path / "rr-kubeconfig", auth="token", ca="file", token="rr-token"))
+
+
+def test_the_shipped_rbac_is_enough_to_read_and_register(api, tmp_path):
+    api.seed("nodes", [realistic_node("node-1", ipv4="192.0.2.21/24")])
+    source = rbac_source(api, tmp_path, shipped_rules())
+    try:
+        assert "nodes/node-1" in source.read().items
+        source.update("bgppeers/calico-rr-rr1-ipv4", lambda old: json.dumps(
+            {"kind": "BGPPeer", "metadata": {"name": "calico-rr-rr1-ipv4"}, "spec": {"peerIP": "192.0.2.10"}}).encode())
+        assert source.delete("bgppeers/calico-rr-rr1-ipv4")
+    finally:
+        source.close()
+
+
+def test_missing_rbac_names_the_verb_and_resource_refused(api, tmp_path):
+    source = rbac_source(api, tmp_path, shipped_rules(without=("create",)))
+    try:
+        source.read()
+        with pytest.raises(DatastoreUnavailable, match=r"create bgppeers/calico-rr-rr1-ipv4: 403 Forbidden"):
+            source.update("bgppeers/calico-rr-rr1-ipv4", lambda old: json.dumps(
+                {"kind": "BGPPeer", "metadata": {"name": "calico-rr-rr1-ipv4"}, "spec": {}}).encode())
+    finally:
+        source.close()
