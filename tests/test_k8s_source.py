@@ -188,3 +188,35 @@ def test_missing_rbac_names_the_verb_and_resource_refused(api, tmp_path):
                 {"kind": "BGPPeer", "metadata": {"name": "calico-rr-rr1-ipv4"}, "spec": {}}).encode())
     finally:
         source.close()
+
+
+def test_watches_the_server_ends_are_opened_again_from_where_they_were(api, tmp_path):
+    source = KubeSource(api.kubeconfig(tmp_path / "kc", auth="token", ca="file"), watch_timeout=1)
+    try:
+        source.follow(source.read().bookmark)
+        def watches():
+            return len([r for r in list(api.requests) if r["query"].get("watch") in ("1", "true")])
+        opened = watches()
+        wait_for(lambda: watches() >= opened + 4, 15,
+                 "the watches to end at their timeoutSeconds and be opened again")
+        api.create("nodes", realistic_node("node-5", ipv4="192.0.2.25/24"))
+        changes = collect(source, lambda seen: any(c.key == "nodes/node-5" for c in seen))
+        assert [c.key for c in changes] == ["nodes/node-5"]
+    finally:
+        source.close()
+
+
+def test_an_exec_credential_the_server_refuses_is_asked_for_again(api, tmp_path):
+    from tests.kubeapi import exec_calls, set_exec_token
+    api.add_token("first", "admin", ["system:masters"])
+    path = api.kubeconfig(tmp_path / "kc", auth="exec", ca="file", token="first")
+    source = KubeSource(path)
+    try:
+        source.read()
+        api.revoke_token("first")
+        api.add_token("second", "admin", ["system:masters"])
+        set_exec_token(path, "second", lifetime=3600)
+        assert source.read().rules == "v3"
+        assert exec_calls(path) == 2
+    finally:
+        source.close()
