@@ -220,3 +220,28 @@ def test_an_exec_credential_the_server_refuses_is_asked_for_again(api, tmp_path)
         assert exec_calls(path) == 2
     finally:
         source.close()
+
+
+@pytest.mark.parametrize("auth", ["token", "token-file", "cert-files", "cert-data", "exec"])
+@pytest.mark.parametrize("ca", ["file", "data"])
+def test_every_kubeconfig_kubectl_accepts_reads(api, tmp_path, auth, ca):
+    """The kubeconfig variants tests/test_kubeapi_fidelity.py proves kubectl and
+    python3-kubernetes accept, with real TLS (client certificates, the IP in the SAN)."""
+    api.seed("nodes", [realistic_node("node-1", ipv4="192.0.2.21/24")])
+    source = KubeSource(api.kubeconfig(tmp_path / "kc", auth=auth, ca=ca))
+    try:
+        assert "nodes/node-1" in source.read().items
+    finally:
+        source.close()
+
+
+def test_a_wrong_ca_is_refused_with_a_clear_error(api, tmp_path, etcd):
+    other = KubeApiServer(etcd.url, groups=("crd",))
+    try:
+        path = api.kubeconfig(tmp_path / "kc", auth="token", ca="file")
+        text = open(path).read().replace(api.ca_cert, other.ca_cert)
+        open(path, "w").write(text)
+        with pytest.raises(DatastoreUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            KubeSource(path).read()
+    finally:
+        other.close()
