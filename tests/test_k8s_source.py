@@ -245,3 +245,18 @@ def test_a_wrong_ca_is_refused_with_a_clear_error(api, tmp_path, etcd):
             KubeSource(path).read()
     finally:
         other.close()
+
+
+def test_lists_are_paged_and_an_expired_continue_token_fails_clearly(api, source, monkeypatch):
+    from rr_service.sources.kubernetes import api as kube_api
+    monkeypatch.setattr(kube_api, "PAGE", 2)
+    api.seed("nodes", [realistic_node(f"node-{i}", ipv4=f"192.0.2.{30 + i}/24") for i in range(5)])
+    assert len([k for k in source.read().items if k.startswith("nodes/")]) == 5
+    pages = [r for r in list(api.requests) if r["path"] == "/api/v1/nodes" and r["query"].get("continue")]
+    assert len(pages) >= 2
+    api.expire_continue_tokens = True  # every continue token 410: listing again cannot help
+    try:
+        with pytest.raises(DatastoreUnavailable, match="continue tokens keep expiring"):
+            source.read()
+    finally:
+        api.expire_continue_tokens = False
