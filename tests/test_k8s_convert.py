@@ -84,3 +84,10 @@ def test_a_v3_resource_written_back_keeps_its_version():
                       "spec": {"peerIP": "192.0.2.2"}})
     assert obj["apiVersion"] == "crd.projectcalico.org/v1" and obj["kind"] == "BGPPeer"
     assert obj["metadata"]["resourceVersion"] == "7" and obj["spec"] == {"peerIP": "192.0.2.2"}
+
+
+def test_a_bad_annotation_is_reported_once_not_at_every_kubelet_rewrite(caplog):
+    with caplog.at_level(logging.WARNING, "calico-rr"):
+        for _ in range(3):
+            resource("nodes", node("flappy", {IPV4: "not-an-ip"}))
+    assert caplog.text.count("flappy") == 1

@@ -40,6 +40,21 @@ LABELS = ANNOTATION + "labels"
 CRD_PLURALS = ("bgppeers", "bgpconfigurations", "ippools")
 
 
+# Kubelets rewrite their Node every few seconds: a bad annotation is reported once, not at
+# every rewrite. Bounded: cleared when full (then each is reported once more).
+_WARNED: set = set()
+MAX_WARNED = 10000
+
+
+def _warn_once(node: str, what: str, message: str) -> None:
+    if (node, what, message) in _WARNED:
+        return
+    if len(_WARNED) >= MAX_WARNED:
+        _WARNED.clear()
+    _WARNED.add((node, what, message))
+    log.warning("Node %s: ignoring annotation %s: %s", show(node), what, message)
+
+
 def _checked(node: str, annotation: str, value: object, check) -> Optional[object]:
     """The annotation's value if `check` accepts it, else None with a warning naming the
     Node (Calico reads an invalid annotation as absent)."""
@@ -48,7 +63,7 @@ def _checked(node: str, annotation: str, value: object, check) -> Optional[objec
     try:
         check(value)
     except InvalidValue as exc:
-        log.warning("Node %s: ignoring annotation %s=%s: %s", show(node), annotation, show(value, 80), exc)
+        _warn_once(node, annotation, f"{show(value, 80)}: {exc}")
         return None
     return value
 
@@ -64,7 +79,7 @@ def _labels(name: str, metadata: dict) -> dict:
                 raise ValueError("not a map of strings")
             labels.update(overlay)
         except (TypeError, ValueError) as exc:
-            log.warning("Node %s: ignoring annotation %s: %s", show(name), LABELS, show(str(exc), 80))
+            _warn_once(name, LABELS, show(str(exc), 80))
     labels.update(metadata.get("labels") or {})
     return labels
 

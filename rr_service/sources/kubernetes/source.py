@@ -52,6 +52,10 @@ class KubeSource(Source):
         self._watchers: list = []
         self._queue: queue.Queue = queue.Queue()
         self._known: dict = {}
+        # Read once here so that a wrong kubeconfig stops `run` at start with the setting's
+        # name (DatastoreConfigError), not a retry loop; read again at every reconnect so a
+        # renewed certificate in it is picked up.
+        load(kubeconfig)
 
     # -- plumbing --------------------------------------------------------------------------
 
