@@ -4,7 +4,8 @@ real BIRD nodes configured as calico/node configures itself for a global BGPPeer
 reflector's address, the real daemon on BIRD 1.6.
 
     etcd + API server   192.0.2.2   (https://192.0.2.2:6443)
-    rr1                 192.0.2.10  2001:db8::10   declared by `calico-rr register`
+    rr1                 192.0.2.10  2001:db8::10   BIRD 1.6, declared by `calico-rr register`
+    rr2                 192.0.2.11  2001:db8::11   BIRD 2, likewise: the two mesh (a reflector cluster)
     a, b                192.0.2.21/22 (+ IPv6)     Kubernetes Nodes with Calico's annotations
     c                   192.0.2.23                 added and removed live
 
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import prereq
+from tests.integration.v3data import wait_reflected
 from tests.kubeapi import bgp_configuration, ip_pool, realistic_node
 from tests.lab import Reflector, calico_node_bird_config, proto_name, rr_service_available, wait_for
 from tests.lab.kubeapi_host import kube_key
@@ -32,6 +35,7 @@ TIMEOUT = 60
 AS_NUM = 64500
 CLUSTER_ID = "244.0.0.1"
 RR = ("rr1", "192.0.2.10", "2001:db8::10")
+RR2 = ("rr2", "192.0.2.11", "2001:db8::11")
 FAMILIES = [pytest.param(4, id="ipv4"), pytest.param(6, id="ipv6")]
 
 
@@ -57,6 +61,7 @@ class KubeCluster:
         self.kubeconfig = str(self.dir / "kubeconfig")
         self.nodes: dict = {}
         self.rr: Reflector = None
+        self.rr2: Reflector = None
 
     def wait_serving(self, serving: bool) -> None:
         wait_for(lambda: (self.dir / "ready").exists() == serving, 30,
@@ -82,10 +87,10 @@ class KubeCluster:
         use6 = ipv6 and spec.ipv6 is not None
         node = Node(spec, self.lab.add_host(name, spec.ipv4, spec.ipv6 if use6 else None))
         node.bird = self.lab.start_bird(node.host, calico_node_bird_config(
-            spec.ipv4, AS_NUM, [RR[1]], spec.block4), family=4)
+            spec.ipv4, AS_NUM, [RR[1], RR2[1]], spec.block4), family=4)
         if use6:
             node.bird6 = self.lab.start_bird(node.host, calico_node_bird_config(
-                spec.ipv6, AS_NUM, [RR[2]], spec.block6, router_id=spec.ipv4, family=6), family=6)
+                spec.ipv6, AS_NUM, [RR[2], RR2[2]], spec.block6, router_id=spec.ipv4, family=6), family=6)
         self.nodes[name] = node
         return node
 
@@ -109,19 +114,27 @@ def cluster(lab):
     c.put("ippools", ip_pool("pool6", "2001:db8::/32"))
     for name in ("a", "b"):
         c.put_node(name)
-    name, ip4, ip6 = RR
-    host = lab.add_host(name, ip4, ip6)
-    c.rr = Reflector(lab, host, ["http://192.0.2.2:2379"], ipv6=True, settings={
-        "datastore": {"type": "kubernetes"}, "kubernetes": {"kubeconfig": c.kubeconfig},
-        "reflector": {"node_name": name}, "safety": {"state_dir": str(lab.tmp / "rr1-rr" / "state")}})
+    bird2 = prereq.bird2_or_missing()
+
+    def reflector(spec, flavour):
+        name, ip4, ip6 = spec
+        return Reflector(lab, lab.add_host(name, ip4, ip6), ["http://192.0.2.2:2379"], ipv6=True,
+                         flavour=flavour, bird2_binary=str(bird2), settings={
+                             "datastore": {"type": "kubernetes"}, "kubernetes": {"kubeconfig": c.kubeconfig},
+                             "reflector": {"node_name": name},
+                             "safety": {"state_dir": str(lab.tmp / f"{name}-rr" / "state")}})
+    c.rr, c.rr2 = reflector(RR, "bird1"), reflector(RR2, "bird2")
     c.register_out = c.rr.cli("register", "--cluster-id", CLUSTER_ID).stdout
+    c.rr2.cli("register", "--cluster-id", CLUSTER_ID)
     for n in ("a", "b"):
         c.start_node(n)
     try:
         c.rr.start()
+        c.rr2.start()
         yield c
     finally:
         c.rr.stop()
+        c.rr2.stop()
         c.api.stop()
 
 
@@ -133,6 +146,7 @@ def _logs_on_failure(request):
         return
     c = request.getfixturevalue("cluster")
     print(f"===== rr_service log (tail) =====\n{c.rr.log()[-6000:]}")
+    print(f"===== rr2's rr_service log (tail) =====\n{c.rr2.log()[-3000:]}")
     print(f"===== API server log (tail) =====\n{c.api.log()[-3000:]}")
     for b in {id(x): x for x in (c.rr.bird, c.rr.bird6) if x is not None}.values():
         try:
@@ -150,11 +164,27 @@ def test_register_created_the_reflectors_bgppeers_through_the_api(cluster):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_nodes_from_the_kubernetes_api_are_established_clients(cluster, family):
-    want = [proto_name("Client", node_ip(n, family)) for n in ("a", "b")]
-    cluster.rr.wait_established(want, family, TIMEOUT)
+def test_nodes_from_the_kubernetes_api_are_established_clients_of_both_meshed_reflectors(cluster, family):
+    clients = [proto_name("Client", node_ip(n, family)) for n in ("a", "b")]
+    other = {4: 1, 6: 2}[family]
+    cluster.rr.wait_established(clients + [proto_name("Mesh", RR2[other])], family, TIMEOUT)
+    cluster.rr2.wait_established(clients + [proto_name("Mesh", RR[other])], family, TIMEOUT)
     for n in ("a", "b"):
-        cluster.nodes[n].bird_for(family).wait_established([proto_name("Node", rr_ip(family))], TIMEOUT)
+        cluster.nodes[n].bird_for(family).wait_established(
+            [proto_name("Node", RR[other]), proto_name("Node", RR2[other])], TIMEOUT)
+
+
+def block(name: str, family: int) -> str:
+    return NODES[name].block4 if family == 4 else NODES[name].block6
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_routes_reflected_through_both_reflectors(cluster, family):
+    other = {4: 1, 6: 2}[family]
+    rr_ips = {RR[other], RR2[other]}
+    for src, dst in (("a", "b"), ("b", "a")):
+        wait_reflected(cluster.nodes[dst].bird_for(family), block(src, family), rr_ips, NODES[src].ipv4,
+                       node_ip(src, family), CLUSTER_ID, TIMEOUT)
 
 
 def test_status_and_render_work_in_kubernetes_mode(cluster):
