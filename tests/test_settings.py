@@ -57,6 +57,9 @@ DEFAULTS = {
     ("metrics", "listen"): "",
     ("filters", "mode"): "pools",
     ("filters", "import_limit"): 1000,
+    ("datastore", "type"): "etcdv3",
+    ("kubernetes", "kubeconfig"): "",
+    ("kubernetes", "secret_namespace"): "kube-system",
 }
 
 
@@ -102,7 +105,8 @@ def test_interface_names():
     assert fields(SafetySettings) == ["max_drop_share", "hold_seconds", "state_dir"]
     assert fields(MetricsSettings) == ["listen"]
     assert fields(FilterSettings) == ["mode", "import_limit"]
-    assert fields(Settings) == ["reflector", "etcd", "bird", "log", "safety", "source", "metrics", "filters"]
+    assert fields(Settings) == ["reflector", "etcd", "bird", "log", "safety", "source", "metrics", "filters",
+                                "datastore", "kubernetes"]
 
 
 def test_schema_covers_every_default():
@@ -592,3 +596,13 @@ def test_password_never_in_errors(write, content, environ):
 def test_an_ipv6_address_for_ip_says_where_it_goes(value):
     with pytest.raises(SettingsError, match=r"is an IPv6 address: IPv6 goes in \[reflector\] ip6"):
         load_settings(environ={"IP": value})
+
+
+def test_kubernetes_datastore_from_the_environment_as_calico_spells_it(no_default_file):
+    s = load_settings(None, environ={"IP": "192.0.2.10", "DATASTORE_TYPE": "kubernetes",
+                                     "KUBECONFIG": "/etc/calico-routereflector/kubeconfig:/root/.kube/config"})
+    assert s.datastore.type == "kubernetes"
+    assert s.kubernetes.kubeconfig == "/etc/calico-routereflector/kubeconfig"
+    assert s.kubernetes.secret_namespace == "kube-system"
+    with pytest.raises(SettingsError, match="DATASTORE_TYPE"):
+        load_settings(None, environ={"IP": "192.0.2.10", "DATASTORE_TYPE": "consul"})

@@ -36,12 +36,17 @@ etcd, in either of Calico's two layouts ([etcd] schema; auto picks v3 once a v3 
       peers, the mesh when it has no routeReflectorClusterID.
   v1  the legacy /calico/bgp/v1 keys: the reflector meshes with every other reflector listed
       there and serves, as route-reflector server, every node that names it as its peer.
+
+With [datastore] type = "kubernetes" (DATASTORE_TYPE=kubernetes) the data comes from the
+Kubernetes API instead ([kubernetes] kubeconfig, KUBECONFIG): Calico Nodes are Kubernetes
+Nodes, BGPPeer, BGPConfiguration and IPPool Calico's custom resources; the v3 rules apply,
+and register/unregister write the reflector's BGPPeers through the API (not --node).
 """
 
 EPILOG = f"""\
 settings: TOML file (default {DEFAULT_CONFIG_PATH}); the container image's environment
 variables IP, IP6, ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE,
-ETCD_USERNAME and ETCD_PASSWORD override it. See calico-rr(8).
+ETCD_USERNAME, ETCD_PASSWORD, DATASTORE_TYPE and KUBECONFIG override it. See calico-rr(8).
 """
 
 
@@ -65,13 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "run",
         help="run the reflector daemon (what the systemd unit starts)",
-        description="Watch etcd, write the BIRD configs and reload BIRD on every change. "
+        description="Watch the datastore (etcd or the Kubernetes API), write the BIRD configs and reload BIRD on every change. "
         "SIGHUP re-reads the settings; SIGTERM stops cleanly.",
     )
     render = commands.add_parser(
         "render",
-        help="print the BIRD configs computed from etcd now; writes nothing",
-        description="Read etcd once and print the configs `run` would write. Touches no file "
+        help="print the BIRD configs computed from the datastore now; writes nothing",
+        description="Read the datastore (etcd or the Kubernetes API) once and print the configs `run` would write. Touches no file "
         "and does not talk to BIRD.",
     )
     render.add_argument(

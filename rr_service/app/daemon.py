@@ -181,7 +181,8 @@ class Daemon:
             return loop.Failed(time.monotonic(), time.time(), str(exc))
         self.metrics.observe_read(True, self._reads == 0)
         self._reads += 1
-        if self.settings.etcd.schema == "auto" and data.rules != self._rules_name:
+        if self.settings.datastore.type == "etcdv3" and self.settings.etcd.schema == "auto" \
+                and data.rules != self._rules_name:
             log.info("[etcd] schema = auto: using the Calico %s data", data.rules)
         self._rules_name = data.rules
         if self.pipeline is None or self.pipeline.rules.name != data.rules:

@@ -191,3 +191,15 @@ def listen_address(value: str) -> str:
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise ValueError(f"{safe_repr(value)}: the port must be a number from 1 to 65535")
     return f"[{address}]:{int(port)}" if address.version == 6 else f"{address}:{int(port)}"
+
+
+def kubeconfig(value: str) -> str:
+    """A kubeconfig path; of a KUBECONFIG list (`a:b`, as kubectl merges) the first is used."""
+    return path(value.split(":", 1)[0], optional=True)
+
+
+def namespace(value: str) -> str:
+    """A Kubernetes namespace name (a DNS-1123 label)."""
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise ValueError(f"{safe_repr(value)} is not a valid Kubernetes namespace name")
+    return value

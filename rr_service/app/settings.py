@@ -136,6 +136,19 @@ class FilterSettings:
 
 
 @dataclass(frozen=True)
+class DatastoreSettings:
+    # etcdv3: Calico's etcd (v1 keys or v3 resources, [etcd]); kubernetes: the Kubernetes API
+    # ([kubernetes]). Calico's DATASTORE_TYPE spellings.
+    type: str = "etcdv3"
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    kubeconfig: str = ""  # "" = the pod's service account (in-cluster)
+    secret_namespace: str = "kube-system"  # where calico-node reads BGP passwords
+
+
+@dataclass(frozen=True)
 class Settings:
     reflector: ReflectorSettings
     etcd: EtcdSettings
@@ -145,6 +158,8 @@ class Settings:
     source: str  # the file read, or "(defaults)" when none was
     metrics: MetricsSettings = MetricsSettings()
     filters: FilterSettings = FilterSettings()
+    datastore: DatastoreSettings = DatastoreSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
 
 
 _SECTION_CLASSES: Dict[str, type] = {
@@ -155,6 +170,8 @@ _SECTION_CLASSES: Dict[str, type] = {
     "safety": SafetySettings,
     "metrics": MetricsSettings,
     "filters": FilterSettings,
+    "datastore": DatastoreSettings,
+    "kubernetes": KubernetesSettings,
 }
 
 # --------------------------------------------------------------------------- schema
@@ -200,6 +217,9 @@ SCHEMA: Tuple[Setting, ...] = (
     Setting("metrics",   "listen",   "str",       "",                          values.listen_address),
     Setting("filters",   "mode",     "str",       "pools",                     values.choice("pools", "limits-only", "off")),
     Setting("filters",   "import_limit", "number", 1000,                       values.route_limit),
+    Setting("datastore", "type",     "str",       "etcdv3",                    values.choice("etcdv3", "kubernetes"),   "DATASTORE_TYPE"),
+    Setting("kubernetes", "kubeconfig", "str",    "",                          values.kubeconfig,                       "KUBECONFIG"),
+    Setting("kubernetes", "secret_namespace", "str", "kube-system",            values.namespace),
 )
 # fmt: on
 

@@ -94,7 +94,12 @@ def family_targets(flavour_name: str) -> dict[int, str]:
 
 def source(settings: Settings, heartbeat: Optional[Callable[[], None]] = None) -> Source:
     """The datastore the settings name. Imported here, not at the top: `--help` and the pure
-    parts must work without the datastore's client library."""
+    parts must work without the datastore's client library, and etcd mode never loads the
+    Kubernetes client (nor the other way round)."""
+    if settings.datastore.type == "kubernetes":
+        from rr_service.sources.kubernetes.source import KubeSource
+
+        return KubeSource(settings.kubernetes.kubeconfig or None, settings.kubernetes.secret_namespace, heartbeat)
     from rr_service.sources.etcd.config import EtcdConfig
     from rr_service.sources.etcd.source import EtcdSource
 

@@ -27,7 +27,7 @@ from typing import Dict
 import pytest
 
 from tests import prereq
-from tests.integration.v3data import V3_PREFIX, V3Data, v3_reflector
+from tests.integration.v3data import V3_PREFIX, V3Data, v3_reflector, wait_reflected
 from tests.lab import Reflector, calico_node_bird_config, proto_name, rr_service_available, wait_for
 from tests.lab.world import ETCD_IP, NODES, Node
 
@@ -186,18 +186,8 @@ def test_status_says_external_reflector_and_which_rule(cluster: Cluster):
 def test_routes_reflected_through_both(cluster: Cluster, family):
     rr_ips = {rr_ip(r, family) for r in REFLECTORS}
     for src, dst in (("a", "b"), ("b", "a")):
-        bird = cluster.nodes[dst].bird_for(family)
-
-        def learned():
-            routes = [r for r in bird.routes(block(src, family)) if r.protocol != "static1"]
-            return routes if {r.from_ for r in routes} == rr_ips else None
-        routes = wait_for(learned, TIMEOUT, what=f"{src}'s block at {dst} from both reflectors",
-                          describe=lambda: bird.birdc("show route all") + bird.birdc("show protocols"))
-        for r in routes:
-            assert r.originator_id == NODES[src].ipv4, r.excerpt()
-            assert r.cluster_list == [CLUSTER_ID], r.excerpt()  # reflected once
-            assert r.next_hop == node_ip(src, family), r.excerpt()
-            assert r.as_path == "", r.excerpt()
+        wait_reflected(cluster.nodes[dst].bird_for(family), block(src, family), rr_ips, NODES[src].ipv4,
+                       node_ip(src, family), CLUSTER_ID, TIMEOUT)
 
 
 def test_node_added_and_removed_live(cluster: Cluster):

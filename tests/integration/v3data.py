@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Dict, Optional
 
-from tests.lab import Etcd, Lab, Reflector
+from tests.lab import Etcd, Lab, Reflector, wait_for
 
 V3_PREFIX = "/calico/resources/v3/projectcalico.org"
 API_VERSION = "projectcalico.org/v3"
@@ -93,3 +93,20 @@ def v3_reflector(lab: Lab, name: str, etcd: Etcd, ip4: str, ip6, schema: str, **
     return Reflector(lab, host, [etcd.endpoint], ipv6=ip6 is not None, **kwargs,
                      settings={"safety": {"state_dir": str(state_dir)}, "reflector": {"node_name": name},
                                "etcd": {"schema": schema}})
+
+
+def wait_reflected(bird, prefix: str, rr_ips: set, originator: str, next_hop: str, cluster_id: str,
+                   timeout: float) -> list:
+    """Wait until `bird` (a node) has `prefix` from every reflector in `rr_ips`, reflected once
+    (cluster list = [cluster_id]) with the originating node's id and next hop unchanged."""
+    def learned():
+        routes = [r for r in bird.routes(prefix) if r.protocol != "static1"]
+        return routes if {r.from_ for r in routes} == rr_ips else None
+    routes = wait_for(learned, timeout, what=f"{prefix} from {sorted(rr_ips)}",
+                      describe=lambda: bird.birdc("show route all") + bird.birdc("show protocols"))
+    for r in routes:
+        assert r.originator_id == originator, r.excerpt()
+        assert r.cluster_list == [cluster_id], r.excerpt()  # reflected once
+        assert r.next_hop == next_hop, r.excerpt()
+        assert r.as_path == "", r.excerpt()
+    return routes

@@ -1,0 +1,235 @@
+"""A reflector whose Calico data lives in the Kubernetes API ([datastore] type = "kubernetes"),
+end to end: the test Kubernetes API server (tests/kubeapi, on a real etcd) inside the lab,
+real BIRD nodes configured as calico/node configures itself for a global BGPPeer with the
+reflector's address, the real daemon on BIRD 1.6.
+
+    etcd + API server   192.0.2.2   (https://192.0.2.2:6443)
+    rr1                 192.0.2.10  2001:db8::10   BIRD 1.6, declared by `calico-rr register`
+    rr2                 192.0.2.11  2001:db8::11   BIRD 2, likewise: the two mesh (a reflector cluster)
+    a, b                192.0.2.21/22 (+ IPv6)     Kubernetes Nodes with Calico's annotations
+    c                   192.0.2.23                 added and removed live
+
+Objects are written straight into the API server's etcd under kube's keys (the API server
+reads and watches exactly those). Everything polls with deadlines; nothing sleeps blindly.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests import prereq
+from tests.integration.v3data import wait_reflected
+from tests.kubeapi import bgp_configuration, ip_pool, realistic_node
+from tests.lab import Reflector, calico_node_bird_config, proto_name, rr_service_available, wait_for
+from tests.lab.kubeapi_host import kube_key
+from tests.lab.reflector import PYTHON, REPO_ROOT, _env
+from tests.lab.world import ETCD_IP, NODES, Node
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 60
+AS_NUM = 64500
+CLUSTER_ID = "244.0.0.1"
+RR = ("rr1", "192.0.2.10", "2001:db8::10")
+RR2 = ("rr2", "192.0.2.11", "2001:db8::11")
+FAMILIES = [pytest.param(4, id="ipv4"), pytest.param(6, id="ipv6")]
+
+
+def node_ip(name: str, family: int) -> str:
+    return NODES[name].ipv4 if family == 4 else NODES[name].ipv6
+
+
+def rr_ip(family: int) -> str:
+    return RR[1] if family == 4 else RR[2]
+
+
+class KubeCluster:
+    def __init__(self, lab):
+        self.lab = lab
+        host = lab.add_host("etcd", ETCD_IP)
+        self.etcd = lab.start_etcd(host)
+        self.dir = lab.tmp / "kubeapi"
+        self.dir.mkdir()
+        self.api = host.popen([PYTHON, "-m", "tests.lab.kubeapi_host", "--etcd", self.etcd.endpoint,
+                               "--host", ETCD_IP, "--port", "6443", "--workdir", str(self.dir)],
+                              name="kubeapi", env=_env(), cwd=str(REPO_ROOT))
+        self.wait_serving(True)
+        self.kubeconfig = str(self.dir / "kubeconfig")
+        self.nodes: dict = {}
+        self.rr: Reflector = None
+        self.rr2: Reflector = None
+
+    def wait_serving(self, serving: bool) -> None:
+        wait_for(lambda: (self.dir / "ready").exists() == serving, 30,
+                 what=f"the API server {'serving' if serving else 'stopped'}")
+
+    def put(self, plural: str, obj: dict) -> None:
+        self.etcd.put(kube_key(plural, obj["metadata"]["name"]), obj)
+
+    def get(self, plural: str, name: str):
+        raw = self.etcd.get(kube_key(plural, name))
+        return json.loads(raw) if raw else None
+
+    def delete(self, plural: str, name: str) -> None:
+        self.etcd.delete(kube_key(plural, name))
+
+    def put_node(self, name: str, ipv6: bool = True) -> None:
+        spec = NODES[name]
+        self.put("nodes", realistic_node(name, ipv4=f"{spec.ipv4}/24",
+                                         ipv6=f"{spec.ipv6}/64" if ipv6 and spec.ipv6 else None))
+
+    def start_node(self, name: str, ipv6: bool = True) -> Node:
+        spec = NODES[name]
+        use6 = ipv6 and spec.ipv6 is not None
+        node = Node(spec, self.lab.add_host(name, spec.ipv4, spec.ipv6 if use6 else None))
+        node.bird = self.lab.start_bird(node.host, calico_node_bird_config(
+            spec.ipv4, AS_NUM, [RR[1], RR2[1]], spec.block4), family=4)
+        if use6:
+            node.bird6 = self.lab.start_bird(node.host, calico_node_bird_config(
+                spec.ipv6, AS_NUM, [RR[2], RR2[2]], spec.block6, router_id=spec.ipv4, family=6), family=6)
+        self.nodes[name] = node
+        return node
+
+    def api_signal(self, sig) -> None:
+        self.api.popen.send_signal(sig)
+
+
+@pytest.fixture(scope="module")
+def flavour():
+    return "bird1"
+
+
+@pytest.fixture(scope="module")
+def cluster(lab):
+    reason = rr_service_available()
+    if reason:
+        pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
+    c = KubeCluster(lab)
+    c.put("bgpconfigurations", bgp_configuration("default", nodeToNodeMeshEnabled=False, asNumber=AS_NUM))
+    c.put("ippools", ip_pool("pool4", "198.51.100.0/24"))
+    c.put("ippools", ip_pool("pool6", "2001:db8::/32"))
+    for name in ("a", "b"):
+        c.put_node(name)
+    bird2 = prereq.bird2_or_missing()
+
+    def reflector(spec, flavour):
+        name, ip4, ip6 = spec
+        return Reflector(lab, lab.add_host(name, ip4, ip6), ["http://192.0.2.2:2379"], ipv6=True,
+                         flavour=flavour, bird2_binary=str(bird2), settings={
+                             "datastore": {"type": "kubernetes"}, "kubernetes": {"kubeconfig": c.kubeconfig},
+                             "reflector": {"node_name": name},
+                             "safety": {"state_dir": str(lab.tmp / f"{name}-rr" / "state")}})
+    c.rr, c.rr2 = reflector(RR, "bird1"), reflector(RR2, "bird2")
+    c.register_out = c.rr.cli("register", "--cluster-id", CLUSTER_ID).stdout
+    c.rr2.cli("register", "--cluster-id", CLUSTER_ID)
+    for n in ("a", "b"):
+        c.start_node(n)
+    try:
+        c.rr.start()
+        c.rr2.start()
+        yield c
+    finally:
+        c.rr.stop()
+        c.rr2.stop()
+        c.api.stop()
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_failure(request):
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed or "cluster" not in request.fixturenames:
+        return
+    c = request.getfixturevalue("cluster")
+    print(f"===== rr_service log (tail) =====\n{c.rr.log()[-6000:]}")
+    print(f"===== rr2's rr_service log (tail) =====\n{c.rr2.log()[-3000:]}")
+    print(f"===== API server log (tail) =====\n{c.api.log()[-3000:]}")
+    for b in {id(x): x for x in (c.rr.bird, c.rr.bird6) if x is not None}.values():
+        try:
+            print(b.birdc("show protocols"))
+        except Exception as exc:  # diagnostics only
+            print(f"(failed: {exc})")
+
+
+def test_register_created_the_reflectors_bgppeers_through_the_api(cluster):
+    assert "created /apis/crd.projectcalico.org/v1/bgppeers/calico-rr-rr1-ipv4" in cluster.register_out
+    stored = cluster.get("bgppeers", "calico-rr-rr1-ipv6")
+    assert stored["apiVersion"] == "crd.projectcalico.org/v1" and stored["kind"] == "BGPPeer"
+    assert stored["spec"] == {"peerIP": "2001:db8::10", "asNumber": AS_NUM}
+    assert stored["metadata"]["labels"] == {"calico-rr/reflector": "rr1", "calico-rr/cluster-id": CLUSTER_ID}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_nodes_from_the_kubernetes_api_are_established_clients_of_both_meshed_reflectors(cluster, family):
+    clients = [proto_name("Client", node_ip(n, family)) for n in ("a", "b")]
+    other = {4: 1, 6: 2}[family]
+    cluster.rr.wait_established(clients + [proto_name("Mesh", RR2[other])], family, TIMEOUT)
+    cluster.rr2.wait_established(clients + [proto_name("Mesh", RR[other])], family, TIMEOUT)
+    for n in ("a", "b"):
+        cluster.nodes[n].bird_for(family).wait_established(
+            [proto_name("Node", RR[other]), proto_name("Node", RR2[other])], TIMEOUT)
+
+
+def block(name: str, family: int) -> str:
+    return NODES[name].block4 if family == 4 else NODES[name].block6
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_routes_reflected_through_both_reflectors(cluster, family):
+    other = {4: 1, 6: 2}[family]
+    rr_ips = {RR[other], RR2[other]}
+    for src, dst in (("a", "b"), ("b", "a")):
+        wait_reflected(cluster.nodes[dst].bird_for(family), block(src, family), rr_ips, NODES[src].ipv4,
+                       node_ip(src, family), CLUSTER_ID, TIMEOUT)
+
+
+def test_status_and_render_work_in_kubernetes_mode(cluster):
+    cluster.rr.wait_established([proto_name("Client", node_ip("a", 4))], 4, TIMEOUT)
+    out = cluster.rr.cli("status").stdout
+    assert "declared by bgppeer calico-rr-rr1-ipv4" in out and "Established" in out, out
+    rendered = cluster.rr.cli("render").stdout
+    assert node_ip("a", 4) in rendered and node_ip("b", 4) in rendered
+
+
+def test_a_node_added_and_removed_live(cluster):
+    rr = cluster.rr
+    client_c = proto_name("Client", node_ip("c", 4))
+    cluster.put_node("c", ipv6=False)
+    cluster.start_node("c", ipv6=False)
+    rr.wait_established([client_c], 4, TIMEOUT)
+    cluster.delete("nodes", "c")
+    wait_for(lambda: client_c not in rr.bird.protocols(), TIMEOUT, what="node c's session removed")
+    rr.wait_established([proto_name("Client", node_ip(n, 4)) for n in ("a", "b")], 4, TIMEOUT)
+
+
+def test_api_server_down_keeps_sessions_and_a_restart_after_compaction_resyncs(cluster):
+    rr = cluster.rr
+    established = [proto_name("Client", node_ip(n, 4)) for n in ("a", "b")]
+    rr.wait_established(established, 4, TIMEOUT)
+    cluster.api_signal(signal.SIGUSR1)
+    cluster.wait_serving(False)
+    # While it is down: node c appears and history is compacted, so nothing can be replayed.
+    cluster.put_node("c", ipv6=False)
+    cluster.start_node("c", ipv6=False) if "c" not in cluster.nodes else None
+    revision = json.loads(cluster.etcd.ctl("endpoint", "status", "-w", "json"))[0]["Status"]["header"]["revision"]
+    cluster.etcd.ctl("compaction", str(revision))
+    rr.wait_established(established, 4, 5)  # BIRD keeps its config while the API is away
+    rr.assert_alive()
+    cluster.api_signal(signal.SIGUSR2)
+    cluster.wait_serving(True)
+    rr.wait_established(established + [proto_name("Client", node_ip("c", 4))], 4, TIMEOUT)
+    cluster.delete("nodes", "c")
+    wait_for(lambda: proto_name("Client", node_ip("c", 4)) not in rr.bird.protocols(), TIMEOUT,
+             what="node c's session removed after the resync")
+
+
+def test_unregister_removes_the_bgppeers(cluster):
+    out = cluster.rr.cli("unregister").stdout
+    assert "removed /apis/crd.projectcalico.org/v1/bgppeers/calico-rr-rr1-ipv4" in out, out
+    assert cluster.get("bgppeers", "calico-rr-rr1-ipv4") is None
+    cluster.rr.cli("register", "--cluster-id", CLUSTER_ID)  # leave the cluster as it was
+    assert Path(cluster.kubeconfig).exists()

@@ -1,0 +1,63 @@
+"""The test Kubernetes API server as a process inside a lab host's network namespace (the
+lab's hosts cannot reach the root namespace), so a reflector in the lab can use it:
+
+    python3 -m tests.lab.kubeapi_host --etcd URL --host 192.0.2.2 --port 6443 --workdir DIR
+
+writes DIR/kubeconfig (admin token, CA data) and DIR/ready once it serves. SIGUSR1 stops
+serving (an API server down: connections refused, watches cut), SIGUSR2 serves again on the
+same address with the same CA, SIGTERM ends it. Objects are written by the test straight
+into etcd under kube's keys (see kube_key), which is what the API server reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from tests.kubeapi.resources import CRD_GROUP
+
+
+def kube_key(plural: str, name: str, group: str = CRD_GROUP) -> str:
+    """Where the API server keeps an object in etcd."""
+    return f"/registry/minions/{name}" if plural == "nodes" else f"/registry/{group}/{plural}/{name}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m tests.lab.kubeapi_host")
+    parser.add_argument("--etcd", required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, default=6443)
+    parser.add_argument("--workdir", required=True)
+    args = parser.parse_args(argv)
+
+    from tests.kubeapi import KubeApiServer
+    done = threading.Event()
+    wanted: list = []
+    wake = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set() or wake.set())
+    signal.signal(signal.SIGUSR1, lambda *_: wanted.append("stop") or wake.set())
+    signal.signal(signal.SIGUSR2, lambda *_: wanted.append("start") or wake.set())
+    workdir = Path(args.workdir)
+    with KubeApiServer(args.etcd, groups=("crd",), host=args.host, port=args.port,
+                       workdir=str(workdir / "api"), bookmark_interval=1.0) as api:
+        api.kubeconfig(workdir / "kubeconfig", auth="token", ca="data")
+        (workdir / "ready").write_text("serving\n")
+        while not done.is_set():
+            wake.wait()
+            wake.clear()
+            while wanted:
+                action = wanted.pop(0)
+                if action == "stop" and api.running:
+                    api.stop()
+                    (workdir / "ready").unlink(missing_ok=True)
+                elif action == "start" and not api.running:
+                    api.start()
+                    (workdir / "ready").write_text("serving\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
