@@ -119,7 +119,7 @@ def cluster(lab):
     def reflector(spec, flavour):
         name, ip4, ip6 = spec
         return Reflector(lab, lab.add_host(name, ip4, ip6), ["http://192.0.2.2:2379"], ipv6=True,
-                         flavour=flavour, bird2_binary=str(bird2), settings={
+                         flavour=flavour, bird_binary=str(bird2) if flavour == "bird2" else None, settings={
                              "datastore": {"type": "kubernetes"}, "kubernetes": {"kubeconfig": c.kubeconfig},
                              "reflector": {"node_name": name},
                              "safety": {"state_dir": str(lab.tmp / f"{name}-rr" / "state")}})
