@@ -201,3 +201,14 @@ class EtcdProc:
         import json
         out = self.ctl("endpoint", "status", "-w", "json").stdout
         return int(json.loads(out)[0]["Status"]["header"]["revision"])
+
+
+def etcd_for_kubeapi():
+    """A module's etcd under the test Kubernetes API server (a generator for a fixture):
+    progress notifications every second let watch BOOKMARKs advance while nothing changes."""
+    need_etcd()
+    server = EtcdProc(extra_args=("--experimental-watch-progress-notify-interval=1s",))
+    try:
+        yield server.start()
+    finally:
+        server.close()

@@ -14,7 +14,7 @@ prereq.import_or_missing("etcd3", "python3-etcd3 is not installed")
 from rr_service.calico.v3.resources import parse_resources  # noqa: E402
 from rr_service.sources.base import DatastoreUnavailable, ResyncNeeded  # noqa: E402
 from rr_service.sources.kubernetes.source import KubeSource  # noqa: E402
-from tests.etcdproc import EtcdProc, need_etcd  # noqa: E402
+from tests.etcdproc import etcd_for_kubeapi  # noqa: E402
 from tests.kubeapi import (CRD_GROUP, KubeApiServer, bgp_configuration, bgp_peer,  # noqa: E402
                            ip_pool, realistic_node)
 from tests.polling import wait_for  # noqa: E402
@@ -24,12 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def etcd():
-    need_etcd()
-    server = EtcdProc(extra_args=("--experimental-watch-progress-notify-interval=1s",))
-    try:
-        yield server.start()
-    finally:
-        server.close()
+    yield from etcd_for_kubeapi()
 
 
 @pytest.fixture(params=["crd", "v3"])

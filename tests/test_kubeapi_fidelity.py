@@ -19,7 +19,7 @@ from tests import prereq
 
 prereq.import_or_missing("etcd3", "python3-etcd3 is not installed")
 
-from tests.etcdproc import EtcdProc, need_etcd  # noqa: E402
+from tests.etcdproc import etcd_for_kubeapi  # noqa: E402
 from tests.kubeapi import (CRD_GROUP, KubeApiServer, bgp_peer, exec_calls,  # noqa: E402
                            kubectl_or_missing, popen_kubectl, realistic_node, run_kubectl,
                            secret)
@@ -64,13 +64,7 @@ spec:
 # -- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def etcd():
-    need_etcd()
-    # progress notifications every second let BOOKMARKs advance while nothing changes
-    server = EtcdProc(extra_args=("--experimental-watch-progress-notify-interval=1s",))
-    try:
-        yield server.start()
-    finally:
-        server.close()
+    yield from etcd_for_kubeapi()
 
 
 @pytest.fixture(scope="module")
