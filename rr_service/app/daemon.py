@@ -30,6 +30,7 @@ from rr_service.bird.control import BirdClient, BirdSocketError
 from rr_service.calico import rule_set
 from rr_service.core.limits import limit_news
 from rr_service.core.pipeline import Pipeline
+from rr_service.core.plan import CLIENT
 from rr_service.core.render import RenderError
 from rr_service.sources.base import DatastoreError, ResyncNeeded
 
@@ -252,10 +253,11 @@ class Daemon:
     def _watch_limits(self) -> None:
         """Log a client session reaching its import limit (a node flooding) and leaving it."""
         now = time.monotonic()
-        if not self.renderer.import_limit or self._last_plan is None:
+        if (not self.renderer.import_limit or self._last_plan is None
+                or now - self._limits_checked < LIMIT_CHECK_MIN):
             return
-        clients = sum(s.role == "client" for fp in (self._last_plan.v4, self._last_plan.v6) for s in fp.sessions)
-        if not clients or now - self._limits_checked < max(LIMIT_CHECK_MIN, LIMIT_CHECK_PER_SESSION * clients):
+        clients = self._last_plan.v4.count(CLIENT) + self._last_plan.v6.count(CLIENT)
+        if not clients or now - self._limits_checked < LIMIT_CHECK_PER_SESSION * clients:
             return
         self._limits_checked = now
         counts = {}
