@@ -97,7 +97,7 @@ def measure_render(env: Env, n: int, layout: h.Layout) -> tuple[dict, str, str, 
     from rr_service.app.settings import load_settings
     from rr_service.calico import rule_set
     from rr_service.core.pipeline import compute_once
-    from rr_service.core.render import IncrementalRenderer, Renderer
+    from rr_service.core.render import IncrementalRenderer
 
     settings = load_settings(str(env.configs[layout.name]))
     me = wiring.identity(settings)
@@ -107,8 +107,12 @@ def measure_render(env: Env, n: int, layout: h.Layout) -> tuple[dict, str, str, 
     parsed = rules.parser().apply(raw)
     planned = rules.planner(me).update(parsed)
 
+    # The configs the daemon writes with the bench's settings ([filters] included), so that
+    # the render time and BIRD's `configure` floor are those of the same text.
+    renderer = wiring.renderer_for(settings, "bird1")
+
     def render(text_only=False):
-        return IncrementalRenderer(Renderer(flavour="bird1")).render(planned)
+        return IncrementalRenderer(wiring.renderer_for(settings, "bird1")).render(planned)
     out = {
         "parse_ms": 1000 * median_time(lambda: rules.parser().apply(raw), repeat),
         "plan_ms": 1000 * median_time(lambda: rules.planner(me).update(parsed), repeat),
@@ -117,7 +121,7 @@ def measure_render(env: Env, n: int, layout: h.Layout) -> tuple[dict, str, str, 
     out["full_ms"] = out["parse_ms"] + out["plan_ms"] + out["render_ms"]
 
     def text_of(data: dict) -> str:
-        return compute_once(rules, data, me, Renderer(flavour="bird1")).configs["bird"]
+        return compute_once(rules, data, me, renderer).configs["bird"]
     text = text_of(dict(raw))
     # the same data plus one more client: for BIRD's own `configure` floor
     key, value = layout.node_item("bench-floor-extra", h.addr(h.PROBE_NET, 250))

@@ -497,7 +497,10 @@ def render_docs(results: dict, doc: Path = DOC, png: Path = PLOT) -> None:
         "- **render**: the pure pipeline in the bench process, median of 5 (3 with `--quick`). **floor**: etcd's put → "
         "watch event through the project's own etcd adapter, and BIRD's own `configure \"FILE\"` "
         "sent straight over the socket, switching between the N-client config and one with one "
-        "client more; for the burst, one `configure` from N to N + burst sessions and back.",
+        "client more; for the burst, one `configure` from N to N + burst sessions and back. Both "
+        "are rendered with the bench's settings, `[filters]` included: the text the daemon writes "
+        "(up to commit 0449771 the floor's configs had no filter and no limit, a fifth less for "
+        "BIRD to `configure` at 10,000 than what the daemon wrote).",
         "- **CPU per change**: the process's utime + stime over the whole series of single changes, "
         "divided by their number. **Restart**: the same implementation started again right after, "
         "BIRD still running what it left in place.",

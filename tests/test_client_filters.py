@@ -61,6 +61,16 @@ def block(text: str, name: str) -> str:
     return text[start:text.index("\n}\n", start) + 3]
 
 
+def template(text: str, name: str) -> str:
+    start = text.index(f"template bgp {name} ")
+    return text[start:text.index("\n}\n", start) + 3]
+
+
+def filtered(text: str, name: str, suffix: str = "") -> bool:
+    """Whether the session takes its filter and limit from the client template."""
+    return block(text, name).startswith(f"protocol bgp {name} from bgp_client_template{suffix} {{")
+
+
 def test_bird1_pools_services_and_the_sessions_they_apply_to():
     configs = render({**CLUSTER, **POOLS}, "bird1")
     v4, v6 = configs["bird"], configs["bird6"]
@@ -69,19 +79,25 @@ def test_bird1_pools_services_and_the_sessions_they_apply_to():
     assert ("filter calico_client_import {\n  if net.len = 0 then reject;\n"
             "  if net ~ [ fd00:96::/112+ ] then accept;\n  reject;\n}\n") in v6
     assert "10.77.0.0" not in v4  # disableBGPExport: Calico announces none of it
-    client = block(v4, "Client_10_0_1_1")
-    assert client.endswith("  import filter calico_client_import;\n  import limit 1000 action block;\n}\n")
+    assert template(v4, "bgp_client_template") == (
+        "template bgp bgp_client_template from bgp_template {\n"
+        "  import filter calico_client_import;\n  import limit 1000 action block;\n}\n")
+    assert filtered(v4, "Client_10_0_1_1")
     # the other reflector (same cluster id: a peer), the router by peerIP: not filtered
-    assert "import filter" not in block(v4, "Peer_10_0_0_2") and "import filter" not in block(v4, "Client_10_9_9_9")
-    assert "import filter calico_client_import;" in block(v6, "Client_fd00__a")
+    assert not filtered(v4, "Peer_10_0_0_2") and not filtered(v4, "Client_10_9_9_9")
+    assert "import filter" not in block(v4, "Peer_10_0_0_2") + block(v4, "Client_10_9_9_9")
+    assert filtered(v6, "Client_fd00__a") and "import filter calico_client_import;" in v6
 
 
 def test_bird2_one_filter_per_family_in_the_channel():
     text = render({**CLUSTER, **POOLS}, "bird2")["bird"]
     assert "filter calico_client_import_v4 {\n" in text and "filter calico_client_import_v6 {\n" in text
-    assert ("  ipv4 { import filter calico_client_import_v4; import limit 1000 action block; };\n}\n"
-            in block(text, "Client_10_0_1_1"))
-    assert "  ipv6 { import filter calico_client_import_v6; import limit 1000 action block; };\n" in text
+    for family in (4, 6):
+        assert template(text, f"bgp_client_template_v{family}") == (
+            f"template bgp bgp_client_template_v{family} from bgp_template_v{family} {{\n"
+            f"  ipv{family} {{ import filter calico_client_import_v{family}; import limit 1000 action block; }};\n}}\n")
+    assert filtered(text, "Client_10_0_1_1", "_v4") and filtered(text, "Client_fd00__a", "_v6")
+    assert not filtered(text, "Peer_10_0_0_2", "_v4") and not filtered(text, "Client_10_9_9_9", "_v4")
 
 
 def test_a_family_without_pools_accepts_nothing_from_clients():
@@ -94,7 +110,8 @@ def test_without_any_pool_limits_only_and_said_in_the_config(flavour):
     text = render(CLUSTER, flavour)["bird"]
     assert "# What a Calico node may announce: anything but a default route (no IP pool known).\n" in text
     assert "  if net.len = 0 then reject;\n  accept;\n}\n" in text
-    assert "import limit 1000 action block;" in block(text, "Client_10_0_1_1")
+    assert "import limit 1000 action block;" in template(text, "bgp_client_template" + ("" if flavour == "bird1" else "_v4"))
+    assert filtered(text, "Client_10_0_1_1", "" if flavour == "bird1" else "_v4")
 
 
 def test_limits_only_and_off():
@@ -116,7 +133,7 @@ def test_legacy_pools():
            "host/a/ip_addr_v4": b"10.0.1.1", "ipam/v4/pool/192.168.0.0-16": j(cidr="192.168.0.0/16", disabled=True)}
     text = render(raw, "bird1", rules="v1")["bird"]
     assert "  if net ~ [ 192.168.0.0/16+ ] then accept;\n" in text
-    assert "import filter calico_client_import;" in block(text, "Client_10_0_1_1")
+    assert filtered(text, "Client_10_0_1_1") and "import filter calico_client_import;" in text
 
 
 def test_a_bad_mode_or_limit_is_refused():

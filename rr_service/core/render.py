@@ -123,6 +123,7 @@ class Renderer:
                 session_blocks=session_blocks,
                 needs_any_source=needs_any_source,
                 client_import=self._client_import,
+                import_limit=self.import_limit,
                 flavour_suffix=self.flavour != "bird1",  # BIRD 2, 3: one filter per family in one file
             )
         except jinja2.TemplateError as exc:
@@ -147,8 +148,7 @@ class Renderer:
         # A client with a node is a Calico node; a router given by peerIP (no node) is not
         # Calico's and announces what it will.
         filtered = self.client_filter != "off" and session.role == CLIENT and bool(session.node)
-        return self._session_template.render(session=session, family=family, filtered=filtered,
-                                             import_limit=self.import_limit if filtered else 0)
+        return self._session_template.render(session=session, family=family, filtered=filtered)
 
     def notes(self, plan: Plan) -> tuple[str, ...]:
         """What the operator should know about how the configs filter clients: pools asked

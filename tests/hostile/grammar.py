@@ -40,7 +40,7 @@ ALLOWED_LINES = [re.compile(p) for p in (
     rf"  source address {_ADDR};",
     r"  graceful restart;",
     r"template bgp bgp_template_any_source \{",  # Calico v3: peers with sourceAddress: None
-    r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_template(_any_source)? \{",
+    r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_(client_)?template(_any_source)? \{",
     r"  local as [0-9]+;",
     r'  description "role=(mesh|client|peer)( node=[A-Za-z0-9_.-]+)?";',
     rf"  neighbor {_ADDR}( port [0-9]+)? as [0-9]+;",
@@ -56,19 +56,21 @@ ALLOWED_LINES = [re.compile(p) for p in (
     rf"  if net ~ \[ {_ADDR}/[0-9]+\+(, {_ADDR}/[0-9]+\+)* \] then accept;",
     r"  accept;",
     r"  reject;",
+    r"template bgp bgp_client_template(_any_source)? from bgp_template(_any_source)? \{",
     r"  import filter calico_client_import;",
     r"  import limit [0-9]+ action block;",
 )]
 COMMENT_BODY = re.compile(r"# (?:(mesh|client|peer): [A-Za-z0-9_., -]+|[A-Za-z ,:();/.\[\]=-]+)")
 ALLOWED_LINES_BIRD2 = ALLOWED_LINES + [re.compile(p) for p in (
     r"template bgp bgp_template(_any_source)?_v[46] \{",
-    r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_template(_any_source)?_v[46] \{",
+    r"protocol bgp (Mesh|Client|Peer)_[0-9a-f_]+(_port_[0-9]+)? from bgp_(client_)?template(_any_source)?_v[46] \{",
+    r"template bgp bgp_client_template(_any_source)?_v([46]) from bgp_template(_any_source)?_v\2 \{",
     r"  ipv[46] \{",
     r"    import all;",
     r"    export all;",
     r"  \};",
     r"  ipv[46] \{ next hop keep; \};",
-    r"  ipv([46]) \{ import filter calico_client_import_v\1;( import limit [0-9]+ action block;)?( next hop keep;)? \};",
+    r"  ipv([46]) \{ import filter calico_client_import_v\1;( import limit [0-9]+ action block;)? \};",
 )]
 COMMENT_BODY_BIRD2 = re.compile(r"# IPv[46]: [A-Za-z ,:();/.-]+")
 PROTOCOL_RE = re.compile(r"protocol bgp ([A-Za-z0-9_]+) from ")
