@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 from typing import Optional
 
 from rr_service.calico.v3.selector import MAX_SELECTOR_CHARS, Selector, SelectorError, parse_selector
@@ -123,7 +124,9 @@ def parse_labels(value: object) -> dict[str, str]:
             raise InvalidValue(f"label {key} must be a string, not {type(text).__name__} (calicoctl stores strings)")
         if len(text) > _LABEL_VALUE_MAX or any(ord(c) < 32 for c in text):
             raise InvalidValue(f"label {key} has a value that is too long or has control characters")
-        labels[key] = text
+        # Interned: Nodes share most label keys and many values (kubernetes.io/os: linux), and
+        # at 10,000 Nodes a copy of each per Node was ~7 MB of the reflector's memory.
+        labels[sys.intern(key)] = sys.intern(text)
     return labels
 
 
