@@ -30,7 +30,7 @@ TEMPLATES = {
     "bird2": {"bird": ("bird2.conf.j2", (4, 6))},
     "bird3": {"bird": ("bird2.conf.j2", (4, 6))},
 }
-SESSION_TEMPLATES = {"bird1": "bird1_session.j2", "bird2": "bird2_session.j2", "bird3": "bird2_session.j2"}
+SESSION_TEMPLATE = "session.j2"  # every flavour's
 
 _SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _DESCRIPTION_RE = re.compile(r"[A-Za-z0-9_.:, -]{1,4096}")
@@ -84,9 +84,9 @@ class Renderer:
             auto_reload=False,
         )
         try:
-            self._session_template = self._env.get_template(SESSION_TEMPLATES[flavour])
+            self._session_template = self._env.get_template(SESSION_TEMPLATE)
         except jinja2.TemplateError as exc:
-            raise RenderError(f"template {SESSION_TEMPLATES[flavour]} in {self.template_dir}: {exc}") from exc
+            raise RenderError(f"template {SESSION_TEMPLATE} in {self.template_dir}: {exc}") from exc
         # Rendered session blocks of the last render, by session identity: the planner hands
         # back the same Session object for an unchanged session, so only what changed is
         # rendered (and checked) again. Rebuilt on every render, so it never outgrows the plan.
@@ -148,7 +148,8 @@ class Renderer:
         # A client with a node is a Calico node; a router given by peerIP (no node) is not
         # Calico's and announces what it will.
         filtered = self.client_filter != "off" and session.role == CLIENT and bool(session.node)
-        return self._session_template.render(session=session, family=family, filtered=filtered)
+        return self._session_template.render(session=session, family=family, filtered=filtered,
+                                             channels=self.flavour != "bird1")
 
     def notes(self, plan: Plan) -> tuple[str, ...]:
         """What the operator should know about how the configs filter clients: pools asked

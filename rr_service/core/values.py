@@ -186,10 +186,12 @@ def show(value: object, limit: int = 60) -> str:
 def no_duplicate_fields(pairs: list) -> dict:
     """json.loads object_pairs_hook: a duplicated field means two writers disagree, and
     guessing which one wins is worse than refusing the entry."""
-    result = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate field {show(key)}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate field {show(key)}")
+            seen.add(key)
     return result
 
