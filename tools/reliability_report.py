@@ -49,12 +49,12 @@ TABLES = (
     Table("model", "Model-based randomized test",
           "tests/faults/test_model_based.py: seeded random etcd operations against the real "
           "daemon, etcd and BIRD, once per BIRD flavour.",
-          ("model_bird1", "model_bird2")),
+          ("model_bird1", "model_bird2", "model_bird3")),
     Table("hostile", "Hostile input",
           "Each row is produced by tests/test_hostile_corpus.py, tests/test_properties.py "
           "(hypothesis, derandomized) or, with real BIRD nodes, tests/integration/test_route_hygiene.py.",
           ("hostile_corpus", "properties", "announcements_bird1", "announcements_bird2",
-           "squatters_bird1", "squatters_bird2")),
+           "announcements_bird3", "squatters_bird1", "squatters_bird2", "squatters_bird3")),
     Table("security", "Security",
           "tests/security: etcd with TLS and authentication in a lab namespace, the daemon at "
           "debug level; every captured output searched for each secret and for its random part.",
