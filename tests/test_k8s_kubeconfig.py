@@ -90,3 +90,30 @@ def test_in_cluster_uses_the_service_account(server, tmp_path):
     assert config.server == "https://[fd00::1]:443" and config.token() == "sa-token"
     with pytest.raises(DatastoreConfigError, match="no kubeconfig"):
         kubeconfig.load("", environ={})
+
+
+def test_a_kubeconfig_list_is_merged_as_kubectl_merges_it(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    (first / "kc").write_text(
+        "current-context: c\n"
+        "clusters:\n- name: k\n  cluster: {server: 'https://192.0.2.1:6443', insecure-skip-tls-verify: true}\n"
+        "contexts:\n- name: c\n  context: {cluster: k, user: u}\n")
+    (second / "kc").write_text(
+        "current-context: other\n"
+        "clusters:\n- name: k\n  cluster: {server: 'https://192.0.2.99:6443'}\n"
+        "users:\n- name: u\n  user: {tokenFile: token}\n")
+    (second / "token").write_text("from-second\n")
+    config = kubeconfig.load(f"{first / 'kc'}:{tmp_path / 'absent'}:{second / 'kc'}")
+    # the first file's cluster and current-context win; the user's relative tokenFile is read
+    # against the directory of the file that names it
+    assert (config.server, config.token()) == ("https://192.0.2.1:6443", "from-second")
+    with pytest.raises(DatastoreConfigError, match="none of"):
+        kubeconfig.load(f"{tmp_path / 'absent'}:{tmp_path / 'gone'}")
+
+
+def test_kubeconfig_setting_keeps_the_whole_list_and_checks_each_path():
+    from rr_service.app import setting_values
+    assert setting_values.kubeconfig("/a/kc::/b/kc") == "/a/kc:/b/kc"
+    with pytest.raises(ValueError, match="absolute path"):
+        setting_values.kubeconfig("/a/kc:relative/kc")

@@ -602,7 +602,7 @@ def test_kubernetes_datastore_from_the_environment_as_calico_spells_it(no_defaul
     s = load_settings(None, environ={"IP": "192.0.2.10", "DATASTORE_TYPE": "kubernetes",
                                      "KUBECONFIG": "/etc/calico-routereflector/kubeconfig:/root/.kube/config"})
     assert s.datastore.type == "kubernetes"
-    assert s.kubernetes.kubeconfig == "/etc/calico-routereflector/kubeconfig"
+    assert s.kubernetes.kubeconfig == "/etc/calico-routereflector/kubeconfig:/root/.kube/config"  # merged
     assert s.kubernetes.secret_namespace == "kube-system"
     with pytest.raises(SettingsError, match="DATASTORE_TYPE"):
         load_settings(None, environ={"IP": "192.0.2.10", "DATASTORE_TYPE": "consul"})

@@ -194,8 +194,11 @@ def listen_address(value: str) -> str:
 
 
 def kubeconfig(value: str) -> str:
-    """A kubeconfig path; of a KUBECONFIG list (`a:b`, as kubectl merges) the first is used."""
-    return path(value.split(":", 1)[0], optional=True)
+    """A kubeconfig path, or a KUBECONFIG list `a:b` that is merged as kubectl merges it."""
+    parts = [part for part in value.split(":") if part]
+    for part in parts:
+        path(part, optional=False)
+    return ":".join(parts)
 
 
 def namespace(value: str) -> str:

@@ -154,16 +154,14 @@ def _token_file(path: str) -> Callable[[], Optional[str]]:
 
 
 def load(path: Optional[str], environ: Optional[dict] = None) -> KubeConfig:
-    """The kubeconfig at `path`, or the pod's service account when `path` is empty."""
+    """The kubeconfig at `path` (a KUBECONFIG list `a:b` is merged as kubectl merges it), or
+    the pod's service account when `path` is empty."""
     environ = os.environ if environ is None else environ
     if not path:
         return in_cluster(environ)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise DatastoreConfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
-    config = _parse(text, path)
-    base = Path(path).resolve().parent
+    config = _merged([part for part in path.split(":") if part])
+    # every relative path is already resolved against its own file's directory (_merged)
+    base = Path("/")
     context = _named(config.get("contexts"), config.get("current-context") or "", "context", path)
     cluster = _named(config.get("clusters"), context.get("cluster") or "", "cluster", path)
     user = _named(config.get("users"), context.get("user") or "", "user", path)
@@ -183,6 +181,55 @@ def load(path: Optional[str], environ: Optional[dict] = None) -> KubeConfig:
         plugin = ExecCredential(user["exec"], path)
         result.token, result.forget = plugin.token, plugin.forget
     return result
+
+
+# The fields of a kubeconfig that name files, by section: relative to the file they are in.
+_FILE_FIELDS = {"clusters": ("cluster", ("certificate-authority",)),
+                "users": ("user", ("client-certificate", "client-key", "tokenFile"))}
+
+
+def _merged(paths: list[str]) -> dict:
+    """kubectl's merge of a KUBECONFIG list: the first file to name a cluster, context or user
+    wins, `current-context` comes from the first file that sets one, and files that do not
+    exist are skipped (all missing is an error)."""
+    merged: dict = {"clusters": [], "contexts": [], "users": []}
+    names: dict = {section: set() for section in merged}
+    read = 0
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            if len(paths) > 1:
+                continue
+            raise DatastoreConfigError(f"cannot read kubeconfig {path}: no such file") from None
+        except OSError as exc:
+            raise DatastoreConfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
+        read += 1
+        config = _parse(text, path)
+        base = Path(path).resolve().parent
+        if not merged.get("current-context") and config.get("current-context"):
+            merged["current-context"] = config["current-context"]
+        for section in ("clusters", "contexts", "users"):
+            entries = config.get(section) or []
+            if not isinstance(entries, list):
+                raise DatastoreConfigError(f"kubeconfig {path}: {section} is not a list")
+            for entry in entries:
+                if not isinstance(entry, dict) or entry.get("name") in names[section]:
+                    continue
+                names[section].add(entry.get("name"))
+                merged[section].append(_resolved(entry, section, base))
+    if not read:
+        raise DatastoreConfigError(f"cannot read kubeconfig: none of {':'.join(paths)} exists")
+    return merged
+
+
+def _resolved(entry: dict, section: str, base: Path) -> dict:
+    what, fields = _FILE_FIELDS.get(section, (None, ()))
+    body = entry.get(what) if what else None
+    if not isinstance(body, dict):
+        return entry
+    resolved = {name: _relative(base, body[name]) for name in fields if isinstance(body.get(name), str) and body[name]}
+    return {**entry, what: {**body, **resolved}}
 
 
 def _parse(text: str, path: str) -> dict:
