@@ -64,7 +64,7 @@ class Daemon:
         self._limits_hit: frozenset = frozenset()
         self._limits_checked = float("-inf")
         self._configure(settings, wiring.flavour(settings))
-        self.metrics = metrics.metrics(settings.metrics.listen, self.renderer.flavour, self.loop_settings.source)
+        self.metrics = metrics.metrics(settings.metrics.listen, self.renderer.flavour, wiring.datastore_label(settings))
 
     def _configure(self, settings: Settings, flavour: str) -> None:
         self.settings = settings
@@ -75,7 +75,7 @@ class Daemon:
         self.source = wiring.source(settings, heartbeat=self.notifier.watchdog)
         self.state_dir = StateDir(settings.safety.state_dir)
         self.loop_settings = loop.Settings(
-            source="etcd", max_drop_share=settings.safety.max_drop_share, hold_seconds=settings.safety.hold_seconds,
+            source=wiring.datastore_name(settings), max_drop_share=settings.safety.max_drop_share, hold_seconds=settings.safety.hold_seconds,
             burst_settle_seconds=settings.bird.burst_settle_seconds,
             burst_max_delay_seconds=settings.bird.burst_max_delay_seconds)
 
@@ -166,7 +166,8 @@ class Daemon:
         self.source.close()
         self._configure(settings, flavour)
         try:
-            self.metrics = metrics.reconfigured(self.metrics, settings.metrics.listen, flavour, self.loop_settings.source)
+            self.metrics = metrics.reconfigured(self.metrics, settings.metrics.listen, flavour,
+                                               wiring.datastore_label(settings))
         except metrics.MetricsError as exc:
             log.error("%s; the metrics stay %s", exc, f"at {self.metrics.listen}" if self.metrics.listen else "off")
         self.pipeline = None  # new settings: nothing kept applies

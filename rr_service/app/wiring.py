@@ -92,6 +92,16 @@ def family_targets(flavour_name: str) -> dict[int, str]:
     return {4: "bird", 6: "bird6"} if flavour_name == "bird1" else {4: "bird", 6: "bird"}
 
 
+def datastore_name(settings: Settings) -> str:
+    """The datastore in words, for STATUS= and the log ("Kubernetes API unreachable ...")."""
+    return "Kubernetes API" if settings.datastore.type == "kubernetes" else "etcd"
+
+
+def datastore_label(settings: Settings) -> str:
+    """The datastore as the calico_rr_build metric's `datastore` label says it."""
+    return "kubernetes" if settings.datastore.type == "kubernetes" else "etcd"
+
+
 def source(settings: Settings, heartbeat: Optional[Callable[[], None]] = None) -> Source:
     """The datastore the settings name. Imported here, not at the top: `--help` and the pure
     parts must work without the datastore's client library, and etcd mode never loads the

@@ -33,7 +33,7 @@ from typing import Any, List, Optional
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TABLES = ("faults", "model", "hostile", "security")  # the files; their titles are the report's
+TABLES = ("faults", "kubernetes", "model", "hostile", "security")  # the files; their titles are the report's
 
 
 def _utc(seconds: Optional[float] = None) -> str:

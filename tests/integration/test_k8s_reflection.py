@@ -16,7 +16,9 @@ reads and watches exactly those). Everything polls with deadlines; nothing sleep
 from __future__ import annotations
 
 import json
+import secrets
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from tests.lab import Reflector, calico_node_bird_config, proto_name, rr_service
 from tests.lab.kubeapi_host import kube_key
 from tests.lab.reflector import PYTHON, REPO_ROOT, _env
 from tests.lab.world import ETCD_IP, NODES, Node
+from tests.faults.faultlab import dropped_sessions, established_count
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +100,31 @@ class KubeCluster:
     def api_signal(self, sig) -> None:
         self.api.popen.send_signal(sig)
 
+    def control(self, spec: dict) -> None:
+        """Ask the running API server for tokens, revocations or RBAC rules (kubeapi_host)."""
+        done = self.dir / "control-done"
+        count = int(done.read_text()) if done.exists() else 0
+        (self.dir / "control.json").write_text(json.dumps(spec))
+        self.api_signal(signal.SIGHUP)
+        wait_for(lambda: done.exists() and int(done.read_text() or 0) > count, 30,
+                 what="the API server applying control.json")
+
+    def sessions(self) -> dict:
+        """Every BGP session of rr1 and of the nodes: (where, family, name) -> (state, since,
+        info); one that went down and up again has another `since`."""
+        out = {}
+        birds = [("rr1", 4, self.rr.bird), ("rr1", 6, self.rr.bird6)]
+        birds += [(n, f, node.bird_for(f)) for n, node in self.nodes.items() for f in (4, 6)
+                  if (node.bird if f == 4 else node.bird6) is not None]
+        for where, family, bird in birds:
+            for name, p in bird.bgp_protocols().items():
+                out[(where, family, name)] = (p.state, p.since, p.info)
+        return out
+
+    def in_sync_with_render(self) -> bool:
+        return all(Path(path).read_text() == self.rr.cli("render", "--only", only).stdout
+                   for only, path in (("bird", self.rr.bird_conf), ("bird6", self.rr.bird6_conf)))
+
 
 @pytest.fixture(scope="module")
 def flavour():
@@ -120,7 +148,9 @@ def cluster(lab):
         name, ip4, ip6 = spec
         return Reflector(lab, lab.add_host(name, ip4, ip6), ["http://192.0.2.2:2379"], ipv6=True,
                          flavour=flavour, bird_binary=str(bird2) if flavour == "bird2" else None, settings={
-                             "datastore": {"type": "kubernetes"}, "kubernetes": {"kubeconfig": c.kubeconfig},
+                             "datastore": {"type": "kubernetes"},
+                             # rr1 as a service account is: its token read from a file
+                             "kubernetes": {"kubeconfig": c.kubeconfig + ("-rr" if name == "rr1" else "")},
                              "reflector": {"node_name": name},
                              "safety": {"state_dir": str(lab.tmp / f"{name}-rr" / "state")}})
     c.rr, c.rr2 = reflector(RR, "bird1"), reflector(RR2, "bird2")
@@ -206,10 +236,84 @@ def test_a_node_added_and_removed_live(cluster):
     rr.wait_established([proto_name("Client", node_ip(n, 4)) for n in ("a", "b")], 4, TIMEOUT)
 
 
-def test_api_server_down_keeps_sessions_and_a_restart_after_compaction_resyncs(cluster):
+ESTABLISHED = [(4, n) for n in ("a", "b")] + [(6, n) for n in ("a", "b")]
+OUTAGE = 60.0  # seconds the API server stays down in test_api_server_down_for_a_minute
+
+
+def established_before(cluster) -> dict:
+    for family in (4, 6):
+        cluster.rr.wait_established([proto_name("Client", node_ip(n, family)) for n in ("a", "b")], family, TIMEOUT)
+    return cluster.sessions()
+
+
+def node_c_applied(cluster) -> float:
+    """Node c added, then removed again: seconds until rr1's BIRD had its session."""
+    client_c = proto_name("Client", node_ip("c", 4))
+    t0 = time.monotonic()
+    cluster.put_node("c", ipv6=False)
+    if "c" not in cluster.nodes:
+        cluster.start_node("c", ipv6=False)
+    wait_for(lambda: client_c in cluster.rr.bird.protocols(), 2 * TIMEOUT, interval=0.05,
+             what="node c's session after the fault")
+    applied = time.monotonic() - t0
+    cluster.delete("nodes", "c")
+    wait_for(lambda: client_c not in cluster.rr.bird.protocols(), TIMEOUT, what="node c's session removed")
+    return applied
+
+
+def hold(cluster, before: dict, seconds: float, drops: set) -> None:
+    """Watch every session for `seconds` while a fault lasts (a flap shows a new `since`)."""
+    end = time.monotonic() + seconds
+    while True:
+        cluster.rr.assert_alive()
+        drops.update(dropped_sessions(before, cluster.sessions()))
+        if time.monotonic() >= end:
+            return
+        time.sleep(1.0)  # sampling period while the fault lasts
+
+
+def finish(cluster, figures, key: str, before: dict, drops: set, fault: str, done: str, figure: str,
+           measured: dict) -> None:
+    applied = node_c_applied(cluster)
+    drops.update(dropped_sessions(before, cluster.sessions()))
+    assert not drops, f"sessions dropped: {sorted(drops)}"
+    assert cluster.in_sync_with_render(), "rr1's configs differ from `calico-rr render`"
+    figures.add("kubernetes", key, fault=fault, done=done,
+                figure=f"{len(drops)} sessions dropped of {established_count(before)} Established; {figure}; "
+                       f"a node added afterwards applied in {applied:.1f} s; final configs = `calico-rr render`",
+                measured={"sessions": established_count(before), "sessions_dropped": len(drops),
+                          "node_applied_s": round(applied, 2), **measured})
+
+
+def test_api_server_down_for_a_minute_keeps_every_session(cluster, figures):
+    before, drops = established_before(cluster), set()
+    t0 = time.monotonic()
+    cluster.api_signal(signal.SIGUSR1)
+    cluster.wait_serving(False)
+    hold(cluster, before, OUTAGE, drops)
+    outage = time.monotonic() - t0
+    cluster.api_signal(signal.SIGUSR2)
+    cluster.wait_serving(True)
+    finish(cluster, figures, "k8s_api_down", before, drops, "API server down",
+           f"the API server stopped for {outage:.0f} s (connections refused, watches cut), then started",
+           "BIRD kept its configs meanwhile", {"outage_s": round(outage, 1)})
+
+
+def test_api_server_restarted_keeps_every_session(cluster, figures):
+    before, drops = established_before(cluster), set()
+    cluster.api_signal(signal.SIGUSR1)
+    cluster.wait_serving(False)
+    cluster.api_signal(signal.SIGUSR2)
+    cluster.wait_serving(True)
+    hold(cluster, before, 5, drops)
+    finish(cluster, figures, "k8s_api_restarted", before, drops, "API server restarted",
+           "the API server stopped and started again at once (every watch cut)",
+           "the watches opened again", {})
+
+
+def test_api_server_down_keeps_sessions_and_a_restart_after_compaction_resyncs(cluster, figures):
     rr = cluster.rr
-    established = [proto_name("Client", node_ip(n, 4)) for n in ("a", "b")]
-    rr.wait_established(established, 4, TIMEOUT)
+    before, drops = established_before(cluster), set()
     cluster.api_signal(signal.SIGUSR1)
     cluster.wait_serving(False)
     # While it is down: node c appears and history is compacted, so nothing can be replayed.
@@ -217,14 +321,56 @@ def test_api_server_down_keeps_sessions_and_a_restart_after_compaction_resyncs(c
     cluster.start_node("c", ipv6=False) if "c" not in cluster.nodes else None
     revision = json.loads(cluster.etcd.ctl("endpoint", "status", "-w", "json"))[0]["Status"]["header"]["revision"]
     cluster.etcd.ctl("compaction", str(revision))
-    rr.wait_established(established, 4, 5)  # BIRD keeps its config while the API is away
-    rr.assert_alive()
+    hold(cluster, before, 5, drops)  # BIRD keeps its config while the API is away
     cluster.api_signal(signal.SIGUSR2)
     cluster.wait_serving(True)
-    rr.wait_established(established + [proto_name("Client", node_ip("c", 4))], 4, TIMEOUT)
+    rr.wait_established([proto_name("Client", node_ip(n, 4)) for n in ("a", "b", "c")], 4, TIMEOUT)
     cluster.delete("nodes", "c")
     wait_for(lambda: proto_name("Client", node_ip("c", 4)) not in rr.bird.protocols(), TIMEOUT,
              what="node c's session removed after the resync")
+    finish(cluster, figures, "k8s_watch_410", before, drops, "watch history compacted (410 Gone)",
+           "API server stopped, a node added and etcd compacted past the watches' resourceVersion, "
+           "API server started: the watches get 410 Gone",
+           "relisted: the node added meanwhile got its session", {"revision_compacted": revision})
+
+
+def test_an_expired_token_is_named_and_a_new_one_picked_up(cluster, figures):
+    before, drops = established_before(cluster), set()
+    token_file = Path(cluster.kubeconfig + "-rr.token")
+    t0 = time.monotonic()
+    cluster.control({"revoke": [token_file.read_text().strip()]})
+    wait_for(lambda: "401 Unauthorized" in cluster.rr.log(), TIMEOUT, what="the daemon naming the 401")
+    named = time.monotonic() - t0
+    hold(cluster, before, 5, drops)
+    errors = cluster.rr.log().count("401 Unauthorized")
+    new_token = "rr-" + secrets.token_hex(16)
+    cluster.control({"tokens": {new_token: "calico-rr"}})
+    token_file.write_text(new_token)  # as the kubelet rotates a service account's token
+    line = next(line for line in cluster.rr.log().splitlines() if "401 Unauthorized" in line)
+    assert "Kubernetes API unreachable (list " in line, line  # names the datastore and the verb
+    finish(cluster, figures, "k8s_token_expired", before, drops, "token expired",
+           "the reflector's token revoked (401 from then on, its watches cut), then a new token "
+           "written to its token file",
+           f"the daemon's log named the refusal {named:.1f} s after ({errors} such lines while it lasted)",
+           {"named_after_s": round(named, 1), "log_lines": errors, "log_line": line[-200:]})
+
+
+def test_missing_rbac_is_named_and_restored_rbac_picked_up(cluster, figures):
+    before, drops = established_before(cluster), set()
+    t0 = time.monotonic()
+    # nodes only: listing the BGPPeers is refused (403)
+    cluster.control({"rules": {"calico-rr": [["get", "nodes"], ["list", "nodes"], ["watch", "nodes"]]}})
+    wait_for(lambda: "403 Forbidden" in cluster.rr.log(), TIMEOUT, what="the daemon naming the 403")
+    named = time.monotonic() - t0
+    hold(cluster, before, 5, drops)
+    line = next(line for line in cluster.rr.log().splitlines() if "403 Forbidden" in line)
+    assert "bgppeers" in line or "bgpconfigurations" in line or "ippools" in line, line
+    cluster.control({"rules": {"calico-rr": None}})
+    finish(cluster, figures, "k8s_rbac_missing", before, drops, "RBAC missing",
+           "the reflector's user allowed only nodes (its watches cut, so it lists again), then "
+           "allowed everything again",
+           f"the daemon's log named the refused verb and resource {named:.1f} s after",
+           {"named_after_s": round(named, 1), "log_line": line[-200:]})
 
 
 def test_unregister_removes_the_bgppeers(cluster):
