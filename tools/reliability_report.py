@@ -51,7 +51,8 @@ TABLES = (
           "etcd) in the lab, the real daemon in Kubernetes mode on BIRD 1.6 beside a second "
           "reflector on BIRD 2, Calico-like nodes with Established IPv4 and IPv6 sessions; the "
           "reflector's kubeconfig reads its token from a file, as a service account's does.",
-          ("k8s_api_down", "k8s_api_restarted", "k8s_watch_410", "k8s_token_expired", "k8s_rbac_missing")),
+          ("k8s_api_down", "k8s_api_restarted", "k8s_watch_410", "k8s_continue_410", "k8s_token_expired",
+           "k8s_rbac_missing")),
     Table("model", "Model-based randomized test",
           "tests/faults/test_model_based.py: seeded random etcd operations against the real "
           "daemon, etcd and BIRD, once per BIRD flavour.",

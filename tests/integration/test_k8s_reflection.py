@@ -373,6 +373,24 @@ def test_missing_rbac_is_named_and_restored_rbac_picked_up(cluster, figures):
            {"named_after_s": round(named, 1), "log_line": line[-200:]})
 
 
+def test_expiring_continue_tokens_are_named_and_the_list_done_once_they_last(cluster, figures):
+    cluster.control({"filler_nodes": 600})  # more Nodes than one page of the reflector's lists
+    before, drops = established_before(cluster), set()
+    t0 = time.monotonic()
+    cluster.control({"expire_continue": True})
+    wait_for(lambda: "continue tokens keep expiring" in cluster.rr.log(), TIMEOUT,
+             what="the daemon naming the expiring continue tokens")
+    named = time.monotonic() - t0
+    hold(cluster, before, 5, drops)
+    cluster.control({"expire_continue": False})
+    line = next(line for line in cluster.rr.log().splitlines() if "continue tokens keep expiring" in line)
+    finish(cluster, figures, "k8s_continue_410", before, drops, "continue token expired (410 Expired)",
+           "600 more Nodes (lists of two pages), then every continued list answered 410 Expired "
+           "(the reflector's watches cut, so it lists again), then lists served again",
+           f"each list started over from its first page; after 5 tries the daemon's log said so "
+           f"{named:.1f} s after", {"named_after_s": round(named, 1), "log_line": line[-200:]})
+
+
 def test_unregister_removes_the_bgppeers(cluster):
     out = cluster.rr.cli("unregister").stdout
     assert "removed /apis/crd.projectcalico.org/v1/bgppeers/calico-rr-rr1-ipv4" in out, out

@@ -36,7 +36,16 @@ RR_USER = "calico-rr"
 def control(api, spec: dict) -> None:
     """What a test asks of the running server: {"tokens": {token: user}} accepts tokens,
     {"revoke": [token]} refuses them from now on (401) and ends the watches opened with them,
-    {"rules": {user: [[verb, resource], ...] or null}} sets what a user may do (null: all)."""
+    {"rules": {user: [[verb, resource], ...] or null}} sets what a user may do (null: all),
+    {"expire_continue": true} answers every continued list with 410 Expired (false: no more),
+    {"filler_nodes": N} writes N Nodes without Calico's annotations (kubelet's only: no
+    session, but lists of more than one page)."""
+    from tests.kubeapi import realistic_node
+    if spec.get("filler_nodes"):
+        api.seed("nodes", [realistic_node(f"filler-{i:04d}") for i in range(spec["filler_nodes"])])
+    if "expire_continue" in spec:
+        api.expire_continue_tokens = bool(spec["expire_continue"])
+        api.cut_watches()  # so that the reflector lists again now
     for token, user in (spec.get("tokens") or {}).items():
         api.add_token(token, user)
     for token in spec.get("revoke") or ():
