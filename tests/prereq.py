@@ -24,6 +24,8 @@ BIRD2 = REPO / ".cache" / "bird2" / "usr" / "sbin" / "bird"
 # BIRD 3 is trixie's, linked against trixie's glibc: tools/fetch-bird3 debootstraps a minimal
 # trixie tree beside it and writes this wrapper, which runs that tree's bird with its libraries.
 BIRD3 = REPO / ".cache" / "bird3" / "bird"
+# trixie's prometheus-bird-exporter 1.4.2, from the same tree (a static binary)
+BIRD_EXPORTER_142 = REPO / ".cache" / "bird3-trixie" / "usr" / "bin" / "prometheus-bird-exporter"
 
 
 def required() -> bool:
@@ -70,6 +72,12 @@ def bird3_binary() -> Optional[str]:
 
 def bird3_or_missing() -> str:
     return bird3_binary() or missing("BIRD 3 could not be fetched (tools/fetch-bird3: needs root)")
+
+
+def bird_exporter_142_or_missing() -> str:
+    """trixie's prometheus-bird-exporter 1.4.2 (tools/fetch-bird3 fetches it with BIRD 3)."""
+    return _fetched(BIRD_EXPORTER_142, "fetch-bird3", 900) or missing(
+        "prometheus-bird-exporter 1.4.2 could not be fetched (tools/fetch-bird3: needs root)")
 
 
 def bird_binary_or_missing(flavour: str) -> Optional[str]:
