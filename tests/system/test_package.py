@@ -250,6 +250,23 @@ def test_lintian_clean(deb):
     assert not re.search(r"^[EW]: ", p.stdout, re.M), p.stdout
 
 
+def test_lintian_clean_on_trixie(deb, tmp_path):
+    """The same .deb through Debian 13's lintian (in the trixie tree tools/fetch-bird3 keeps):
+    0 errors, 0 warnings. It refuses files in the aliased /lib, which bookworm's lintian does
+    not know about."""
+    prereq.bird3_or_missing()  # the tree, fetched with BIRD 3
+    tree = prereq.BIRD3.parent.parent / "bird3-trixie"
+    if not (tree / "usr" / "bin" / "lintian").exists():
+        prereq.missing(f"no lintian in {tree} (tools/fetch-bird3 installs it)")
+    target = tree / "srv" / "calico-routereflector.deb"
+    target.touch()
+    script = (f"mount --bind '{deb}' '{target}' && mount -t proc proc '{tree}/proc' && "
+              f"chroot '{tree}' lintian --fail-on error,warning /srv/calico-routereflector.deb")
+    p = sysenv.run(["unshare", "--mount", "--fork", "sh", "-c", script], check=False, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not re.search(r"^[EW]: ", p.stdout, re.M), p.stdout
+
+
 # --------------------------------------------------------------------------- in the container
 
 def test_install_from_debian_archive(installed, deb):
@@ -278,7 +295,7 @@ def test_install_from_debian_archive(installed, deb):
     c.sh("test -f /usr/share/man/man8/calico-rr.8.gz")
     # The daemon's runtime imports resolve against Debian's packages.
     c.sh("python3 -c 'import etcd3, sdnotify, jinja2, tomllib, rr_service.app.daemon'")
-    verify = c.sh(f"systemd-analyze verify --man=no /lib/systemd/system/{UNIT}.service", check=False)
+    verify = c.sh(f"systemd-analyze verify --man=no /usr/lib/systemd/system/{UNIT}.service", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
@@ -468,6 +485,44 @@ def test_upgrade_restarts_running_daemon_and_keeps_config(configured, deb):
     assert c.sh("cat /etc/calico-routereflector/config.toml").stdout == CONFIG
     assert c.sh("stat -c '%U:%G %a' /etc/calico-routereflector/config.toml").stdout.strip() \
         == "root:bird 640"
+
+
+def units_in_lib(deb: Path, folder: Path) -> Path:
+    """This .deb as the versions before 0.1.0-1 shipped it: the same files, but the systemd
+    units under /lib/systemd/system (where Debian 13 refuses them), versioned 0.0.9-1."""
+    root = folder / "old"
+    sysenv.run(["dpkg-deb", "-R", str(deb), str(root)])
+    (root / "lib").mkdir()
+    shutil.move(str(root / "usr" / "lib" / "systemd"), str(root / "lib" / "systemd"))
+    control = root / "DEBIAN" / "control"
+    control.write_text(re.sub(r"^Version: .*$", "Version: 0.0.9-1", control.read_text(), flags=re.M))
+    sums = root / "DEBIAN" / "md5sums"
+    sums.write_text(sums.read_text().replace("  usr/lib/systemd/", "  lib/systemd/"))
+    old = folder / "calico-routereflector_0.0.9-1_all.deb"
+    sysenv.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(old)])
+    return old
+
+
+def test_upgrade_from_units_in_lib_loses_no_file(configured, deb, tmp_path):
+    """Moving the units from /lib to /usr/lib, which are one directory on a merged-/usr system:
+    downgrading to a package with them in /lib and upgrading back leaves the unit and its
+    drop-ins in place, enabled, and the service running."""
+    c = configured
+    old = units_in_lib(deb, tmp_path)
+    shutil.copy2(old, c.root / "root" / old.name)
+    files = ["/usr/lib/systemd/system/calico-routereflector.service",
+             "/usr/lib/systemd/system/bird.service.d/calico-routereflector.conf",
+             "/usr/lib/systemd/system/prometheus-bird-exporter.service.d/calico-routereflector.conf"]
+    for package in (old.name, deb.name):
+        p = c.sh(f"cd /root && DEBIAN_FRONTEND=noninteractive apt-get install --allow-downgrades "
+                 f"{' '.join(sysenv.APT_INSTALL_OPTS)} ./{package}", check=False, timeout=300)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        missing = [f for f in files if c.sh(f"test -s {f}", check=False).returncode != 0]
+        assert not missing, f"after installing {package}: {missing} gone"
+        assert c.sh(f"systemctl is-enabled {UNIT}", check=False).stdout.strip() == "enabled", package
+    assert c.sh("dpkg-query -W -f='${Version}' calico-routereflector").stdout == \
+        re.search(r"_([^_]+)_all\.deb$", deb.name).group(1)
+    wait_active(c, timeout=60)
 
 
 def test_move_from_bird2_to_bird3(configured):
