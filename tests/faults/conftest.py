@@ -20,7 +20,7 @@ from tests.faults.faultlab import (FaultNode, FaultReflector, FaultWorld,  # noq
                                    start_etcd_cluster)
 from tests.faults.figures import figures, pytest_runtest_makereport  # noqa: E402,F401
 from tests.lab import (CalicoData, Lab, calico_node_bird_config, requirements_missing,  # noqa: E402
-                       rr_service_available, sweep)
+                       need_rr_service, sweep)
 from tests.lab.world import AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1  # noqa: E402
 
 
@@ -29,9 +29,7 @@ from tests.lab.world import AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1  # noqa: E40
 @pytest.fixture
 def lab(request):
     prereq.need(requirements_missing())
-    reason = rr_service_available()
-    if reason:  # the product is broken: a failure, not a reason to skip
-        pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
+    need_rr_service()
     sweep()
     with Lab(keep_tmp=bool(os.environ.get("RRLAB_KEEP"))) as the_lab:
         yield the_lab

@@ -40,7 +40,7 @@ from rr_service.app.settings import load_settings
 from tests import prereq
 from tests.lab.notify import NotifySocket
 from tests.faults.model_helpers import EtcdDriver, OpGenerator, bird_sessions, status_revision
-from tests.lab import Lab, Reflector, requirements_missing, rr_service_available, sweep, wait_for
+from tests.lab import Lab, Reflector, requirements_missing, need_rr_service, sweep, wait_for
 from tests.lab.etcd import start_etcd
 from tests.lab.netns import REPO_ROOT
 from tests.lab.reflector import PYTHON, _env
@@ -81,9 +81,7 @@ def _diff(want: str, got: str, name: str) -> str:
 @pytest.mark.parametrize("flavour", ["bird1", "bird2", "bird3"])
 def test_random_puts_deletes_and_etcd_restarts_converge(flavour, figures):
     prereq.need(requirements_missing())
-    problem = rr_service_available()
-    if problem:
-        pytest.fail(f"python3 -m rr_service does not start: {problem}", pytrace=False)
+    need_rr_service()
     binary = prereq.bird_binary_or_missing(flavour)
     started = time.monotonic()
     schedule = random.Random(SEED ^ 0x5EED)

@@ -26,7 +26,7 @@ import pytest
 from tests import prereq
 from tests.integration.v3data import wait_reflected
 from tests.kubeapi import bgp_configuration, ip_pool, realistic_node
-from tests.lab import Reflector, calico_node_bird_config, proto_name, rr_service_available, wait_for
+from tests.lab import Reflector, calico_node_bird_config, proto_name, need_rr_service, wait_for
 from tests.lab.kubeapi_host import kube_key
 from tests.lab.reflector import PYTHON, REPO_ROOT, _env
 from tests.lab.world import ETCD_IP, NODES, Node
@@ -133,9 +133,7 @@ def flavour():
 
 @pytest.fixture(scope="module")
 def cluster(lab):
-    reason = rr_service_available()
-    if reason:
-        pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
+    need_rr_service()
     c = KubeCluster(lab)
     c.put("bgpconfigurations", bgp_configuration("default", nodeToNodeMeshEnabled=False, asNumber=AS_NUM))
     c.put("ippools", ip_pool("pool4", "198.51.100.0/24"))

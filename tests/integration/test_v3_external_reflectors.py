@@ -28,7 +28,7 @@ import pytest
 
 from tests import prereq
 from tests.integration.v3data import V3_PREFIX, V3Data, v3_reflector, wait_reflected
-from tests.lab import Reflector, calico_node_bird_config, proto_name, rr_service_available, wait_for
+from tests.lab import Reflector, calico_node_bird_config, proto_name, need_rr_service, wait_for
 from tests.lab.world import ETCD_IP, NODES, Node
 
 pytestmark = pytest.mark.integration
@@ -108,9 +108,7 @@ def flavour():
 
 @pytest.fixture(scope="module")
 def cluster(lab):
-    reason = rr_service_available()
-    if reason:
-        pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
+    need_rr_service()
     bird2 = prereq.bird2_or_missing()
     c = Cluster(lab, lab.start_etcd(lab.add_host("etcd", ETCD_IP)))
     c.data.bgp_configuration("default", nodeToNodeMeshEnabled=False, asNumber=AS_NUM)

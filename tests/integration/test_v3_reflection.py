@@ -50,7 +50,7 @@ import pytest
 from tests.integration.v3data import V3Data, v3_reflector
 from tests import prereq
 from tests.lab import (Etcd, Lab, Reflector, calico_node_bird_config, proto_name,
-                       rr_service_available, wait_for)
+                       need_rr_service, wait_for)
 from tests.lab.world import ETCD_IP, NODES, Node
 
 pytestmark = pytest.mark.integration
@@ -129,9 +129,7 @@ def flavour():
 
 @pytest.fixture(scope="module")
 def cluster(lab):
-    reason = rr_service_available()
-    if reason:  # the product is broken: that is a failure, not a reason to skip
-        pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
+    need_rr_service()
     etcd = lab.start_etcd(lab.add_host("etcd", ETCD_IP))
     data = V3Data(etcd)
     c = V3Cluster(lab, etcd, data)
@@ -306,9 +304,7 @@ def test_peers_reach_us_on_our_listen_port(lab):
     d, rr4 (BIRD 2, .13) for rr5 and d, and rr5 (BIRD 3, .14) for d: those sessions come up only
     if each reflector's BIRD listens on 1790 (BIRD 1.6 `listen bgp port`, BIRD 2 and 3 `local
     port`)."""
-    reason = rr_service_available()
-    if reason:
-        pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
+    need_rr_service()
     for _, flavour in MESH_RRS.values():
         prereq.bird_binary_or_missing(flavour)
     etcd = lab.start_etcd(lab.add_host("etcd-mesh", MESH_ETCD_IP))  # a cluster of its own

@@ -20,13 +20,13 @@ from .bird import (BirdProc, Protocol, Route, calico_node_bird_config, handwritt
                    minimal_bird_config, parse_protocols, parse_routes, proto_name, start_bird)
 from .etcd import CALICO_PREFIX, CalicoData, Etcd, start_etcd
 from .netns import REPO_ROOT, Host, Lab, LabError, Proc, sweep, wait_for
-from .reflector import Reflector, rr_service_available
+from .reflector import Reflector, need_rr_service, rr_service_available
 
 __all__ = [
     "BirdProc", "CALICO_PREFIX", "CalicoData", "Etcd", "Host", "Lab", "LabError", "Proc",
     "Protocol", "REPO_ROOT", "Reflector", "Route", "calico_node_bird_config",
     "handwritten_rr_config", "minimal_bird_config", "parse_protocols", "parse_routes",
-    "proto_name", "requirements_missing", "rr_service_available", "start_bird", "start_etcd",
+    "need_rr_service", "proto_name", "requirements_missing", "rr_service_available", "start_bird", "start_etcd",
     "sweep", "wait_for",
 ]
 

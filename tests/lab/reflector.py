@@ -27,6 +27,15 @@ def rr_service_available() -> Optional[str]:
     return None
 
 
+def need_rr_service() -> None:
+    """Fail the test when ``python3 -m rr_service`` does not start: the product is broken,
+    which is a failure, never a reason to skip."""
+    reason = rr_service_available()
+    if reason:
+        import pytest
+        pytest.fail(f"python3 -m rr_service does not start: {reason}", pytrace=False)
+
+
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV")}

@@ -16,15 +16,13 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests import prereq  # noqa: E402
 from tests.lab.notify import NotifySocket  # noqa: E402
-from tests.lab import Lab, Reflector, requirements_missing, rr_service_available, wait_for  # noqa: E402
+from tests.lab import Lab, Reflector, requirements_missing, need_rr_service, wait_for  # noqa: E402
 from tests.lab.etcd import ETCD, ETCDCTL, Etcd  # noqa: E402
 from tests.lab.netns import Host, LabError  # noqa: E402
 from tests.lab.reflector import PYTHON, _env  # noqa: E402
@@ -37,9 +35,7 @@ def lab_or_skip() -> None:
     prereq.need(requirements_missing())
     if shutil.which("openssl") is None:
         prereq.missing("openssl is not installed")
-    problem = rr_service_available()
-    if problem:
-        pytest.fail(f"python3 -m rr_service does not start: {problem}", pytrace=False)
+    need_rr_service()
 
 
 # -- a throw-away CA -------------------------------------------------------------------------
