@@ -251,6 +251,50 @@ def publish_tree(tmp: Path, final: Path, stale_glob: str, started: float, what: 
     log(f"{what} ready in {time.monotonic() - started:.0f}s: {final}")
 
 
+def ensure_lintian_tree(suite: str) -> Path:
+    """SUITE's base tree, copied once, with that release's lintian: the .deb checked by the
+    lintian of a release the host does not run (trixie's on a bookworm host). Cached as
+    lintian-SUITE-<key>; like the other cache builds this talks to the host's Debian mirror."""
+    base = ensure_base_tree(suite)
+    key = hashlib.sha256(json.dumps({"base": base.name, "layout": 1}).encode()).hexdigest()[:12]
+    final = CACHE_ROOT / f"lintian-{suite}-{key}"
+    with _Lock(CACHE_ROOT / ".lock"):
+        if (final / COMPLETE).exists():
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=CACHE_ROOT))
+        try:
+            t0 = time.monotonic()
+            log(f"deriving {final.name} from {base.name}: + lintian")
+            tmp.rmdir()
+            run(["cp", "-a", "--reflink=auto", str(base), str(tmp)], timeout=600)
+            (tmp / COMPLETE).unlink()
+            (tmp / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
+            os.chmod(tmp / "usr/sbin/policy-rc.d", 0o755)
+            chroot(tmp, "export DEBIAN_FRONTEND=noninteractive\n"
+                        "apt-get -q update\n"
+                        "apt-get install -y -q --no-install-recommends lintian\n"
+                        "apt-get clean\n")
+            (tmp / "usr/sbin/policy-rc.d").unlink()
+            publish_tree(tmp, final, f"lintian-{suite}-*", t0, "tree")
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def lintian_in_tree(tree: Path, deb: Path, *args: str) -> subprocess.CompletedProcess:
+    """That tree's lintian on DEB (copied in, removed after; nothing else in the tree changes)."""
+    inside = Path("/tmp") / deb.name
+    shutil.copy(deb, tree / inside.relative_to("/"))
+    try:
+        return run(["unshare", "--mount", "--fork", "sh", "-ec",
+                    'mount --make-rprivate /; mount -t proc proc "$1/proc"; shift; exec chroot "$@"',
+                    "sh", str(tree), str(tree), "lintian", *args, str(inside)],
+                   check=False, timeout=600)
+    finally:
+        (tree / inside.relative_to("/")).unlink(missing_ok=True)
+
+
 def build_deb(out: Path) -> Path:
     """Build the package from this work tree into `out` (debian/build.sh); the .deb built."""
     p = run(["sh", str(REPO / "debian/build.sh"), "--no-lintian", str(out)],
