@@ -7,12 +7,15 @@ description) restart no session when a reflector is upgraded to them."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests import prereq
+from tests import birdproc, prereq
 from tests.etcdproc import free_port
 from tests.lab import wait_for
 from tests.lab.netns import REPO_ROOT
@@ -94,3 +97,64 @@ def test_the_new_config_lines_restart_no_session(world, flavour):
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", after[names[0]].since), after[names[0]].since
     finally:
         rr.start()
+
+
+# -- Debian 13's exporter (1.4.2) against trixie's BIRD 3 ----------------------------------
+
+CONF3 = """\
+router id 192.0.2.1;
+timeformat protocol iso long;
+protocol device { }
+protocol bgp Client_192_0_2_21 {
+  description "role=client node=a";
+  local as 64512; neighbor 192.0.2.21 as 64512; ipv4 { import all; export all; };
+}
+"""
+
+
+def trixie_exporter_or_missing(tmp_path) -> str:
+    """Trixie's prometheus-bird-exporter 1.4.2, unpacked from the .deb that the Ansible test's
+    trixie tree pre-downloads (a static Go binary: it runs on a bookworm host)."""
+    cache = Path(os.environ.get("CALICO_RR_TEST_CACHE", "/var/cache/calico-rr-test"))
+    debs = sorted(cache.glob("*/var/cache/apt/archives/prometheus-bird-exporter_1.4.2*_amd64.deb"))
+    if not debs:
+        prereq.missing(f"trixie's prometheus-bird-exporter 1.4.2 is not cached under {cache} "
+                       "(the Ansible test's trixie tree downloads it: tests/ansible)")
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp_path / "exporter")], check=True, timeout=60)
+    return str(tmp_path / "exporter/usr/bin/prometheus-bird-exporter")
+
+
+def test_trixies_exporter_says_whether_its_socket_query_worked(tmp_path):
+    """Exporter 1.4.2 through the package's wrapper on BIRD 3: bird_socket_query_success 1 with
+    the session's series (role and node labels), 0 once BIRD is gone; the series that alert
+    CalicoRRBirdSocketQueryFailing reads (packaging/prometheus)."""
+    exporter = trixie_exporter_or_missing(tmp_path)
+    binary = prereq.bird3_or_missing()
+    birdproc.skip_unless_possible(binary)
+    with birdproc.running_bird(CONF3, binary=binary) as ns:
+        port = free_port()
+        env = {"BIRD_BINARY": binary, "BIRD_SOCKET": ns.socket_path, "BIRD_EXPORTER": exporter}
+        log = open(tmp_path / "exporter.log", "w")
+        proc = subprocess.Popen(["ip", "netns", "exec", ns.name, "env",
+                                 *(f"{k}={v}" for k, v in env.items()), str(WRAPPER),
+                                 "-web.listen-address", f"127.0.0.1:{port}"],
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            def scraped():
+                code = (f"import urllib.request; print(urllib.request.urlopen("
+                        f"'http://127.0.0.1:{port}/metrics', timeout=5).read().decode())")
+                p = subprocess.run(["ip", "netns", "exec", ns.name, "/usr/bin/python3", "-c", code],
+                                   capture_output=True, text=True, timeout=30)
+                return p.stdout if p.returncode == 0 else None
+            text = wait_for(scraped, TIMEOUT, what="the exporter's metrics")
+            assert re.search(r"^bird_socket_query_success 1$", text, re.M), text
+            up = up_series(text)["Client_192_0_2_21"]
+            assert (up["proto"], up["role"], up["node"], up["value"]) == ("BGP", "client", "a", 0.0), up
+            ns.stop()
+            text = scraped()
+            assert re.search(r"^bird_socket_query_success 0$", text, re.M), text
+            assert "bird_protocol_up{" not in text, text
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            log.close()
