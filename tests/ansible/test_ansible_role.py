@@ -1,8 +1,8 @@
 """The Ansible role, end to end: Debian's ansible-core runs the example playbook
-(packaging/ansible/site.yml) over SSH against a booted Debian 12 (the system test's
-systemd-nspawn container, see tests/system/sysenv.py and ansenv.py here).
+(packaging/ansible/site.yml) over SSH against a booted Debian 12 and a booted Debian 13 (the
+system test's systemd-nspawn container, see tests/system/sysenv.py and ansenv.py here).
 
-One container for the module; the tests run in file order and build on each other:
+One container per release; the tests run in file order and build on each other:
 converge -> BIRD's open-files limit -> reflecting -> idempotent -> check mode changes nothing
 -> a running BIRD is named, not restarted -> a change reloads (also with `enabled` flipped).
 
@@ -70,7 +70,7 @@ def deb(prerequisites, tmp_path_factory) -> Path:
 def host(deb, tmp_path_factory, request):
     """The booted container, reachable over SSH from the controller namespace, etcd up with
     authentication and the cluster's global BGP data: a host of each of ansenv.HOST_RELEASES
-    (bookworm: the role installs BIRD 2, as the example inventory says)."""
+    (bookworm: the role installs BIRD 2, set by the test; trixie: BIRD 3, the role's default)."""
     release = request.param
     tree = ansenv.ensure_tree(release)
     sysenv.ensure_deb_dependencies(tree, deb, ansenv.role_packages(release))
@@ -114,8 +114,8 @@ def inventory(host, deb) -> Path:
         "calico_rr_deb": str(deb),
         "calico_rr_apt_update_cache": False,
         "calico_rr_etcd_endpoints": ["http://localhost:2379"],
-        "calico_rr_bird_package": host.bird_package,
-    }))
+    } | ({"calico_rr_bird_package": host.bird_package}
+         if host.release in ansenv.BIRD_SET_BY_TEST else {})))
     vault_pass = host.work / "vault-pass"
     vault_pass.write_text(secrets.token_hex(16) + "\n")
     vault = inv / "group_vars" / "route_reflectors" / "vault.yml"
