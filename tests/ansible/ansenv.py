@@ -51,6 +51,9 @@ ROLE_PACKAGES = ("bird2", "prometheus-bird-exporter", "python3-prometheus-client
 # BIRD 1.6, is what the system test covers).
 BIRD_OF_RELEASE = {"bookworm": "bird2", "trixie": "bird3"}
 BIRD_SET_BY_TEST = {"bookworm"}
+# The release whose host also moves from BIRD 2 to BIRD 3 with the role (bird2 pre-downloaded
+# by a second call: bird2 and bird3 conflict, one apt command cannot fetch both).
+MOVES_TO_BIRD3 = "trixie"
 HOST_RELEASES = ["bookworm", "trixie"]
 
 
