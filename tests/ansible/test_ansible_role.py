@@ -1,8 +1,8 @@
 """The Ansible role, end to end: Debian's ansible-core runs the example playbook
-(packaging/ansible/site.yml) over SSH against a booted Debian 12 (the system test's
-systemd-nspawn container, see tests/system/sysenv.py and ansenv.py here).
+(packaging/ansible/site.yml) over SSH against a booted Debian 12 and a booted Debian 13 (the
+system test's systemd-nspawn container, see tests/system/sysenv.py and ansenv.py here).
 
-One container for the module; the tests run in file order and build on each other:
+One container per release; the tests run in file order and build on each other:
 converge -> BIRD's open-files limit -> reflecting -> idempotent -> check mode changes nothing
 -> a running BIRD is named, not restarted -> a change reloads (also with `enabled` flipped).
 
@@ -70,10 +70,12 @@ def deb(prerequisites, tmp_path_factory) -> Path:
 def host(deb, tmp_path_factory, request):
     """The booted container, reachable over SSH from the controller namespace, etcd up with
     authentication and the cluster's global BGP data: a host of each of ansenv.HOST_RELEASES
-    (bookworm: the role installs BIRD 2, as the example inventory says)."""
+    (bookworm: the role installs BIRD 2, set by the test; trixie: BIRD 3, the role's default)."""
     release = request.param
     tree = ansenv.ensure_tree(release)
     sysenv.ensure_deb_dependencies(tree, deb, ansenv.role_packages(release))
+    if release == ansenv.MOVES_TO_BIRD3:
+        sysenv.ensure_deb_dependencies(tree, deb, ("bird2",))
     work = tmp_path_factory.mktemp("ansible")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "calico-rr-test",
                     "-f", str(work / "id_ed25519")], check=True, timeout=30)
@@ -114,8 +116,8 @@ def inventory(host, deb) -> Path:
         "calico_rr_deb": str(deb),
         "calico_rr_apt_update_cache": False,
         "calico_rr_etcd_endpoints": ["http://localhost:2379"],
-        "calico_rr_bird_package": host.bird_package,
-    }))
+    } | ({"calico_rr_bird_package": host.bird_package}
+         if host.release in ansenv.BIRD_SET_BY_TEST else {})))
     vault_pass = host.work / "vault-pass"
     vault_pass.write_text(secrets.token_hex(16) + "\n")
     vault = inv / "group_vars" / "route_reflectors" / "vault.yml"
@@ -523,3 +525,34 @@ def test_the_check_fails_the_host_with_what_is_wrong(converged, inventory):
     finally:
         c.sh("systemctl start etcd.service", timeout=60)
         wait_for(lambda: etcdctl(c, "endpoint", "health", check=False).returncode == 0, 30, "etcd healthy")
+
+
+def test_bird_package_change_moves_the_running_daemon(converged, inventory):
+    """The role README's move: calico_rr_bird_package changed on a running reflector. Trixie's
+    host goes to bird2 and back to bird3 (the role's default); each time apt swaps the package,
+    the handler reloads the same daemon, which asks the binary again (flavour auto) and drives
+    the new BIRD, and the role's check passes."""
+    c = converged
+    if c.release != ansenv.MOVES_TO_BIRD3:
+        pytest.skip(f"only the {ansenv.MOVES_TO_BIRD3} host moves between BIRD 2 and 3")
+    pid = prop(c, "MainPID")
+    for package, extra, version in (("bird2", ["-e", "calico_rr_bird_package=bird2"], "BIRD 2."),
+                                    ("bird3", [], "BIRD 3.")):
+        was = "bird3" if package == "bird2" else "bird2"
+        since = c.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+        r = playbook(c, inventory, *extra)
+        assert r.rc == 0 and r.failed == 0, str(r)
+        assert "changed: [rr1]" in task_output(r.out, f"Install BIRD ({package})"), str(r)
+        assert "changed: [rr1]" in task_output(r.out, "Reload calico-routereflector",
+                                               kind="RUNNING HANDLER"), str(r)
+        assert c.sh(f"dpkg-query -W -f='${{db:Status-Status}}' {package}").stdout == "installed"
+        moved = f"BIRD flavour is now {package} (was {was})"
+        try:
+            wait_for(lambda: moved in c.sh(f"journalctl --no-pager -o cat -u {UNIT} --since {shq(since)}",
+                                           check=False).stdout, 30, f"'{moved}' logged")
+            wait_for(lambda: CLIENT_PROTOCOL in c.sh("birdc show protocols", check=False).stdout
+                     and version in c.sh("birdc show status", check=False).stdout, 60,
+                     f"{version} running {CLIENT_PROTOCOL}")
+        except TimeoutError as e:
+            raise AssertionError(str(e) + diag(c)) from None
+        assert prop(c, "MainPID") == pid, "the move must not restart the daemon" + diag(c)

@@ -75,6 +75,7 @@ stdout:
 
 import json
 import os
+import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -172,7 +173,13 @@ def main():
             cmd += ["--node-selector", params["node_selector"]]
         for k, v in sorted(labels.items()):
             cmd += ["--label", "%s=%s" % (k, v)]
-        rc, out, err = module.run_command(cmd)
+        # Not module.run_command: its preexec_fn makes Python fork(), and after the etcd read
+        # above gRPC's pre-fork handler waits for gRPC's threads for ever (seen on Debian 13,
+        # python3-grpcio 1.51 and Python 3.13: the task hung; GRPC_ENABLE_FORK_SUPPORT=false
+        # did not help). Without preexec_fn CPython starts the child with vfork(), which runs
+        # no fork handlers.
+        p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        rc, out, err = p.returncode, p.stdout, p.stderr
         if rc != 0:
             module.fail_json(msg="calico-rr register failed (%d): %s" % (rc, (err or out).strip()),
                              cmd=cmd, stdout=out, stderr=err)
