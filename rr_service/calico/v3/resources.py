@@ -47,7 +47,7 @@ CLUSTER_ID_LABEL = "calico-rr/cluster-id"
 SERVICE_RANGE_FIELDS = ("serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs")
 MAX_SERVICE_RANGES = 64
 # BGPPeer fields that change a session in a way this reflector does not render.
-UNSUPPORTED_PEER_FIELDS = ("password", "ttlSecurity", "filters", "localWorkloadSelector",
+UNSUPPORTED_PEER_FIELDS = ("ttlSecurity", "filters", "localWorkloadSelector",
                            "numAllowedLocalASNumbers")
 
 
@@ -91,6 +91,11 @@ class BGPPeer:
     # name, and the cluster id of label CLUSTER_ID_LABEL (None: none).
     reflector: Optional[str] = None
     reflector_cluster_id: Optional[str] = None
+    # spec.password.secretKeyRef as (secret name, key); None: no password. The value itself
+    # is not in the datastore: rules.context() resolves it from CalicoData.secrets into
+    # `password` (never shown by repr, so it cannot reach a log line through one).
+    password_ref: Optional[tuple[str, str]] = None
+    password: Optional[str] = field(default=None, repr=False)
 
     @property
     def is_global(self) -> bool:
@@ -135,6 +140,9 @@ class CalicoData:
     # The nodes by name, when the caller keeps them so (table.ResourceTable): node() is then
     # one lookup, not a walk over every node.
     by_name: Optional[Mapping[str, CalicoNode]] = field(default=None, compare=False)
+    # BGP password secrets as plain values, (secret name, key) -> value, read by the source
+    # from the secret namespace; a ref missing here is a secret or key that does not exist.
+    secrets: Mapping[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     def node(self, name: str) -> Optional[CalicoNode]:
         if self.by_name is not None:
@@ -256,6 +264,7 @@ def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
         reflector=reflector,
         reflector_cluster_id=reflector_cluster_id,
         notes=notes,
+        password_ref=fields.parse_password_ref(spec.get("password")),
     )
 
 

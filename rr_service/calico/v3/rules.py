@@ -34,14 +34,14 @@ port. A change of a BGPPeer, a BGPConfiguration or our own Node builds a new one
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
 
 from rr_service.calico.v3 import external
 from rr_service.calico.v3.external import CALICO, NODE_MESH, REFLECTOR_MESH, REVERSE_PEER_IP, Target
 from rr_service.calico.v3.resources import BGPPeer, CalicoData, CalicoNode
 from rr_service.core.plan import CLIENT, MESH, PEER, Identity, Session, protocol_name
-from rr_service.core.values import IPAddress, outermost, shown_key
+from rr_service.core.values import IPAddress, outermost, password_problem, shown_key
 
 # Rank groups, in the order their candidates win a neighbour. The first two are the
 # operator's word (a BGPPeer's peerIP); the others come from a Node's own address, which any
@@ -96,7 +96,7 @@ def context(data: CalicoData, me: Identity) -> Context:
     node_name = me.node_name
     ours = data.node(node_name)
     warnings: list[str] = []
-    peers = sorted(data.peers, key=lambda p: p.name)
+    peers = _with_passwords(sorted(data.peers, key=lambda p: p.name), data.secrets, warnings)
     naming = {family: [p for p in peers if p.peer_ip is not None and p.peer_ip == me.address(family)]
               for family in (4, 6)}
     if ours is None and not any(naming.values()):
@@ -120,6 +120,29 @@ def context(data: CalicoData, me: Identity) -> Context:
         ctx.families[family] = _family_context(ctx, me, family, naming[family], peers)
     ctx.listen_port = _listen_port(ctx, naming, warnings)
     return ctx
+
+
+def _with_passwords(peers: list, secrets, warnings: list) -> list:
+    """The BGPPeers with their passwords filled in from the secrets. A BGPPeer whose secret or
+    key is missing, or whose password BIRD cannot carry, is left out whole, with a warning
+    naming it and the secret (never the value): a session must never run without the
+    password its BGPPeer asks for. Peers without a password keep their identity (the
+    planner's per-node answers are keyed by it)."""
+    out = []
+    for peer in peers:
+        if peer.password_ref is None:
+            out.append(peer)
+            continue
+        name, key = peer.password_ref
+        value = secrets.get(peer.password_ref)
+        problem = (f"no key {key!r} in Secret {name!r} (or no such Secret) in the secret namespace"
+                   if value is None else password_problem(value))
+        if problem is not None:
+            warnings.append(f"bgppeer {peer.name}: password from Secret {name!r} key {key!r}: {problem}; "
+                            f"its sessions are left out")
+            continue
+        out.append(replace(peer, password=value))
+    return out
 
 
 def _family_context(ctx: Context, me: Identity, family: int, naming: list, peers: list) -> FamilyContext:
@@ -296,6 +319,7 @@ def session(fam: FamilyContext, target: Target) -> Session:
         passive=target.passive,
         no_source_address=bool(peer and peer.no_source_address),
         graceful_restart_time=peer.max_restart_time if peer else None,
+        password=peer.password if peer else None,
         origin=target.source,
         node=target.node,
     )
