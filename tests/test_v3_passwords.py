@@ -2,7 +2,9 @@
 is parsed, the value comes in as plain data (CalicoData.secrets), a session never runs without
 its password, an unsafe value is refused, and no password shows in warnings, repr or `render`."""
 
+import base64
 import dataclasses
+import json
 
 
 import pytest
@@ -127,3 +129,30 @@ def test_renderer_refuses_an_unsafe_password_that_got_past_the_rules():
     assert 'x";' not in str(caught.value)
 
 
+
+
+def secret_item(name, **data):
+    return {f"secrets/{name}": json.dumps({k: base64.b64encode(v.encode()).decode() for k, v in data.items()}).encode()}
+
+
+def test_secrets_come_in_as_items_and_changes_reach_the_plan():
+    from rr_service.calico.v3.ruleset import RULES
+    assert RULES.wanted("secrets/bgp-secrets")
+    table = RULES.parser()
+    parsed = table.apply({**RAW, **secret_item("bgp-secrets", rr=SECRET)})
+    assert parsed.data.secrets == {("bgp-secrets", "rr"): SECRET}
+    assert by_neighbor(plan_v3(parsed.data, "rr", ME))["10.0.1.1"].password == SECRET
+    changed = table.apply(secret_item("bgp-secrets", rr="new-one"))
+    assert changed.globals_changed and changed.data.secrets == {("bgp-secrets", "rr"): "new-one"}
+    gone = table.apply({"secrets/bgp-secrets": None})
+    assert gone.globals_changed and gone.data.secrets == {}
+    assert "10.0.1.1" not in by_neighbor(plan_v3(gone.data, "rr", ME))
+
+
+def test_a_bad_secret_is_rejected_without_its_content():
+    data = parse_resources({"secrets/s": b'not json "hunter2"'})
+    (rejected,) = data.rejected
+    assert rejected.key == "secrets/s" and "hunter2" not in rejected.reason
+    # Values that are not base64 are left out; non-UTF-8 bytes are refused by the check.
+    data = parse_resources({"secrets/s": json.dumps({"a": "!!!", "b": base64.b64encode(b"\xff\xfe").decode()}).encode()})
+    assert set(data.secrets) == {("s", "b")} and password_problem(data.secrets[("s", "b")]) is not None

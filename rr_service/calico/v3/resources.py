@@ -14,6 +14,8 @@ a session that differs from Calico's.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 from dataclasses import dataclass, field
@@ -324,11 +326,41 @@ _PARSERS = {"nodes": parse_node, "bgppeers": parse_bgp_peer, "bgpconfigurations"
             "ippools": parse_ip_pool}
 
 
+# BGP password Secrets, as a source gives them: `secrets/<name>` → the Secret's `data` as
+# JSON (key → base64, as Kubernetes keeps it). Not a Calico kind and not read from etcd's
+# Calico prefix: only a source that reads Kubernetes Secrets puts these keys in.
+SECRETS = "secrets"
+
+
+def parse_secret(name: str, raw: bytes) -> Mapping[str, str]:
+    """A Secret's data, key → text. A value that is not base64 is left out (a BGPPeer naming
+    it then warns that the key is missing); bytes that are not UTF-8 are kept as escapes,
+    which the password check refuses. Messages never quote a value."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidValue("the Secret's data is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidValue("the Secret's data is not a map")
+    out = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            continue
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except (ValueError, binascii.Error):
+            continue
+        out[key] = decoded.decode("utf-8", "surrogateescape")
+    return out
+
+
 def parse_resource(key: str, raw: bytes, created: int = 0):
     """One resource by its key (`nodes/<name>`, ...): (plural, record); None for a key of a
     kind the reflector does not read. Raises InvalidValue with the reason. `created`: the
     key's creation order (a Node's, sources.base.DataSet)."""
     plural, _, rest = key.partition("/")
+    if plural == SECRETS and rest and "/" not in rest:
+        return plural, parse_secret(rest, raw)
     if plural not in KINDS:
         return None
     if "/" in rest or not rest:
