@@ -156,3 +156,16 @@ def test_a_bad_secret_is_rejected_without_its_content():
     # Values that are not base64 are left out; non-UTF-8 bytes are refused by the check.
     data = parse_resources({"secrets/s": json.dumps({"a": "!!!", "b": base64.b64encode(b"\xff\xfe").decode()}).encode()})
     assert set(data.secrets) == {("s", "b")} and password_problem(data.secrets[("s", "b")]) is not None
+
+
+def test_a_bgppeer_naming_us_keeps_our_identity_when_its_password_is_missing():
+    # No Node of ours: the BGPPeer with our peerIP is what makes us a reflector. Without its
+    # Secret its sessions go, but we are still that reflector (no "nothing names us").
+    raw = {**NO_MESH, **A, **node("c", "10.0.1.3/24"),
+           **peer("to-rr", peerIP="10.0.0.1", asNumber=64512, password=REF)}
+    plan = plan_with({}, raw)
+    assert plan.family(4).sessions == () and plan.family(4).local_address is not None
+    assert [w for w in plan.warnings if "no BGPPeer with peerIP" in w] == []
+    assert any("bgppeer to-rr: password from Secret 'bgp-secrets'" in w for w in plan.warnings)
+    sessions = by_neighbor(plan_with({("bgp-secrets", "rr"): SECRET}, raw))
+    assert {n: s.password for n, s in sessions.items()} == {"10.0.1.1": SECRET, "10.0.1.3": SECRET}

@@ -90,14 +90,21 @@ class Context:
     forward: tuple = ()
     reverse: tuple = ()
     node_mesh: bool = False
+    blocked: frozenset = frozenset()  # BGPPeers left out for their password, by name
 
 
 def context(data: CalicoData, me: Identity) -> Context:
     node_name = me.node_name
     ours = data.node(node_name)
     warnings: list[str] = []
-    peers = _with_passwords(sorted(data.peers, key=lambda p: p.name), data.secrets, warnings)
-    naming = {family: [p for p in peers if p.peer_ip is not None and p.peer_ip == me.address(family)]
+    everyone = sorted(data.peers, key=lambda p: p.name)
+    peers = _with_passwords(everyone, data.secrets, warnings)
+    # A BGPPeer left out for its password still says who we are (peerIP names us): only its
+    # sessions go, not this reflector's identity (node_candidates skips it).
+    resolved = {p.name: p for p in peers}
+    blocked = frozenset(p.name for p in everyone if p.name not in resolved)
+    naming = {family: [resolved.get(p.name, p) for p in everyone
+                       if p.peer_ip is not None and p.peer_ip == me.address(family)]
               for family in (4, 6)}
     if ours is None and not any(naming.values()):
         addresses = " or ".join(str(a) for a in (me.ipv4, me.ipv6) if a is not None)
@@ -111,6 +118,7 @@ def context(data: CalicoData, me: Identity) -> Context:
             warnings.append(f"bgppeer {peer.name}: {', '.join(peer.unsupported)} not supported by the reflector; ignored")
         warnings.extend(f"bgppeer {peer.name}: {note}" for note in peer.notes)
     ctx = Context(data, ours, node_name, {}, warnings, None, plan_error(data, node_name))
+    ctx.blocked = blocked
     if ours is not None:
         ctx.forward = tuple(p for p in peers if p.peer_selector is not None and p.applies_to(ours))
         ctx.reverse = tuple(p for p in peers if p.reverse and p.peer_selector is not None
@@ -209,7 +217,7 @@ def node_candidates(ctx: Context, fam: FamilyContext, node: CalicoNode, before: 
                                Target(address, port, asn, cid, "node-to-node mesh", description, NODE_MESH,
                                       passive=str(address) > str(fam.mine), node=name, created=created)))
     for peer in fam.naming:
-        if peer.applies_to(node):
+        if peer.name not in ctx.blocked and peer.applies_to(node):
             found.append(Candidate((RANK_REVERSE_PEER_IP, peer.name, 0, name),
                                    Target(address, port, asn, cid, f"bgppeer {peer.name} (peerIP names us)", description,
                                           REVERSE_PEER_IP, peer, local_as=peer.as_num, node=name, created=created)))
