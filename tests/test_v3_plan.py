@@ -192,8 +192,8 @@ def test_conflicting_peers_warn_and_first_by_name_wins():
 
 
 def test_unsupported_field_warns():
-    _, plan = sessions({**NO_MESH, **RR, **peer("x", peerIP="10.9.9.9", asNumber=65000, password={"secretKeyRef": {}}, ttlSecurity=1)})
-    assert plan.warnings == ("bgppeer x: password, ttlSecurity not supported by the reflector; ignored",)
+    _, plan = sessions({**NO_MESH, **RR, **peer("x", peerIP="10.9.9.9", asNumber=65000, filters=["f"], ttlSecurity=1)})
+    assert plan.warnings == ("bgppeer x: ttlSecurity, filters not supported by the reflector; ignored",)
 
 
 def test_router_id_stays_the_setting():

@@ -198,8 +198,8 @@ def test_bad_pools_and_service_ranges_are_rejected(raw, reason):
 
 def test_unsupported_peer_fields_are_flagged():
     data = one({"bgppeers/p": res("BGPPeer", "p", {"peerIP": "10.0.0.1", "asNumber": 1,
-                                                    "password": {"secretKeyRef": {"name": "s", "key": "k"}}})})
-    assert data.peers[0].unsupported == ("password",)
+                                                    "ttlSecurity": 1})})
+    assert data.peers[0].unsupported == ("ttlSecurity",)
 
 
 @pytest.mark.parametrize("peer_ip, reason", [

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "render",
         help="print the BIRD configs computed from the datastore now; writes nothing",
         description="Read the datastore (etcd or the Kubernetes API) once and print the configs `run` would write. Touches no file "
-        "and does not talk to BIRD.",
+        "and does not talk to BIRD. BGP passwords are printed as password \"<redacted>\".",
     )
     render.add_argument(
         "--flavour",
@@ -227,6 +227,7 @@ def _compute_now(settings: Settings, render) -> Computed:
 
 def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     render = wiring.renderer(settings, args.flavour)
+    render.mask_passwords = True  # printed for people; `run` writes the real ones
     computed = _compute_now(settings, render)
     for rejected in computed.rejected:
         log.warning("%s", rejection_message(rejected))

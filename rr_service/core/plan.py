@@ -9,7 +9,7 @@ neighbour and port stay the same.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from rr_service.core.values import IPAddress
@@ -61,6 +61,9 @@ class Session:
     # address: with the role it becomes the protocol's `description "role=client node=a"`,
     # which prometheus-bird-exporter turns into labels. Validated like a host name.
     node: str = ""
+    # The BGP (TCP MD5) password, already checked safe for BIRD's quoted string; None: none.
+    # Never in repr, so a logged Session cannot show it; `render` output masks it.
+    password: Optional[str] = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

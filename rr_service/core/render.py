@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 import jinja2
 
-from rr_service.core.values import AS_MAX
+from rr_service.core.values import AS_MAX, password_problem
 from rr_service.core.plan import CLIENT, ROLE_ORDER, FamilyPlan, Plan, Planned, Session, session_key
 from rr_service.core.slots import Slots
 
@@ -54,6 +54,9 @@ def default_template_dir() -> str:
 FILTER_MODES = ("pools", "limits-only", "off")
 
 
+PASSWORD_MASK = "<redacted>"
+
+
 class Renderer:
     def __init__(self, template_dir: Optional[str] = None, flavour: str = "bird1", client_filter: str = "off",
                  import_limit: int = 0):
@@ -72,6 +75,8 @@ class Renderer:
         self.flavour = flavour
         self.client_filter = client_filter
         self.import_limit = import_limit
+        # `calico-rr render` prints configs for people: BGP passwords there are masked.
+        self.mask_passwords = False
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(self.template_dir),
             undefined=jinja2.StrictUndefined,
@@ -148,7 +153,8 @@ class Renderer:
         # A client with a node is a Calico node; a router given by peerIP (no node) is not
         # Calico's and announces what it will.
         filtered = self.client_filter != "off" and session.role == CLIENT and bool(session.node)
-        return self._session_template.render(session=session, family=family, filtered=filtered,
+        password = PASSWORD_MASK if self.mask_passwords else session.password
+        return self._session_template.render(session=session, family=family, filtered=filtered, password=password,
                                              channels=self.flavour != "bird1")
 
     def notes(self, plan: Plan) -> tuple[str, ...]:
@@ -269,6 +275,8 @@ def _check_session(session: Session, family: int) -> None:
         _check_port(number, session.name)
     if not _DESCRIPTION_RE.fullmatch(session.description):
         raise RenderError(f"description of {session.name} has unsafe characters")
+    if session.password is not None and password_problem(session.password) is not None:
+        raise RenderError(f"password of {session.name} cannot be written safely (value not shown)")
     if session.role not in ROLE_ORDER or (session.node and not _NODE_RE.fullmatch(session.node)):
         raise RenderError(f"role or node of {session.name} has unsafe characters")
 

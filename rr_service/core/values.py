@@ -195,3 +195,21 @@ def no_duplicate_fields(pairs: list) -> dict:
             seen.add(key)
     return result
 
+
+# TCP MD5 keys are at most 80 bytes (TCP_MD5SIG_MAXKEYLEN); BIRD reads the value as a quoted
+# string, where `"` and `\` would end or escape it, so only printable ASCII without those two.
+MAX_PASSWORD_BYTES = 80
+_SAFE_PASSWORD_RE = re.compile(r'[\x20-\x21\x23-\x5b\x5d-\x7e]{1,%d}' % MAX_PASSWORD_BYTES)
+
+
+def password_problem(value: object) -> Optional[str]:
+    """Why this password cannot be written into a BIRD config, in words that never quote
+    it; None when it can."""
+    if not isinstance(value, str) or value == "":
+        return "the password is empty or not text"
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_PASSWORD_BYTES:
+        return f"the password is longer than {MAX_PASSWORD_BYTES} bytes (the TCP MD5 limit)"
+    if not _SAFE_PASSWORD_RE.fullmatch(value):
+        return ("the password holds a character BIRD's config cannot carry safely (a quote, a "
+                "backslash, a control character or non-ASCII)")
+    return None

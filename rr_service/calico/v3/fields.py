@@ -149,3 +149,23 @@ def flag(value: object, what: str) -> Optional[bool]:
 
 def optional_as(value: object) -> Optional[int]:
     return None if value is None or value == "" or value == 0 else parse_as_number(value)
+
+
+# A Kubernetes Secret name is a DNS subdomain; a data key is [-._a-zA-Z0-9]+.
+_SECRET_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_SECRET_KEY_RE = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+
+
+def parse_password_ref(value: object) -> Optional[tuple[str, str]]:
+    """spec.password of a BGPPeer: `{secretKeyRef: {name, key}}` -> (name, key); None when
+    unset. Only the reference is here: the value lives in a Secret, read by the source."""
+    if value in (None, {}):
+        return None
+    ref = json_object(json_object(value, "password").get("secretKeyRef"), "password.secretKeyRef")
+    name, key = ref.get("name"), ref.get("key")
+    if not isinstance(name, str) or not _SECRET_NAME_RE.fullmatch(name):
+        raise InvalidValue(f"password.secretKeyRef.name {show(name)} is not a Secret name")
+    if not isinstance(key, str) or not _SECRET_KEY_RE.fullmatch(key):
+        raise InvalidValue(f"password.secretKeyRef.key {show(key)} is not a Secret key")
+    return name, key
+

@@ -14,6 +14,8 @@ a session that differs from Calico's.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ CLUSTER_ID_LABEL = "calico-rr/cluster-id"
 SERVICE_RANGE_FIELDS = ("serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs")
 MAX_SERVICE_RANGES = 64
 # BGPPeer fields that change a session in a way this reflector does not render.
-UNSUPPORTED_PEER_FIELDS = ("password", "ttlSecurity", "filters", "localWorkloadSelector",
+UNSUPPORTED_PEER_FIELDS = ("ttlSecurity", "filters", "localWorkloadSelector",
                            "numAllowedLocalASNumbers")
 
 
@@ -91,6 +93,11 @@ class BGPPeer:
     # name, and the cluster id of label CLUSTER_ID_LABEL (None: none).
     reflector: Optional[str] = None
     reflector_cluster_id: Optional[str] = None
+    # spec.password.secretKeyRef as (secret name, key); None: no password. The value itself
+    # is not in the datastore: rules.context() resolves it from CalicoData.secrets into
+    # `password` (never shown by repr, so it cannot reach a log line through one).
+    password_ref: Optional[tuple[str, str]] = None
+    password: Optional[str] = field(default=None, repr=False)
 
     @property
     def is_global(self) -> bool:
@@ -135,6 +142,9 @@ class CalicoData:
     # The nodes by name, when the caller keeps them so (table.ResourceTable): node() is then
     # one lookup, not a walk over every node.
     by_name: Optional[Mapping[str, CalicoNode]] = field(default=None, compare=False)
+    # BGP password secrets as plain values, (secret name, key) -> value, read by the source
+    # from the secret namespace; a ref missing here is a secret or key that does not exist.
+    secrets: Mapping[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
     def node(self, name: str) -> Optional[CalicoNode]:
         if self.by_name is not None:
@@ -256,6 +266,7 @@ def parse_bgp_peer(key_name: str, raw: bytes) -> BGPPeer:
         reflector=reflector,
         reflector_cluster_id=reflector_cluster_id,
         notes=notes,
+        password_ref=fields.parse_password_ref(spec.get("password")),
     )
 
 
@@ -315,11 +326,41 @@ _PARSERS = {"nodes": parse_node, "bgppeers": parse_bgp_peer, "bgpconfigurations"
             "ippools": parse_ip_pool}
 
 
+# BGP password Secrets, as a source gives them: `secrets/<name>` → the Secret's `data` as
+# JSON (key → base64, as Kubernetes keeps it). Not a Calico kind and not read from etcd's
+# Calico prefix: only a source that reads Kubernetes Secrets puts these keys in.
+SECRETS = "secrets"
+
+
+def parse_secret(name: str, raw: bytes) -> Mapping[str, str]:
+    """A Secret's data, key → text. A value that is not base64 is left out (a BGPPeer naming
+    it then warns that the key is missing); bytes that are not UTF-8 are kept as escapes,
+    which the password check refuses. Messages never quote a value."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidValue("the Secret's data is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidValue("the Secret's data is not a map")
+    out = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            continue
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except (ValueError, binascii.Error):
+            continue
+        out[key] = decoded.decode("utf-8", "surrogateescape")
+    return out
+
+
 def parse_resource(key: str, raw: bytes, created: int = 0):
     """One resource by its key (`nodes/<name>`, ...): (plural, record); None for a key of a
     kind the reflector does not read. Raises InvalidValue with the reason. `created`: the
     key's creation order (a Node's, sources.base.DataSet)."""
     plural, _, rest = key.partition("/")
+    if plural == SECRETS and rest and "/" not in rest:
+        return plural, parse_secret(rest, raw)
     if plural not in KINDS:
         return None
     if "/" in rest or not rest:

@@ -34,14 +34,14 @@ port. A change of a BGPPeer, a BGPConfiguration or our own Node builds a new one
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional
 
 from rr_service.calico.v3 import external
 from rr_service.calico.v3.external import CALICO, NODE_MESH, REFLECTOR_MESH, REVERSE_PEER_IP, Target
 from rr_service.calico.v3.resources import BGPPeer, CalicoData, CalicoNode
 from rr_service.core.plan import CLIENT, MESH, PEER, Identity, Session, protocol_name
-from rr_service.core.values import IPAddress, outermost, shown_key
+from rr_service.core.values import IPAddress, outermost, password_problem, shown_key
 
 # Rank groups, in the order their candidates win a neighbour. The first two are the
 # operator's word (a BGPPeer's peerIP); the others come from a Node's own address, which any
@@ -90,14 +90,21 @@ class Context:
     forward: tuple = ()
     reverse: tuple = ()
     node_mesh: bool = False
+    blocked: frozenset = frozenset()  # BGPPeers left out for their password, by name
 
 
 def context(data: CalicoData, me: Identity) -> Context:
     node_name = me.node_name
     ours = data.node(node_name)
     warnings: list[str] = []
-    peers = sorted(data.peers, key=lambda p: p.name)
-    naming = {family: [p for p in peers if p.peer_ip is not None and p.peer_ip == me.address(family)]
+    everyone = sorted(data.peers, key=lambda p: p.name)
+    peers = _with_passwords(everyone, data.secrets, warnings)
+    # A BGPPeer left out for its password still says who we are (peerIP names us): only its
+    # sessions go, not this reflector's identity (node_candidates skips it).
+    resolved = {p.name: p for p in peers}
+    blocked = frozenset(p.name for p in everyone if p.name not in resolved)
+    naming = {family: [resolved.get(p.name, p) for p in everyone
+                       if p.peer_ip is not None and p.peer_ip == me.address(family)]
               for family in (4, 6)}
     if ours is None and not any(naming.values()):
         addresses = " or ".join(str(a) for a in (me.ipv4, me.ipv6) if a is not None)
@@ -111,6 +118,7 @@ def context(data: CalicoData, me: Identity) -> Context:
             warnings.append(f"bgppeer {peer.name}: {', '.join(peer.unsupported)} not supported by the reflector; ignored")
         warnings.extend(f"bgppeer {peer.name}: {note}" for note in peer.notes)
     ctx = Context(data, ours, node_name, {}, warnings, None, plan_error(data, node_name))
+    ctx.blocked = blocked
     if ours is not None:
         ctx.forward = tuple(p for p in peers if p.peer_selector is not None and p.applies_to(ours))
         ctx.reverse = tuple(p for p in peers if p.reverse and p.peer_selector is not None
@@ -120,6 +128,29 @@ def context(data: CalicoData, me: Identity) -> Context:
         ctx.families[family] = _family_context(ctx, me, family, naming[family], peers)
     ctx.listen_port = _listen_port(ctx, naming, warnings)
     return ctx
+
+
+def _with_passwords(peers: list, secrets, warnings: list) -> list:
+    """The BGPPeers with their passwords filled in from the secrets. A BGPPeer whose secret or
+    key is missing, or whose password BIRD cannot carry, is left out whole, with a warning
+    naming it and the secret (never the value): a session must never run without the
+    password its BGPPeer asks for. Peers without a password keep their identity (the
+    planner's per-node answers are keyed by it)."""
+    out = []
+    for peer in peers:
+        if peer.password_ref is None:
+            out.append(peer)
+            continue
+        name, key = peer.password_ref
+        value = secrets.get(peer.password_ref)
+        problem = (f"no key {key!r} in Secret {name!r} (or no such Secret) in the secret namespace"
+                   if value is None else password_problem(value))
+        if problem is not None:
+            warnings.append(f"bgppeer {peer.name}: password from Secret {name!r} key {key!r}: {problem}; "
+                            f"its sessions are left out")
+            continue
+        out.append(replace(peer, password=value))
+    return out
 
 
 def _family_context(ctx: Context, me: Identity, family: int, naming: list, peers: list) -> FamilyContext:
@@ -186,7 +217,7 @@ def node_candidates(ctx: Context, fam: FamilyContext, node: CalicoNode, before: 
                                Target(address, port, asn, cid, "node-to-node mesh", description, NODE_MESH,
                                       passive=str(address) > str(fam.mine), node=name, created=created)))
     for peer in fam.naming:
-        if peer.applies_to(node):
+        if peer.name not in ctx.blocked and peer.applies_to(node):
             found.append(Candidate((RANK_REVERSE_PEER_IP, peer.name, 0, name),
                                    Target(address, port, asn, cid, f"bgppeer {peer.name} (peerIP names us)", description,
                                           REVERSE_PEER_IP, peer, local_as=peer.as_num, node=name, created=created)))
@@ -296,6 +327,7 @@ def session(fam: FamilyContext, target: Target) -> Session:
         passive=target.passive,
         no_source_address=bool(peer and peer.no_source_address),
         graceful_restart_time=peer.max_restart_time if peer else None,
+        password=peer.password if peer else None,
         origin=target.source,
         node=target.node,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rr_service.calico.v3.planner import V3Planner
-from rr_service.calico.v3.resources import relevant_key
+from rr_service.calico.v3.resources import SECRETS, relevant_key
 from rr_service.calico.v3.table import ResourceTable
 from rr_service.core.plan import Identity
 
@@ -12,7 +12,8 @@ class V3Rules:
     name = "v3"
 
     def wanted(self, key: str) -> bool:
-        return relevant_key(key)
+        # Secrets come only from a source that reads Kubernetes Secrets (BGP passwords).
+        return relevant_key(key) or key.startswith(SECRETS + "/")
 
     def dated(self, key: str) -> bool:
         return key.startswith("nodes/")  # a Node's claim on its addresses

@@ -12,7 +12,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from rr_service.calico.v3.resources import CalicoData, CalicoNode, parse_resource
+from rr_service.calico.v3.resources import SECRETS, CalicoData, CalicoNode, parse_resource
 from rr_service.core.values import InvalidValue, Rejected
 
 BULK_KEYS = 256
@@ -44,6 +44,7 @@ class ResourceTable:
         self._peers: dict = {}
         self._configs: dict = {}
         self._pools: dict = {}
+        self._secrets: dict = {}  # Secret name -> {key: value}
         self._rejected: dict[str, Rejected] = {}
         self._rejected_tuple: Optional[tuple] = ()
         self._peers_tuple: tuple = ()
@@ -75,8 +76,9 @@ class ResourceTable:
             if plural == "nodes":
                 if self._put_node(name, record):
                     nodes[name] = record
-            elif plural in ("bgppeers", "bgpconfigurations", "ippools"):
-                table = {"bgppeers": self._peers, "bgpconfigurations": self._configs, "ippools": self._pools}[plural]
+            elif plural in ("bgppeers", "bgpconfigurations", "ippools", SECRETS):
+                table = {"bgppeers": self._peers, "bgpconfigurations": self._configs, "ippools": self._pools,
+                         SECRETS: self._secrets}[plural]
                 if table.get(name) != record:
                     globals_changed = True
                     if record is None:
@@ -121,7 +123,8 @@ class ResourceTable:
             self._peers_tuple = tuple(self._peers[name] for name in sorted(self._peers))
             configs = dict(self._configs)
             pools = tuple(self._pools[name] for name in sorted(self._pools))
+            secrets = {(name, key): value for name, data in self._secrets.items() for key, value in data.items()}
         else:
-            configs, pools = self._data.configs, self._data.pools
+            configs, pools, secrets = self._data.configs, self._data.pools, self._data.secrets
         return CalicoData(nodes=tuple(self._list), peers=self._peers_tuple, configs=configs, pools=pools,
-                          rejected=self._rejected_tuple, by_name=self._nodes)
+                          rejected=self._rejected_tuple, by_name=self._nodes, secrets=secrets)

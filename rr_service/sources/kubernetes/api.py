@@ -112,14 +112,15 @@ class KubeApi:
         return {g.get("name"): [v.get("version") for v in g.get("versions") or []]
                 for g in answer.get("groups") or []}
 
-    def list(self, path: str, what: str) -> tuple[list, str]:
+    def list(self, path: str, what: str, extra: Optional[dict] = None) -> tuple[list, str]:
         """Every item of a collection and the list's resourceVersion; pages of PAGE items,
-        started again from the first page when a continue token has expired."""
+        started again from the first page when a continue token has expired. `extra`: more
+        query parameters (a fieldSelector)."""
         for _ in range(5):
             items, token, version = [], "", ""
             try:
                 while True:
-                    query = {"limit": PAGE, **({"continue": token} if token else {})}
+                    query = {**(extra or {}), "limit": PAGE, **({"continue": token} if token else {})}
                     page = self.request("GET", path, f"list {what}", query)
                     items.extend(page.get("items") or [])
                     meta = page.get("metadata") or {}
@@ -134,10 +135,10 @@ class KubeApi:
         raise DatastoreUnavailable(f"{self.describe()}: list {what}: continue tokens keep expiring")
 
     def watch(self, path: str, version: str, timeout_seconds: int, what: str,
-              opened=lambda response: None) -> Iterator[dict]:
+              opened=lambda response: None, extra: Optional[dict] = None) -> Iterator[dict]:
         """Events after `version` until the server ends the watch (about timeout_seconds).
         `opened(response)` lets the caller cut the stream from another thread (see cut())."""
-        query = {"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true",
+        query = {**(extra or {}), "watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_seconds)}
         timeout = urllib3.Timeout(connect=REQUEST_TIMEOUT, read=timeout_seconds + 30)
         response = self._open("GET", path, query, None, f"watch {what}", timeout, stream=True)

@@ -22,13 +22,14 @@ import threading
 from datetime import datetime
 from typing import Callable, Optional
 
-from rr_service.calico.v3.resources import KINDS
+from rr_service.calico.v3.resources import KINDS, SECRETS
 from rr_service.core.values import InvalidValue, show
 from rr_service.sources.base import (
     Change, DataSet, DatastoreError, DatastoreUnavailable, ResyncNeeded, Source,
 )
-from rr_service.sources.kubernetes import convert
-from rr_service.sources.kubernetes.api import Conflict, KubeApi, Missing, cut, item_path
+from rr_service.sources.kubernetes import convert, secrets
+from rr_service.sources.kubernetes.api import ApiStatus, Conflict, KubeApi, Missing, cut, item_path
+from rr_service.sources.kubernetes.secrets import collection, name_query
 from rr_service.sources.kubernetes.kubeconfig import load
 
 log = logging.getLogger("calico-rr")
@@ -96,17 +97,47 @@ class KubeSource(Source):
                     items[converted[0]] = converted[1]
                     created[converted[0]] = _created(obj)
             self._heartbeat()
+        for name in sorted(secrets.names(items.items())):
+            found, versions[secrets.version_key(name)] = self._read_secret(name)
+            if found is not None:
+                items[found[0]] = found[1]
         self._versions = dict(versions)
         self._known = dict(items)
         return DataSet("v3", items, versions, created)
+
+    def _read_secret(self, name: str) -> tuple[Optional[tuple[str, bytes]], str]:
+        """One BGP password Secret by name: (its item or None, the list's resourceVersion).
+        A Secret RBAC does not let us read counts as missing (its BGPPeer's sessions are left
+        out, with the rule set's warning) after an error naming it: one unreadable Secret
+        must not stop the reflector."""
+        path = collection(self.secret_namespace)
+        try:
+            objects, version = self.api().list(path, f"secret {self.secret_namespace}/{name}", name_query(name))
+        except ApiStatus as exc:
+            if exc.code not in (403, 404):
+                raise
+            log.error("%s: cannot read Secret %s/%s for a BGP password: %s (grant get, list and watch on it: "
+                      "docs/kubernetes.md)", self.describe(), self.secret_namespace, name, exc)
+            return None, ""
+        found = [secrets.item(obj) for obj in objects]
+        return next((f for f in found if f is not None and f[0] == secrets.version_key(name)), None), version
 
     def follow(self, bookmark: object) -> None:
         self._stop_watches()
         self._queue = queue.Queue()
         for plural in PLURALS:
-            watcher = _Watcher(self, plural, bookmark[plural], self._queue)
-            self._watchers.append(watcher)
-            watcher.start()
+            self._watch(_Watcher(self, plural, bookmark[plural], self._queue))
+        for key, version in bookmark.items():
+            if key.startswith(SECRETS + "/") and version:
+                self._watch_secret(key.partition("/")[2], version)
+
+    def _watch(self, watcher: "_Watcher") -> None:
+        self._watchers.append(watcher)
+        watcher.start()
+
+    def _watch_secret(self, name: str, version: str) -> None:
+        self._watch(_Watcher(self, SECRETS, version, self._queue, path=collection(self.secret_namespace),
+                             extra=name_query(name), key=secrets.version_key(name)))
 
     def changes(self, timeout: float) -> list:
         try:
@@ -124,13 +155,29 @@ class KubeSource(Source):
                 self._stop_watches()
                 raise entry
             plural, version, change = entry
-            self._versions[plural] = version
+            self._versions[plural] = version  # a collection, or secrets/<name>
             if change is not None and self._known.get(change.key) != change.value:
                 if change.value is None:
                     self._known.pop(change.key, None)
                 else:
                     self._known[change.key] = change.value
                 out.append(change)
+        out.extend(self._new_secrets(out))
+        return out
+
+    def _new_secrets(self, changes: list) -> list:
+        """A BGPPeer that names a Secret not read yet: read it now and watch it from there."""
+        wanted = secrets.names((c.key, c.value) for c in changes) - {
+            key.partition("/")[2] for key in self._versions if key.startswith(SECRETS + "/")}
+        out = []
+        for name in sorted(wanted):
+            found, version = self._read_secret(name)
+            self._versions[secrets.version_key(name)] = version
+            if found is not None and self._known.get(found[0]) != found[1]:
+                self._known[found[0]] = found[1]
+                out.append(Change(found[0], found[1]))
+            if version:
+                self._watch_secret(name, version)
         return out
 
     def position(self) -> str:
@@ -247,9 +294,13 @@ class _Watcher:
     """One collection's watch on its own thread; it only queues (plural, version, Change) or,
     once, the error that ended it."""
 
-    def __init__(self, source: KubeSource, plural: str, version: str, out: queue.Queue):
-        self._api, self._path = source.api(), source._collection(plural)
+    def __init__(self, source: KubeSource, plural: str, version: str, out: queue.Queue,
+                 path: Optional[str] = None, extra: Optional[dict] = None, key: Optional[str] = None):
+        """`path`, `extra` (a fieldSelector) and `key` (its bookmark entry) for a Secret's
+        watch; a collection's are its plural's."""
+        self._api, self._path = source.api(), path or source._collection(plural)
         self._plural, self._version, self._out = plural, version, out
+        self._extra, self._key = extra, key or plural
         self._timeout = source._watch_timeout
         self._stopped = threading.Event()
         self._response = None
@@ -272,7 +323,8 @@ class _Watcher:
         try:
             while not self._stopped.is_set():
                 timeout = self._timeout + random.randint(0, max(1, self._timeout // 5))
-                for event in self._api.watch(self._path, self._version, timeout, self._plural, self._opened):
+                for event in self._api.watch(self._path, self._version, timeout, self._key, self._opened,
+                                             self._extra):
                     if self._stopped.is_set():
                         return
                     self._event(event)
@@ -291,13 +343,18 @@ class _Watcher:
         self._version = version
         kind = event.get("type")
         if kind == "BOOKMARK":
-            self._out.put((self._plural, version, None))
+            self._out.put((self._key, version, None))
             return
         if kind == "DELETED":
             name = metadata.get("name")
             if name:
-                self._out.put((self._plural, version, Change(f"{self._plural}/{name}", None)))
+                self._out.put((self._key, version, Change(f"{self._plural}/{name}", None)))
+            return
+        if self._plural == SECRETS:
+            converted = secrets.item(obj)
+            if converted is not None:
+                self._out.put((self._key, version, Change(converted[0], converted[1])))
             return
         converted = _converted(self._plural, obj)
         if converted is not None:
-            self._out.put((self._plural, version, Change(converted[0], converted[1], _created(obj))))
+            self._out.put((self._key, version, Change(converted[0], converted[1], _created(obj))))
