@@ -26,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests.failure_logs import failed_fixture  # noqa: E402
 from tests import prereq  # noqa: E402
 from tests.lab import (CalicoData, Lab, Reflector, requirements_missing,  # noqa: E402
                        need_rr_service, sweep)
@@ -126,9 +127,8 @@ def rr2(world, flavour):
 def _logs_on_failure(request):
     """Print the daemons' logs into the report of a failed test."""
     yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed and "world" in request.fixturenames:
-        w = request.getfixturevalue("world")
+    w = failed_fixture(request, "world")
+    if w is not None:
         others = []
         if "rr2" in request.fixturenames:
             others.append(request.getfixturevalue("rr2"))

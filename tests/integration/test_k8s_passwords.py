@@ -18,6 +18,7 @@ import base64
 
 import pytest
 
+from tests.failure_logs import failed_fixture
 from tests import prereq
 from tests.integration.test_k8s_reflection import AS_NUM, KubeCluster
 from tests.kubeapi import bgp_configuration, bgp_peer, ip_pool, secret
@@ -83,10 +84,9 @@ def cluster(lab, flavour):
 @pytest.fixture(autouse=True)
 def _logs_on_failure(request):
     yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is None or not rep.failed or "cluster" not in request.fixturenames:
+    c = failed_fixture(request, "cluster")
+    if c is None:
         return
-    c = request.getfixturevalue("cluster")
     print(f"===== rr_service log (tail) =====\n{c.rr.log()[-6000:]}")
     try:
         print(c.rr.bird.birdc("show protocols all"))

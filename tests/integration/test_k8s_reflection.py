@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.failure_logs import failed_fixture
 from tests import prereq
 from tests.integration.v3data import wait_reflected
 from tests.kubeapi import bgp_configuration, ip_pool, realistic_node
@@ -169,10 +170,9 @@ def cluster(lab):
 @pytest.fixture(autouse=True)
 def _logs_on_failure(request):
     yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is None or not rep.failed or "cluster" not in request.fixturenames:
+    c = failed_fixture(request, "cluster")
+    if c is None:
         return
-    c = request.getfixturevalue("cluster")
     print(f"===== rr_service log (tail) =====\n{c.rr.log()[-6000:]}")
     print(f"===== rr2's rr_service log (tail) =====\n{c.rr2.log()[-3000:]}")
     print(f"===== API server log (tail) =====\n{c.api.log()[-3000:]}")

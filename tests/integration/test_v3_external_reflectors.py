@@ -26,6 +26,7 @@ from typing import Dict
 
 import pytest
 
+from tests.failure_logs import failed_fixture
 from tests import prereq
 from tests.integration.v3data import V3_PREFIX, V3Data, v3_reflector, wait_reflected
 from tests.lab import Reflector, calico_node_bird_config, proto_name, need_rr_service, wait_for
@@ -133,10 +134,10 @@ def cluster(lab):
 @pytest.fixture(autouse=True)
 def _logs_on_failure(request):
     yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is None or not rep.failed or "cluster" not in request.fixturenames:
+    c = failed_fixture(request, "cluster")
+    if c is None:
         return
-    for name, rr in request.getfixturevalue("cluster").rrs.items():
+    for name, rr in c.rrs.items():
         print(f"===== rr_service log on {name} (tail) =====\n{rr.log()[-5000:]}")
         for b in {id(x): x for x in (rr.bird, rr.bird6) if x is not None}.values():
             try:

@@ -47,6 +47,7 @@ from typing import Dict
 
 import pytest
 
+from tests.failure_logs import failed_fixture
 from tests.integration.v3data import V3Data, v3_reflector
 from tests import prereq
 from tests.lab import (Etcd, Lab, Reflector, calico_node_bird_config, proto_name,
@@ -162,10 +163,9 @@ def cluster(lab):
 @pytest.fixture(autouse=True)
 def _v3_logs_on_failure(request):
     yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is None or not rep.failed or "cluster" not in request.fixturenames:
+    c: V3Cluster = failed_fixture(request, "cluster")
+    if c is None:
         return
-    c: V3Cluster = request.getfixturevalue("cluster")
     for rr in c.rrs.values():
         print(f"===== rr_service log on {rr.host.name} (tail) =====")
         print(rr.log()[-6000:])
