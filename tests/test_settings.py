@@ -606,3 +606,12 @@ def test_kubernetes_datastore_from_the_environment_as_calico_spells_it(no_defaul
     assert s.kubernetes.secret_namespace == "kube-system"
     with pytest.raises(SettingsError, match="DATASTORE_TYPE"):
         load_settings(None, environ={"IP": "192.0.2.10", "DATASTORE_TYPE": "consul"})
+
+
+def test_etcd_endpoints_are_needed_only_by_the_etcd_datastore(tmp_path):
+    from tests.tomlfile import write_settings
+    path = write_settings(tmp_path / "config.toml", {"reflector": {"ip": "192.0.2.10"}, "etcd": {"endpoints": []}})
+    s = load_settings(path, environ={"DATASTORE_TYPE": "kubernetes"})
+    assert s.datastore.type == "kubernetes" and s.etcd.endpoints == ()
+    with pytest.raises(SettingsError, match=r"\[etcd\] endpoints: needs at least one URL"):
+        load_settings(path, environ={})

@@ -64,8 +64,7 @@ def endpoint(value: str) -> str:
 
 
 def endpoints(values: List[str]) -> Tuple[str, ...]:
-    if not values:
-        raise ValueError("needs at least one URL")
+    """Empty is allowed here: only the etcd datastore needs one (settings.py checks that)."""
     result: List[str] = []
     for value in values:
         url = endpoint(value)

@@ -369,6 +369,9 @@ def load_settings(
             setting="[reflector] ip",
             path=path,
         )
+    if final[("datastore", "type")] == "etcdv3" and not final[("etcd", "endpoints")]:
+        raise fail(origin.get(("etcd", "endpoints"), _label("etcd", "endpoints")),
+                   "needs at least one URL (the Kubernetes datastore needs none)")
     for a, b in _PAIRS:
         if bool(final[a]) != bool(final[b]):
             given, missing = (a, b) if final[a] else (b, a)
