@@ -62,7 +62,7 @@ def test_render_flavour_bird2_on_a_bird16_host(tmp_path, etcd, prefix):
     result = calico_rr(tmp_path, "render", "--flavour", "bird2", endpoint=etcd.url, prefix=prefix)
     assert result.returncode == 0, result.stderr
     assert "template bgp bgp_template_v4 {" in result.stdout and "  ipv4 {\n" in result.stdout
-    assert "protocol bgp Client_192_0_2_21 from bgp_template_v4 {" in result.stdout
+    assert "protocol bgp Client_192_0_2_21 from bgp_client_template_v4 {" in result.stdout
     assert "###" not in result.stdout  # BIRD 2: one file
     assert not (tmp_path / "bird.conf").exists()  # render writes nothing
 

@@ -297,7 +297,7 @@ def test_render_status_and_unregister_on_v3_data(clean, capsys):
         assert cli.main(["--config", path, "render", "--only", "bird"]) == 0
         config = capsys.readouterr().out
         assert "listen bgp port 1790;" in config
-        assert "protocol bgp Client_10_0_1_1_port_1790 from bgp_template {" in config
+        assert "protocol bgp Client_10_0_1_1_port_1790 from bgp_client_template {" in config
         assert "  rr cluster id 1.0.0.1;" in config
 
         (Path(folder) / "bird.conf").write_text(config)
