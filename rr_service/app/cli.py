@@ -41,6 +41,8 @@ With [datastore] type = "kubernetes" (DATASTORE_TYPE=kubernetes) the data comes 
 Kubernetes API instead ([kubernetes] kubeconfig, KUBECONFIG): Calico Nodes are Kubernetes
 Nodes, BGPPeer, BGPConfiguration and IPPool Calico's custom resources; the v3 rules apply,
 and register/unregister write the reflector's BGPPeers through the API (not --node).
+BGPPeer passwords come from Kubernetes Secrets in either mode: in etcd mode only when
+[kubernetes] kubeconfig (KUBECONFIG) is set.
 """
 
 EPILOG = f"""\

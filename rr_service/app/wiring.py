@@ -116,7 +116,13 @@ def source(settings: Settings, heartbeat: Optional[Callable[[], None]] = None) -
     etcd = settings.etcd
     config = EtcdConfig(endpoints=tuple(etcd.endpoints), ca_cert=etcd.ca_cert, cert=etcd.cert, key=etcd.key,
                         username=etcd.username, password=etcd.password)
-    return EtcdSource(config, etcd.schema, etcd.prefix, heartbeat)
+    store = EtcdSource(config, etcd.schema, etcd.prefix, heartbeat)
+    if not settings.kubernetes.kubeconfig:
+        return store
+    # Calico in etcd mode reads BGP passwords from Kubernetes Secrets when it has a kubeconfig.
+    from rr_service.sources.kubernetes.with_secrets import WithKubernetesSecrets
+
+    return WithKubernetesSecrets(store, settings.kubernetes.kubeconfig, settings.kubernetes.secret_namespace)
 
 
 def compute_now(settings: Settings, render: Renderer) -> tuple[DataSet, Computed]:

@@ -7,6 +7,9 @@ lab's network namespaces): a BGPPeer with peerIP = the reflector and
     a, b                192.0.2.21/22  BIRD 1.6 nodes with the Secret's password
     c                   192.0.2.23     a BIRD 1.6 node with another password
 
+The same with the Calico data in etcd (v3 resources) and only the Secret in Kubernetes, as
+Calico reads BGP passwords in etcd mode when it has a kubeconfig.
+
 a and b establish and c does not; rotating the Secret to c's password moves the sessions:
 c establishes, a and b no longer do. The password never shows in the daemon's (debug) log,
 in `render` (masked) or in `status`. Everything waits with deadlines.
@@ -21,6 +24,7 @@ import pytest
 from tests.failure_logs import failed_fixture
 from tests import prereq
 from tests.integration.test_k8s_reflection import AS_NUM, KubeCluster
+from tests.integration.v3data import V3Data
 from tests.kubeapi import bgp_configuration, bgp_peer, ip_pool, secret
 from tests.lab import Reflector, calico_node_bird_config, proto_name, need_rr_service, wait_for
 from tests.lab.world import NODES, Node
@@ -34,10 +38,19 @@ WRONG = "wrong-password-c"
 SECRET_KEY = "/registry/secrets/kube-system/bgp-secrets"
 
 
-@pytest.fixture(scope="module", params=["bird1", "bird2"])
-def flavour(request):
-    prereq.bird_binary_or_missing(request.param)
+PASSWORD = {"secretKeyRef": {"name": "bgp-secrets", "key": "rr"}}
+
+
+@pytest.fixture(scope="module", params=[("kubernetes", "bird1"), ("kubernetes", "bird2"), ("etcdv3", "bird1")],
+                ids=lambda p: "-".join(p))
+def mode(request):
+    prereq.bird_binary_or_missing(request.param[1])
     return request.param
+
+
+@pytest.fixture(scope="module")
+def flavour(mode):
+    return mode[1]
 
 
 def node_config(name: str, password: str) -> str:
@@ -53,25 +66,35 @@ def put_secret(cluster: KubeCluster, password: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(lab, flavour):
+def cluster(lab, mode):
+    datastore, flavour = mode
     need_rr_service()
     c = KubeCluster(lab)
-    c.put("bgpconfigurations", bgp_configuration("default", nodeToNodeMeshEnabled=False, asNumber=AS_NUM))
-    c.put("ippools", ip_pool("pool4", "198.51.100.0/24"))
-    c.put("bgppeers", bgp_peer("to-rr", RR_IP, AS_NUM,
-                               password={"secretKeyRef": {"name": "bgp-secrets", "key": "rr"}}))
     put_secret(c, RIGHT)
+    if datastore == "kubernetes":
+        c.put("bgpconfigurations", bgp_configuration("default", nodeToNodeMeshEnabled=False, asNumber=AS_NUM))
+        c.put("ippools", ip_pool("pool4", "198.51.100.0/24"))
+        c.put("bgppeers", bgp_peer("to-rr", RR_IP, AS_NUM, password=PASSWORD))
+        settings = {"datastore": {"type": "kubernetes"}, "kubernetes": {"kubeconfig": c.kubeconfig}}
+    else:
+        v3 = V3Data(c.etcd)
+        v3.bgp_configuration("default", nodeToNodeMeshEnabled=False, asNumber=AS_NUM)
+        v3.ip_pool("pool4", cidr="198.51.100.0/24", nodeSelector="all()")
+        v3.bgp_peer("to-rr", peerIP=RR_IP, asNumber=AS_NUM, password=PASSWORD)
+        settings = {"etcd": {"schema": "v3"}, "kubernetes": {"kubeconfig": c.kubeconfig}}
     for name, password in (("a", RIGHT), ("b", RIGHT), ("c", WRONG)):
-        c.put_node(name, ipv6=False)
         spec = NODES[name]
+        if datastore == "kubernetes":
+            c.put_node(name, ipv6=False)
+        else:
+            v3.node(name, ipv4=f"{spec.ipv4}/24")
         node = Node(spec, lab.add_host(name, spec.ipv4, None))
         node.bird = lab.start_bird(node.host, node_config(name, password), family=4)
         c.nodes[name] = node
     binary = prereq.bird_binary_or_missing(flavour)
     c.rr = Reflector(lab, lab.add_host("rr1", RR_IP, None), ["http://192.0.2.2:2379"], ipv6=False,
                      flavour=flavour, bird_binary=str(binary) if binary else None, settings={
-                         "datastore": {"type": "kubernetes"}, "kubernetes": {"kubeconfig": c.kubeconfig},
-                         "reflector": {"node_name": "rr1"},
+                         **settings, "reflector": {"node_name": "rr1"},
                          "safety": {"state_dir": str(lab.tmp / "rr1-rr" / "state")}})
     try:
         c.rr.start()
