@@ -20,7 +20,7 @@ PACKAGE_DEBS := debhelper dh-python python3-all python3-setuptools pybuild-plugi
 # Driving the Ansible role against the system test's container.
 ANSIBLE_DEBS := ansible-core ansible-lint openssh-client
 
-.PHONY: help deps deps-package deps-ansible test test-unit test-integration test-system test-ansible bench reliability-doc demo deb clean
+.PHONY: help deps deps-package deps-ansible test test-unit test-integration test-system test-ansible bench bench-propagation reliability-doc demo deb clean
 
 help:
 	@echo "make demo         run the reflector end to end in throw-away network namespaces"
@@ -30,6 +30,8 @@ help:
 	@echo "make test-system  build the .deb, install and run it under a real systemd (nspawn)"
 	@echo "make test-ansible the Ansible role against that container, over SSH"
 	@echo "make bench        change-to-BIRD latency, bursts, cold start at 1,000-10,000 nodes"
+	@echo "                  (etcd v1, etcd v3 and the Kubernetes API datastore)"
+	@echo "make bench-propagation  routes through the reflector to 1,000 and 5,000 clients, BIRD 1.6/2/3"
 
 # Installs only what is missing, so a prepared machine pays nothing.
 deps:
@@ -64,6 +66,12 @@ test-ansible: deps deps-package deps-ansible
 bench: deps
 	@./tools/apt-ensure python3-matplotlib
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# How fast the reflector's BIRD (each flavour) passes routes on to N clients; rewrites its
+# section of docs/benchmarks.md. PROPAGATION_ARGS="--sizes 200 --repeat 1" for a quick look.
+bench-propagation: deps
+	@./tools/apt-ensure nftables
+	$(PYTHON) bench/propagation.py $(PROPAGATION_ARGS)
 
 # After `make test`: the tables of docs/reliability.md from the figures the tests recorded.
 reliability-doc:

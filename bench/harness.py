@@ -61,6 +61,7 @@ class Layout:
     name = ""
     prefix = ""
     settings: dict = {}
+    per_txn = TXN_OPS  # puts per etcd transaction
 
     def global_items(self) -> list[tuple[str, str]]:
         raise NotImplementedError
@@ -141,9 +142,43 @@ def _v3_node(name: str, ip: str, labels: Optional[dict] = None, cluster_id: Opti
     return json.dumps(body, separators=(",", ":"))
 
 
+class KubeLayout(Layout):
+    """The Kubernetes API datastore as the test API server (tests/kubeapi, a facade over this
+    etcd) keeps it: every node a core v1 Node of about 15 KB as kubelet and calico-node leave
+    it (status.images, conditions; the BGP address in calico-node's annotation), and one
+    BGPPeer custom resource with peerIP = the reflector and nodeSelector all(): an external
+    reflector, whose clients are every node. Written straight into etcd under kube's keys,
+    which is where the API server reads and watches them."""
+
+    name = "k8s"
+    prefix = "/registry"
+    per_txn = 64  # 64 Nodes of 15 KB: within etcd's 1.5 MiB request limit
+    kubeconfig = ""  # set by the bench: the test API server's
+
+    @property
+    def settings(self) -> dict:
+        return {"datastore": {"type": "kubernetes"}, "kubernetes": {"kubeconfig": self.kubeconfig}}
+
+    def global_items(self) -> list[tuple[str, str]]:
+        from tests.kubeapi import bgp_configuration, bgp_peer
+        from tests.lab.kubeapi_host import kube_key
+        return [
+            (kube_key("bgpconfigurations", "default"), json.dumps(bgp_configuration(
+                "default", nodeToNodeMeshEnabled=False, asNumber=AS_NUM))),
+            (kube_key("bgppeers", "to-the-reflector"), json.dumps(bgp_peer(
+                "to-the-reflector", RR_IP, AS_NUM, nodeSelector="all()"))),
+        ]
+
+    def node_item(self, name: str, ip: str) -> tuple[str, str]:
+        from tests.kubeapi import realistic_node
+        from tests.lab.kubeapi_host import kube_key
+        return kube_key("nodes", name), json.dumps(realistic_node(name, ipv4=f"{ip}/15"), separators=(",", ":"))
+
+
 V1 = V1Layout()
 V3 = V3Layout()
-LAYOUTS = {"v1": V1, "v3": V3}
+K8S = KubeLayout()
+LAYOUTS = {"v1": V1, "v3": V3, "k8s": K8S}
 
 
 def base_nodes(n: int) -> list[tuple[str, str]]:
@@ -185,11 +220,11 @@ class EtcdWriter:
     def delete(self, key: str) -> None:
         self.client.delete(key)
 
-    def put_many(self, items: Iterable[tuple[str, str]]) -> None:
+    def put_many(self, items: Iterable[tuple[str, str]], per_txn: int = TXN_OPS) -> None:
         batch = []
         for key, value in items:
             batch.append(self.client.transactions.put(key, value))
-            if len(batch) == TXN_OPS:
+            if len(batch) == per_txn:
                 self._txn(batch)
                 batch = []
         if batch:
@@ -211,9 +246,9 @@ class EtcdWriter:
         """Exactly the bench's data set of n nodes in one layout (v1 by default), nothing of
         the other; history compacted."""
         layout = layout or V1
-        for prefix in (PREFIX, V3_PREFIX, "/bench"):
+        for prefix in (PREFIX, V3_PREFIX, "/bench", "/registry/minions", "/registry/crd.projectcalico.org"):
             self.client.delete_prefix(prefix + "/")
-        self.put_many(layout.items(n))
+        self.put_many(layout.items(n), layout.per_txn)
         revision = self.client.get_prefix_response(layout.prefix + "/").header.revision
         self.client.compact(revision, physical=True)
 

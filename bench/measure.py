@@ -38,6 +38,7 @@ class Env:
         self.configs = {name: self._write_config(layout) for name, layout in h.LAYOUTS.items()}
         self.config_path = self.configs["v1"]  # the baseline's, and the v1 daemon's
         self.load_log: list = []
+        self.kubeapi_pid = args.kubeapi_pid
         self._busy = h.machine_busy()
 
     def _write_config(self, layout: h.Layout) -> Path:
@@ -470,6 +471,9 @@ def run_impl(env: Env, kind: str, n: int, layout: h.Layout, spy: Optional[str] =
         # 2. the burst: registrations within about one second, transactions of <= 128 puts
         result["burst"] = burst(env, poller, reloads, layout, add=True)
         result["burst_remove"] = burst(env, poller, reloads, layout, add=False)
+        if layout is h.K8S and n == args.churn_nodes:
+            env.mark(f"N={n} k8s: node churn")
+            result["churn"] = node_churn(env, proc, reloads, n)
         status = h.proc_status(proc.pid)
         result["hwm_mb"] = status["VmHWM"] / 1024
         result["bird_rss_mb"] = env.bird4.rss_kb() / 1024
@@ -536,7 +540,7 @@ def wait_started(kind, proc, notify, poller, last_base, logpath, t0) -> tuple[fl
 def burst(env: Env, poller: h.BirdPoller, reloads: h.LogWatcher, layout: h.Layout, add: bool) -> dict:
     count = env.args.burst
     nodes = [(f"bench-burst-{i:05d}", h.addr(h.BURST_NET, i)) for i in range(count)]
-    batches = [nodes[i:i + h.TXN_OPS] for i in range(0, count, h.TXN_OPS)]
+    batches = [nodes[i:i + layout.per_txn] for i in range(0, count, layout.per_txn)]
     spacing = env.args.burst_window / max(1, len(batches) - 1)
     before = reloads.poll()
     t_first = now()
@@ -566,9 +570,52 @@ def burst(env: Env, poller: h.BirdPoller, reloads: h.LogWatcher, layout: h.Layou
     }
 
 
+def node_churn(env: Env, proc: subprocess.Popen, reloads: h.LogWatcher, n: int) -> dict:
+    """Kubelets rewriting their Nodes: each of the N Nodes MODIFIED every `churn_period`
+    seconds (its heartbeat times and resourceVersion change, its BGP fields do not), spread
+    evenly over the period, for `churn_seconds`. What the daemon may spend on it: no reload,
+    little CPU."""
+    args = env.args
+    layout = h.K8S
+    nodes = [layout.node_item(name, ip) for name, ip in h.base_nodes(n)]
+    stamp = '"lastHeartbeatTime":"2024-01-01T00:00:00Z"'
+    assert stamp in nodes[0][1], "the Node's heartbeat time is where the bench changes it"
+    tick = 0.1
+    per_tick = max(1, round(n * tick / args.churn_period))
+    before = reloads.poll()
+    c0, w0 = h.cpu_seconds_exact(proc.pid), now()
+    api0 = h.cpu_seconds_exact(env.kubeapi_pid) if env.kubeapi_pid else None
+    writes, i, next_tick = 0, 0, now()
+    while now() - w0 < args.churn_seconds:
+        heartbeat = time.strftime('"lastHeartbeatTime":"%Y-%m-%dT%H:%M:%SZ"', time.gmtime())
+        batch = []
+        for _ in range(per_tick):
+            key, value = nodes[i % n]
+            batch.append((key, value.replace(stamp, heartbeat)))
+            i += 1
+        for j in range(0, len(batch), layout.per_txn):
+            env.etcd.txn_put(batch[j:j + layout.per_txn])
+        writes += len(batch)
+        next_tick += tick
+        delay = next_tick - now()
+        if delay > 0:
+            time.sleep(delay)
+    elapsed = now() - w0
+    cpu = h.cpu_seconds_exact(proc.pid) - c0
+    out = {"nodes": n, "period_s": args.churn_period, "seconds": elapsed, "writes": writes,
+           "writes_per_s": writes / elapsed, "node_bytes": len(nodes[0][1]),
+           "reloads": reloads.wait_quiet(1.0, 30) - before, "daemon_cpu_pct": 100 * cpu / elapsed}
+    if api0 is not None:
+        out["api_server_cpu_pct"] = 100 * (h.cpu_seconds_exact(env.kubeapi_pid) - api0) / elapsed
+    log.info("N=%d node churn: %d writes in %.0f s (%.0f/s), %d reloads, daemon CPU %.1f %%", n, writes, elapsed,
+             out["writes_per_s"], out["reloads"], out["daemon_cpu_pct"])
+    return out
+
+
 def run_size(env: Env, n: int) -> dict:
     """Everything at N nodes for the legacy v1 layout (daemon and baseline); then the same for
-    Calico v3 data (the daemon: the baseline reads only v1), under `out["v3"]`."""
+    Calico v3 data (the daemon: the baseline reads only v1), under `out["v3"]`; then, with the
+    test API server, the Kubernetes datastore (the daemon) under `out["k8s"]`."""
     out: dict = {"n": n}
     for layout in (h.V1, h.V3):
         part = out if layout is h.V1 else out.setdefault("v3", {"n": n})
@@ -595,11 +642,17 @@ def run_size(env: Env, n: int) -> dict:
             if kind == "baseline" and layout is not h.V1:
                 continue
             part["impls"][kind] = run_impl(env, kind, n, layout, spy if kind == "daemon" else None)
+    if env.args.kubeconfig:
+        env.mark(f"N={n} k8s: load the API server's etcd")
+        env.etcd.reset(n, h.K8S)
+        env.mark(f"N={n} k8s: daemon")
+        out["k8s"] = {"n": n, "impls": {"daemon": run_impl(env, "daemon", n, h.K8S)}}
     return out
 
 
 def run_inner(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bench: %(message)s")
+    h.K8S.kubeconfig = args.kubeconfig or ""
     env = Env(args)
     started = time.time()
     results = {"sizes": {}, "started": started}

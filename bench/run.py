@@ -1,5 +1,7 @@
 #!/usr/bin/python3
-"""`make bench`: how fast a change in etcd reaches BIRD, at 1,000 / 5,000 / 10,000 nodes.
+"""`make bench`: how fast a change in the datastore reaches BIRD, at 1,000 / 5,000 / 10,000 nodes:
+Calico's legacy v1 keys and v3 resources in etcd, and the Kubernetes API datastore (the test
+API server of tests/kubeapi over the same etcd; --no-kubernetes skips it), with Node churn.
 
     /usr/bin/python3 bench/run.py             # full run: results JSON + docs/benchmarks.md + plot
     /usr/bin/python3 bench/run.py --quick     # N = 1,000 only, 50 changes (development)
@@ -47,16 +49,27 @@ def parse_args(argv=None):
     p.add_argument("--no-metrics", action="store_true",
                    help="run the daemon without [metrics] listen (what the metrics cost: compare)")
     p.add_argument("--keep", action="store_true", help="keep the lab's temp dir (logs)")
+    p.add_argument("--no-kubernetes", action="store_true",
+                   help="skip the Kubernetes datastore rows (the test API server over this etcd)")
+    p.add_argument("--churn-nodes", type=int, help="N at which Node churn is measured (default 5000; --quick 1000)")
+    p.add_argument("--churn-period", type=float, default=10.0, help="seconds between two updates of one Node")
+    p.add_argument("--churn-seconds", type=float, help="how long the Node churn runs (default 60; --quick 20)")
     # internal: the part that runs inside the reflector's namespace
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--etcd", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--kubeconfig", help=argparse.SUPPRESS)
+    p.add_argument("--kubeapi-pid", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.sizes is None:
         args.sizes = [10000] if args.profile else [1000] if args.quick else [1000, 5000, 10000]
     if args.changes is None:
         args.changes = 50 if args.quick else 200
+    if args.churn_nodes is None:
+        args.churn_nodes = 1000 if args.quick else 5000
+    if args.churn_seconds is None:
+        args.churn_seconds = 20.0 if args.quick else 60.0
     if args.idle is None:
         args.idle = 3.0 if args.quick else 10.0
     if args.profile:
@@ -138,6 +151,22 @@ def silent_nodes(rr) -> None:
         rr.run(cmd)
 
 
+def start_kubeapi(lab, host, etcd_endpoint: str) -> list[str]:
+    """The test Kubernetes API server (tests/kubeapi: our HTTPS facade over this etcd, not a
+    kube-apiserver) in etcd's namespace; the inner part's arguments to use it."""
+    from tests.lab import wait_for
+
+    workdir = lab.tmp / "kubeapi"
+    workdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = host.popen(["/usr/bin/python3", "-m", "tests.lab.kubeapi_host", "--etcd", etcd_endpoint,
+                       "--host", "192.0.2.2", "--port", "6443", "--workdir", str(workdir)],
+                      name="kubeapi", env=env, cwd=str(REPO))
+    wait_for(lambda: (workdir / "ready").exists(), 60, what="the test API server serving")
+    return ["--kubeconfig", str(workdir / "kubeconfig"), "--kubeapi-pid", str(proc.pid)]
+
+
 def outer(args) -> int:
     from tests.lab import Lab, requirements_missing
 
@@ -156,13 +185,16 @@ def outer(args) -> int:
         rr = lab.add_host("rr", "192.0.2.10")
         silent_nodes(rr)
         etcd = lab.start_etcd(etcd_host)
+        kube = [] if args.no_kubernetes else start_kubeapi(lab, etcd_host, etcd.endpoint)
         inner_json = lab.tmp / "inner.json"
         cmd = ["ip", "netns", "exec", rr.ns, "/usr/bin/python3", "-u", str(REPO / "bench" / "run.py"),
                "--inner", "--etcd", etcd.endpoint, "--workdir", str(lab.tmp / "bench"),
                "--result", str(inner_json), "--sizes", ",".join(map(str, args.sizes)),
                "--changes", str(args.changes), "--burst", str(args.burst),
                "--burst-window", str(args.burst_window), "--idle", str(args.idle),
-               "--poll-interval", str(args.poll_interval), "--impls", ",".join(args.impls)]
+               "--poll-interval", str(args.poll_interval), "--impls", ",".join(args.impls),
+               "--churn-nodes", str(args.churn_nodes), "--churn-period", str(args.churn_period),
+               "--churn-seconds", str(args.churn_seconds), *kube]
         if args.quick:
             cmd.append("--quick")
         if args.no_metrics:

@@ -1,0 +1,83 @@
+"""The route propagation section of docs/benchmarks.md, from the newest
+bench/results/propagation-*.json (bench/propagation.py writes it; bench/report.py and
+bench/propagation.py both put this section into the page)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HEADING = "## Route propagation through the reflector"
+NAMES = {"bird1": "BIRD 1.6", "bird2": "BIRD 2", "bird3": "BIRD 3"}
+
+
+def latest() -> Optional[tuple[str, dict]]:
+    """(its name under bench/results, the results) of the newest run; None before the first."""
+    files = sorted(RESULTS.glob("propagation-*.json"))
+    return (files[-1].name, json.loads(files[-1].read_text())) if files else None
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def section(source: str, results: dict) -> list[str]:
+    cases = results["cases"]
+    m = cases[0]["burst_routes"]
+    out = [HEADING, "",
+           f"`make bench-propagation` (`bench/results/{source}`; {results['when']}, load average at the end "
+           f"{', '.join(f'{x:.2f}' for x in results['machine']['load'])}). The real daemon configures the "
+           "reflector's BIRD from the v1 keys of N nodes; one BIRD 1.6 (the farm) holds the N client "
+           "sessions from N addresses, a second node (the origin) announces the routes. Times run from "
+           "the origin's `enable` of a static protocol to the farm's table holding the route from the "
+           f"first, the median and the last of the N sessions (polled every {_ms(cases[0]['poll_s'])}: "
+           f"no figure is finer than that); the burst is {m} /26s at once (a node restart), until half "
+           f"and all of the N × {m} routes are in. Each figure is the median of {cases[0]['repeat']} "
+           "rounds. The farm's own work (it takes in N copies of every route) is in every figure and "
+           "the same for each reflector flavour.", "",
+           "| N | reflector | one route: first / median / last client | withdrawn everywhere | "
+           f"burst of {m}: half / all clients | burst withdrawn everywhere | reflector BIRD CPU during the burst "
+           "| reflector BIRD RSS | N sessions Established after |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for c in cases:
+        s, b = c["single"], c["burst"]
+        out.append(f"| {c['n']:,} | {NAMES.get(c['flavour'], c['flavour'])} ({c['rr_bird_version']}) "
+                   f"| {_ms(s['first'])} / {_ms(s['median'])} / {_ms(s['all'])} "
+                   f"| {_ms(c['single_withdrawn']['all'])} | {_ms(b['half'])} / {_ms(b['all'])} "
+                   f"| {_ms(c['burst_withdrawn']['all'])} | {c['rr_bird_cpu_during_burst_s']:.2f} s "
+                   f"| {c['rr_bird_rss_mb']:.1f} MB | {c['sessions_up_s']:.0f} s |")
+    out += [""] + advice(cases) + [""]
+    return out
+
+
+def advice(cases: list[dict]) -> list[str]:
+    """Which flavour to pick at which size, from these figures."""
+    lines = ["Which BIRD for the reflector, from these figures:", ""]
+    for n in sorted({c["n"] for c in cases}):
+        at = sorted((c for c in cases if c["n"] == n), key=lambda c: c["burst"]["all"])
+        if len(at) < 2:
+            continue
+        best, rest = at[0], at[1:]
+        others = ", ".join(f"{NAMES[c['flavour']]} {_ms(c['burst']['all'])}" for c in rest)
+        lines.append(f"- N = {n:,}: {NAMES[best['flavour']]} converged the burst at all clients first "
+                     f"({_ms(best['burst']['all'])}; {others}); one route reached the last client in "
+                     + ", ".join(f"{_ms(c['single']['all'])} ({NAMES[c['flavour']]})" for c in at) + ".")
+    return lines
+
+
+def splice(doc: Path, lines: list[str]) -> None:
+    """Put the section into the page: in place of the one there, or before `## Render time`."""
+    text = doc.read_text()
+    block = "\n".join(lines) + "\n"
+    old = re.search(rf"^{re.escape(HEADING)}.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    if old:
+        text = text[:old.start()] + block + text[old.end():]
+    elif "\n## Render time" in text:
+        at = text.index("\n## Render time") + 1
+        text = text[:at] + block + "\n" + text[at:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    doc.write_text(text)
