@@ -5,7 +5,6 @@ and such a BGPPeer's sessions are left out, with the warning."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 
 import pytest
@@ -18,46 +17,15 @@ import etcd3  # noqa: E402
 
 from rr_service.app import wiring  # noqa: E402
 from rr_service.app.settings import load_settings  # noqa: E402
-from rr_service.calico.v3.planner import plan_v3  # noqa: E402
-from rr_service.calico.v3.resources import PREFIX, parse_resources  # noqa: E402
-from rr_service.core.plan import Identity  # noqa: E402
+from rr_service.calico.v3.resources import PREFIX  # noqa: E402
 from rr_service.sources.base import DatastoreUnavailable  # noqa: E402
 from rr_service.sources.kubernetes.with_secrets import WithKubernetesSecrets  # noqa: E402
-from tests.etcdproc import EtcdProc, etcd_for_kubeapi  # noqa: E402
-from tests.kubeapi import KubeApiServer, secret  # noqa: E402
-from tests.test_k8s_secrets import fold  # noqa: E402
+from tests.kubeapi import secret  # noqa: E402
+from tests.test_etcd_datastore import own_etcd as calico_etcd  # noqa: E402,F401  (a fixture)
+from tests.test_k8s_secrets import PW, api, etcd, fold, passwords  # noqa: E402,F401  (api, etcd: fixtures)
 from tests.test_k8s_source import collect  # noqa: E402
 
 pytestmark = pytest.mark.integration
-
-ME = Identity(ipaddress.IPv4Address("192.0.2.2"), None)
-PW = "right-pw-1"
-
-
-@pytest.fixture(scope="module")
-def kube_etcd():
-    yield from etcd_for_kubeapi()
-
-
-@pytest.fixture(scope="module")
-def calico_etcd():
-    server = EtcdProc()
-    try:
-        yield server.start()
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def api(kube_etcd):
-    server = KubeApiServer(kube_etcd.url, groups=("crd",), bookmark_interval=1.0)
-    try:
-        server.start()
-        server.store.delete_prefix("/registry/")
-        server.registry.ensure_namespaces(["kube-system"])
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
@@ -87,11 +55,6 @@ def settings(calico_etcd, monkeypatch, tmp_path, kubeconfig=""):
 def peer(name: str, secret_name: str) -> dict:
     return {"peerIP": "192.0.2.2", "asNumber": 64512, "nodeSelector": "all()",
             "password": {"secretKeyRef": {"name": secret_name, "key": "password"}}}
-
-
-def passwords(items):
-    plan = plan_v3(parse_resources(items), "rr", ME)
-    return {str(s.neighbor): s.password for s in plan.v4.sessions}, plan.warnings
 
 
 def test_a_secret_from_kubernetes_gives_the_etcd_bgppeer_its_password(api, calico, calico_etcd, monkeypatch,
