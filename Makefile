@@ -20,7 +20,7 @@ PACKAGE_DEBS := debhelper dh-python python3-all python3-setuptools pybuild-plugi
 # Driving the Ansible role against the system test's container.
 ANSIBLE_DEBS := ansible-core ansible-lint openssh-client
 
-.PHONY: help deps deps-package deps-ansible test test-unit test-integration test-system test-ansible bench bench-propagation reliability-doc demo deb clean
+.PHONY: help deps deps-package deps-ansible test test-unit test-integration test-system test-ansible bench bench-propagation bench-flavours reliability-doc demo deb clean
 
 help:
 	@echo "make demo         run the reflector end to end in throw-away network namespaces"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench        change-to-BIRD latency, bursts, cold start at 1,000-10,000 nodes"
 	@echo "                  (etcd v1, etcd v3 and the Kubernetes API datastore)"
 	@echo "make bench-propagation  routes through the reflector to 1,000 and 5,000 clients, BIRD 1.6/2/3"
+	@echo "make bench-flavours     BIRD 1.6, 2 and 3 under the reflector: cold start, changes, RSS, CPU"
 
 # Installs only what is missing, so a prepared machine pays nothing.
 deps:
@@ -72,6 +73,11 @@ bench: deps
 bench-propagation: deps
 	@./tools/apt-ensure nftables
 	$(PYTHON) bench/propagation.py $(PROPAGATION_ARGS)
+
+# BIRD 1.6, 2 and 3 under the same daemon at 1,000 to 10,000 sessions; rewrites its section of
+# docs/benchmarks.md. FLAVOURS_ARGS="--sizes 200 --changes 10 --idle 2" for a quick look.
+bench-flavours: deps
+	$(PYTHON) bench/flavours.py $(FLAVOURS_ARGS)
 
 # After `make test`: the tables of docs/reliability.md from the figures the tests recorded.
 reliability-doc:

@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.harness import BirdPoller  # noqa: E402
-from bench.propagation_report import section, splice  # noqa: E402
+from bench.bird_sections import HEADING, propagation, splice  # noqa: E402
 from tests import prereq  # noqa: E402
 from tests.lab import Lab, Reflector, wait_for  # noqa: E402
 
@@ -71,6 +71,13 @@ items = json.load(open(sys.argv[1]))
 for i in range(0, len(items), 128):
     client.transaction(compare=[], success=[client.transactions.put(k, v) for k, v in items[i:i + 128]], failure=[])
 """
+
+
+def load_items(lab: Lab, host, endpoint: str, items: list[tuple[str, str]]) -> None:
+    """Write (key, value) pairs into the lab's etcd, from inside its namespace."""
+    path = lab.tmp / "items.json"
+    path.write_text(json.dumps(items))
+    host.run([PYTHON, "-c", LOADER, str(path), endpoint], timeout=600)
 
 
 def address(net: str, index: int) -> str:
@@ -179,9 +186,7 @@ def one_case(flavour: str, n: int, m: int, repeat: int, poll: float, keep: bool)
     with Lab(keep_tmp=keep) as lab:
         etcd_host = lab.add_host("etcd", ETCD_IP)
         etcd = lab.start_etcd(etcd_host)
-        items_file = lab.tmp / "items.json"
-        items_file.write_text(json.dumps(data_set(n)))
-        etcd_host.run([PYTHON, "-c", LOADER, str(items_file), etcd.endpoint], timeout=300)
+        load_items(lab, etcd_host, etcd.endpoint, data_set(n))
 
         rr_host = lab.add_host("rr", RR_IP)
         rr_host.run(["ip", "route", "add", f"{NODE_NET}.0.0/16", "via", FARM_IP])
@@ -325,7 +330,7 @@ def main(argv=None) -> int:
         indent=1) + "\n")
     print(f"results: {out}")
     if not args.no_docs:
-        splice(DOC, section(out.name, json.loads(out.read_text())))
+        splice(DOC, propagation(out.name, json.loads(out.read_text())), HEADING)
         print(f"wrote the route propagation section of {DOC}")
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: bench/report.py
     sys.path.insert(0, str(REPO))
-from bench import propagation_report  # noqa: E402
+from bench import bird_sections  # noqa: E402
 
 DOC = REPO / "docs" / "benchmarks.md"
 PLOT = REPO / "docs" / "benchmarks-latency.png"
@@ -600,9 +600,7 @@ def render_docs(results: dict, doc: Path = DOC, png: Path = PLOT) -> None:
     out += issue_confd(sizes)
     out += calico_v3(sizes)
     out += kubernetes(sizes)
-    propagation = propagation_report.latest()  # its own run: make bench-propagation
-    if propagation:
-        out += propagation_report.section(*propagation)
+    out += bird_sections.both()  # their own runs: make bench-flavours, make bench-propagation
     out += ["## Render time", ""] + render_table(sizes) + [""]
     out += ["## Where a change's time goes inside calico-rr", "",
             "Mean wall time per change of each phase of `Daemon._apply` (exclusive: a phase inside "

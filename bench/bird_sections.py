@@ -1,6 +1,7 @@
-"""The route propagation section of docs/benchmarks.md, from the newest
-bench/results/propagation-*.json (bench/propagation.py writes it; bench/report.py and
-bench/propagation.py both put this section into the page)."""
+"""The sections of docs/benchmarks.md about the reflector's BIRD, each from the newest results
+of its own run: route propagation (bench/propagation.py, propagation-*.json) and BIRD 1.6 / 2 / 3
+side by side (bench/flavours.py, flavours-*.json). Each run puts its section into the page;
+bench/report.py, which rewrites the page, puts both back."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Optional
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADING = "## Route propagation through the reflector"
+FLAVOURS_HEADING = "## BIRD 1.6, 2 and 3 under the reflector"
 NAMES = {"bird1": "BIRD 1.6", "bird2": "BIRD 2", "bird3": "BIRD 3"}
 
 
-def latest() -> Optional[tuple[str, dict]]:
-    """(its name under bench/results, the results) of the newest run; None before the first."""
-    files = sorted(RESULTS.glob("propagation-*.json"))
+def latest(kind: str) -> Optional[tuple[str, dict]]:
+    """(its name under bench/results, the results) of the newest `kind` run (propagation,
+    flavours); None before the first."""
+    files = sorted(RESULTS.glob(f"{kind}-*.json"))
     return (files[-1].name, json.loads(files[-1].read_text())) if files else None
 
 
@@ -24,7 +27,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def section(source: str, results: dict) -> list[str]:
+def propagation(source: str, results: dict) -> list[str]:
     cases = results["cases"]
     m = cases[0]["burst_routes"]
     out = [HEADING, "",
@@ -68,11 +71,40 @@ def advice(cases: list[dict]) -> list[str]:
     return lines
 
 
-def splice(doc: Path, lines: list[str]) -> None:
-    """Put the section into the page: in place of the one there, or before `## Render time`."""
+def flavours(source: str, results: dict) -> list[str]:
+    cases = results["cases"]
+    out = [FLAVOURS_HEADING, "",
+           f"`make bench-flavours` (`bench/results/{source}`; {results['when']}, load average at the end "
+           f"{', '.join(f'{x:.2f}' for x in results['machine']['load'])}): the same daemon and v1 data on "
+           "each BIRD; its N client sessions wait in Connect (nobody answers). Cold start runs from "
+           "starting `calico-rr run` to BIRD showing the last session; a change from the etcd put "
+           "(or delete) of one node to BIRD showing (or no longer showing) its session.", "",
+           "| N | BIRD | cold start to all sessions configured | change p50 | change p99 | BIRD RSS "
+           "| BIRD CPU during changes | BIRD CPU idle |", "|---|---|---|---|---|---|---|---|"]
+    for c in cases:
+        out.append(f"| {c['n']:,} | {NAMES.get(c['flavour'], c['flavour'])} ({c['bird_version']}) "
+                   f"| {c['configured_s']:.2f} s | {c['change']['p50']:.1f} ms | {c['change']['p99']:.1f} ms "
+                   f"| {c['bird_rss_mb']:.1f} MB | {c['bird_cpu_during_changes_pct']:.1f} % "
+                   f"| {c['bird_cpu_idle_pct']:.1f} % |")
+    return out + [""]
+
+
+def both() -> list[str]:
+    """Both sections from their newest results, for bench/report.py."""
+    out = []
+    for kind, render in (("flavours", flavours), ("propagation", propagation)):
+        found = latest(kind)
+        if found:
+            out += render(*found)
+    return out
+
+
+def splice(doc: Path, lines: list[str], heading: str) -> None:
+    """Put a section into the page: in place of the one under `heading`, or before
+    `## Render time`."""
     text = doc.read_text()
     block = "\n".join(lines) + "\n"
-    old = re.search(rf"^{re.escape(HEADING)}.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    old = re.search(rf"^{re.escape(heading)}.*?(?=^## |\Z)", text, flags=re.S | re.M)
     if old:
         text = text[:old.start()] + block + text[old.end():]
     elif "\n## Render time" in text:
