@@ -38,7 +38,7 @@ def propagation(source: str, results: dict) -> list[str]:
            "the origin's `enable` of a static protocol to the farm's table holding the route from the "
            f"first, the median and the last of the N sessions (polled every {_ms(cases[0]['poll_s'])}: "
            f"no figure is finer than that); the burst is {m} /26s at once (a node restart), until half "
-           f"and all of the N × {m} routes are in. Each figure is the median of {cases[0]['repeat']} "
+           f"and all of the N × {m} routes are in (the farm's whole table counted every 0.1 s). Each figure is the median of {cases[0]['repeat']} "
            "rounds. The farm's own work (it takes in N copies of every route) is in every figure and "
            "the same for each reflector flavour.", "",
            "| N | reflector | one route: first / median / last client | withdrawn everywhere | "

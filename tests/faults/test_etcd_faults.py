@@ -23,7 +23,7 @@ from tests.lab.world import NODES
 
 pytestmark = pytest.mark.integration
 
-# The figure: etcd down for 60 s. RR_FAULTS_ETCD_OUTAGE shortens it for a quick run
+# The outage docs/reliability.md reports: etcd down for 60 s. RR_FAULTS_ETCD_OUTAGE shortens it for a quick run
 # (the figure recorded says how long it really was).
 OUTAGE = float(os.environ.get("RR_FAULTS_ETCD_OUTAGE", "60"))
 APPLY_AFTER_ETCD_BACK = 2.0  # promised (docs/reliability.md): a change made after etcd returns is applied within 2 s
