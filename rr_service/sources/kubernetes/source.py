@@ -98,8 +98,9 @@ class KubeSource(Source):
         self._stop_watches()
         self._queue = queue.Queue()
         for plural in PLURALS:
+            known = {key: value for key, value in self._known.items() if key.startswith(plural + "/")}
             watcher = Watcher(self.api(), self._collection(plural), plural, bookmark[plural], self._queue,
-                              self._watch_timeout)
+                              self._watch_timeout, known=known)
             self._watchers.append(watcher)
             watcher.start()
         self._secrets.follow(bookmark, self._queue)

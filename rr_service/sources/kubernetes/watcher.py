@@ -46,10 +46,13 @@ def created(obj: dict) -> int:
 
 class Watcher:
     def __init__(self, api: KubeApi, path: str, plural: str, version: str, out: queue.Queue, timeout: int,
-                 extra: Optional[dict] = None, key: Optional[str] = None):
+                 extra: Optional[dict] = None, key: Optional[str] = None, known: Optional[dict] = None):
         """`plural` says how objects become items; `key` is the watch's entry in the source's
         bookmark (the plural, or `secrets/<name>` for a Secret's watch, whose `extra` is its
-        fieldSelector)."""
+        fieldSelector). `known`: the collection's items as the source has them: an object
+        whose item did not change (a kubelet's status update) is dropped here, on this
+        thread, and never wakes the daemon."""
+        self._known = dict(known or {})
         self._api, self._path = api, path
         self._plural, self._version, self._out = plural, version, out
         self._extra, self._key = extra, key or plural
@@ -100,6 +103,7 @@ class Watcher:
         if kind == "DELETED":
             name = metadata.get("name")
             if name:
+                self._known.pop(f"{self._plural}/{name}", None)
                 self._out.put((self._key, version, Change(f"{self._plural}/{name}", None)))
             return
         if self._plural == SECRETS:
@@ -108,5 +112,6 @@ class Watcher:
                 self._out.put((self._key, version, Change(item[0], item[1])))
             return
         item = converted(self._plural, obj)
-        if item is not None:
+        if item is not None and self._known.get(item[0]) != item[1]:
+            self._known[item[0]] = item[1]
             self._out.put((self._key, version, Change(item[0], item[1], created(obj))))
