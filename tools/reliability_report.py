@@ -38,11 +38,13 @@ class Table:
 
 TABLES = (
     Table("faults", "Faults survived",
-          "Each row is one integration test in tests/faults: real etcd 3.4, real BIRD 1.6, the "
+          "Each row is one integration test in tests/faults: real etcd 3.4, real BIRD 1.6 (BIRD 3 "
+          "from trixie where the row says so), the "
           "real daemon in the reflector's network namespace, Calico-like node BIRDs with "
           "Established IPv4 and IPv6 sessions. Limits the tests assert are in the figure column.",
-          ("etcd_down", "daemon_restart_etcd_down", "etcd_member_killed", "etcd_member_cut_off", "compaction_cut_off",
-           "compaction_watch_behind", "bird_refuses", "bird_restarted_old_config", "bird_killed",
+          ("etcd_down", "etcd_down_bird3", "daemon_restart_etcd_down", "etcd_member_killed", "etcd_member_cut_off",
+           "compaction_cut_off", "compaction_watch_behind", "bird_refuses", "bird_refuses_bird3",
+           "bird_restarted_old_config", "bird_restarted_old_config_bird3", "bird_killed",
            "bird_socket_missing", "drop_guard_hold_expires", "drop_guard_data_back",
            "drop_guard_accept", "drop_guard_share_never_hold", "drop_guard_share_low",
            "disk_full", "read_only")),
