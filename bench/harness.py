@@ -249,8 +249,9 @@ class EtcdWriter:
         for prefix in (PREFIX, V3_PREFIX, "/bench", "/registry/minions", "/registry/crd.projectcalico.org"):
             self.client.delete_prefix(prefix + "/")
         self.put_many(layout.items(n), layout.per_txn)
-        # count_only: the Kubernetes layout's prefix holds more than a gRPC message may
-        revision = self.client.get_prefix_response(layout.prefix + "/", count_only=True).header.revision
+        # One key is enough for the revision: the Kubernetes layout's prefix holds more than a
+        # gRPC message may (python3-etcd3 0.12 drops count_only from the request).
+        revision = self.client.get_prefix_response(layout.prefix + "/", limit=1).header.revision
         self.client.compact(revision, physical=True)
 
     def close(self) -> None:
