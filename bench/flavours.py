@@ -142,17 +142,23 @@ def main(argv=None) -> int:
         print("bench/flavours.py needs root (network namespaces)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # tear the lab down on a kill
-    cases = []
+    cases, failed = [], []
     for n in args.sizes:
         for flavour in args.flavours:
             print(f"flavours: {flavour}, N={n} ...", flush=True)
-            case = one_case(flavour, n, args.changes, args.idle)
+            try:
+                case = one_case(flavour, n, args.changes, args.idle)
+            except Exception as exc:  # one BIRD failing must not lose the others' figures
+                failed.append({"flavour": flavour, "n": n, "error": f"{type(exc).__name__}: {exc}"[:200]})
+                print(f"flavours: {flavour}, N={n} failed: {exc!r}", flush=True)
+                continue
             print(json.dumps(case), flush=True)
             cases.append(case)
     out = args.out or RESULTS / f"flavours-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     results = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": {
-        "cpus": os.cpu_count(), "kernel": platform.release(), "load": os.getloadavg()}, "cases": cases}
+        "cpus": os.cpu_count(), "kernel": platform.release(), "load": os.getloadavg()}, "cases": cases,
+        "failed": failed}
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"results: {out}")
     if not args.no_docs:
