@@ -249,9 +249,10 @@ class EtcdWriter:
         for prefix in (PREFIX, V3_PREFIX, "/bench", "/registry/minions", "/registry/crd.projectcalico.org"):
             self.client.delete_prefix(prefix + "/")
         self.put_many(layout.items(n), layout.per_txn)
-        # One key is enough for the revision: the Kubernetes layout's prefix holds more than a
-        # gRPC message may (python3-etcd3 0.12 drops count_only from the request).
-        revision = self.client.get_prefix_response(layout.prefix + "/", limit=1).header.revision
+        # The revision from a put's header: reading the Kubernetes layout's prefix would return
+        # more than a gRPC message may hold, and python3-etcd3 0.12 never sets a range request's
+        # limit or count_only.
+        revision = self.client.put("/bench/loaded", str(n)).header.revision
         self.client.compact(revision, physical=True)
 
     def close(self) -> None:
