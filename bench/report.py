@@ -247,6 +247,33 @@ def issue_confd(sizes: list[dict]) -> list[str]:
             "|---|---|---|---|---|---|"] + rows + [""]
 
 
+# The figures two layouts are set side by side with: (label, path into an impl's results, digits, unit).
+COMPARED = (("change → applied p50", ("change", "p50"), 1, "ms"),
+            ("change → applied p99", ("change", "p99"), 1, "ms"),
+            ("CPU per change", ("change_cpu_ms_per_change",), 2, "ms"),
+            ("READY=1 after start", ("ready_s",), 2, "s"),
+            ("all sessions configured after start", ("configured_s",), 2, "s"),
+            ("restart: READY=1", ("restart_ready_s",), 2, "s"),
+            ("peak RSS (VmHWM)", ("hwm_mb",), 1, "MB"),
+            ("burst: reloads", ("burst", "reloads"), 0, ""),
+            ("burst: converged after the last put", ("burst", "converged_after_last_put_s"), 2, "s"),
+            ("idle CPU", ("idle_cpu_pct",), 2, "%"))
+
+
+def comparison_rows(n: int, a: dict, b: dict, skip: tuple = ()) -> list[str]:
+    """`| N | figure | a | b | b / a |` for each of COMPARED but the labels in `skip`."""
+    rows = []
+    for label, key, digits, unit in COMPARED:
+        if label in skip:
+            continue
+        x, y = a, b
+        for part in key:
+            x, y = (x or {}).get(part), (y or {}).get(part)
+        ratio = f"{y / x:.2f}×" if x and y is not None else "—"
+        rows.append(f"| {n:,} | {label} | {_f(x, digits)} {unit} | {_f(y, digits)} {unit} | {ratio} |")
+    return rows
+
+
 def calico_v3(sizes: list[dict]) -> list[str]:
     """The daemon on Calico v3 data beside the same daemon on v1 data, same run, same N; and
     both against the floor of a change (etcd delivery + BIRD's own configure) and of a cold
@@ -263,20 +290,7 @@ def calico_v3(sizes: list[dict]) -> list[str]:
         floors = {name: (f["etcd_put_to_watch"]["p50"] + f["bird_configure"]["p50"],
                          (f["etcd_get_prefix_ms"] + f["bird_configure_cold_ms"]) / 1000)
                   for name, f in (("v1", size["floor"]), ("v3", size["v3"].get("floor", size["floor"])))}
-        for label, key, digits, unit in (("change → applied p50", ("change", "p50"), 1, "ms"),
-                                         ("change → applied p99", ("change", "p99"), 1, "ms"),
-                                         ("CPU per change", ("change_cpu_ms_per_change",), 2, "ms"),
-                                         ("READY=1 after start", ("ready_s",), 2, "s"),
-                                         ("all sessions configured after start", ("configured_s",), 2, "s"),
-                                         ("peak RSS (VmHWM)", ("hwm_mb",), 1, "MB"),
-                                         ("burst: reloads", ("burst", "reloads"), 0, ""),
-                                         ("burst: converged after the last put", ("burst", "converged_after_last_put_s"), 2, "s"),
-                                         ("idle CPU", ("idle_cpu_pct",), 2, "%")):
-            a, b = v1, v3
-            for part in key:
-                a, b = (a or {}).get(part), (b or {}).get(part)
-            ratio = f"{b / a:.2f}×" if a and b is not None else "—"
-            rows.append(f"| {n:,} | {label} | {_f(a, digits)} {unit} | {_f(b, digits)} {unit} | {ratio} |")
+        rows += comparison_rows(n, v1, v3, skip=("restart: READY=1",))
         p50 = {"v1": v1["change"]["p50"], "v3": v3["change"]["p50"]}
         checks.append(f"| {n:,} | v3 change p50 ≤ 1.25 × v1's | {p50['v3']:.1f} ≤ {1.25 * p50['v1']:.1f} ms | "
                       f"{'yes' if p50['v3'] <= 1.25 * p50['v1'] else '**no**'} |")
@@ -323,21 +337,7 @@ def kubernetes(sizes: list[dict]) -> list[str]:
         if not k8s:
             continue
         n = size["n"]
-        for label, key, digits, unit in (("change → applied p50", ("change", "p50"), 1, "ms"),
-                                         ("change → applied p99", ("change", "p99"), 1, "ms"),
-                                         ("CPU per change", ("change_cpu_ms_per_change",), 2, "ms"),
-                                         ("READY=1 after start", ("ready_s",), 2, "s"),
-                                         ("all sessions configured after start", ("configured_s",), 2, "s"),
-                                         ("restart: READY=1", ("restart_ready_s",), 2, "s"),
-                                         ("peak RSS (VmHWM)", ("hwm_mb",), 1, "MB"),
-                                         ("burst: reloads", ("burst", "reloads"), 0, ""),
-                                         ("burst: converged after the last put", ("burst", "converged_after_last_put_s"), 2, "s"),
-                                         ("idle CPU", ("idle_cpu_pct",), 2, "%")):
-            a, b = v3, k8s
-            for part in key:
-                a, b = (a or {}).get(part), (b or {}).get(part)
-            ratio = f"{b / a:.2f}×" if a and b is not None else "—"
-            rows.append(f"| {n:,} | {label} | {_f(a, digits)} {unit} | {_f(b, digits)} {unit} | {ratio} |")
+        rows += comparison_rows(n, v3, k8s)
         if v3:
             p50, limit = k8s["change"]["p50"], 1.5 * v3["change"]["p50"]
             checks.append(f"| {n:,} | change p50 ≤ 1.5 × etcd v3's | {p50:.1f} ≤ {limit:.1f} ms | {_verdict(p50 <= limit)} |")
