@@ -13,6 +13,7 @@ prereq.import_or_missing("etcd3", "python3-etcd3 is not installed")
 
 from rr_service.calico.v3.resources import parse_resources  # noqa: E402
 from rr_service.sources.base import DatastoreUnavailable, ResyncNeeded  # noqa: E402
+from rr_service.sources.kubernetes.api import METADATA, METADATA_LIST  # noqa: E402
 from rr_service.sources.kubernetes.source import KubeSource  # noqa: E402
 from tests.etcdproc import etcd_for_kubeapi  # noqa: E402
 from tests.kubeapi import (CRD_GROUP, KubeApiServer, bgp_configuration, bgp_peer,  # noqa: E402
@@ -99,6 +100,21 @@ def test_changes_follow_and_kubelet_churn_costs_nothing(api, source):
     api.store.delete_prefix("/registry/minions/node-3")
     changes = collect(source, lambda seen: any(c.key == "nodes/node-3" for c in seen))
     assert changes[-1].value is None
+
+
+def test_nodes_are_read_and_watched_as_metadata_only(api, source):
+    """A Node's BGP fields are in its metadata; its status (images, conditions) is most of it
+    and is never transferred."""
+    api.seed("nodes", [realistic_node("node-1", ipv4="192.0.2.21/24")])
+    before = len(api.requests)
+    source.follow(source.read().bookmark)
+    api.create("nodes", realistic_node("node-3", ipv4="192.0.2.23/24"))
+    changes = collect(source, lambda seen: any(c.key == "nodes/node-3" for c in seen))
+    assert json.loads(changes[-1].value)["spec"]["bgp"] == {"ipv4Address": "192.0.2.23/24"}
+    node_calls = [(r["query"].get("watch", ""), r["accept"]) for r in list(api.requests)[before:]
+                  if r["path"] == "/api/v1/nodes"]
+    assert ("", METADATA_LIST) in node_calls and ("1", METADATA) in node_calls
+    assert all(accept in (METADATA_LIST, METADATA) for _, accept in node_calls)
 
 
 def test_a_compacted_watch_asks_for_a_resync_and_a_cut_watch_for_a_new_read(api, source):
@@ -246,9 +262,15 @@ def test_lists_are_paged_and_an_expired_continue_token_fails_clearly(api, source
     from rr_service.sources.kubernetes import api as kube_api
     monkeypatch.setattr(kube_api, "PAGE", 2)
     api.seed("nodes", [realistic_node(f"node-{i}", ipv4=f"192.0.2.{30 + i}/24") for i in range(5)])
+    # the first read takes the API server's watch cache (resourceVersion 0): whole, unpaged
     assert len([k for k in source.read().items if k.startswith("nodes/")]) == 5
-    pages = [r for r in list(api.requests) if r["path"] == "/api/v1/nodes" and r["query"].get("continue")]
-    assert len(pages) >= 2
+    first = [r for r in list(api.requests) if r["path"] == "/api/v1/nodes"]
+    assert [r["query"].get("resourceVersion") for r in first] == ["0"]
+    # a later read (after a 410 or an outage) reads etcd, page by page
+    assert len([k for k in source.read().items if k.startswith("nodes/")]) == 5
+    later = [r for r in list(api.requests)[len(first):] if r["path"] == "/api/v1/nodes"]
+    assert "resourceVersion" not in later[0]["query"]
+    assert len([r for r in later if r["query"].get("continue")]) >= 2
     api.expire_continue_tokens = True  # every continue token 410: listing again cannot help
     try:
         with pytest.raises(DatastoreUnavailable, match="continue tokens keep expiring"):

@@ -24,6 +24,7 @@ from tests.kubeapi import (CRD_GROUP, KubeApiServer, bgp_peer, exec_calls,  # no
                            kubectl_or_missing, popen_kubectl, realistic_node, run_kubectl,
                            secret)
 from tests.kubeapi.httpclient import Http  # noqa: E402
+from rr_service.sources.kubernetes.api import METADATA, METADATA_LIST  # noqa: E402
 from tests.polling import wait_for  # noqa: E402
 
 REPO = prereq.REPO
@@ -277,6 +278,17 @@ def test_python_watch_of_a_compacted_revision_raises_410(clean, k8s, tmp_path):
         assert len(watches) == (1 if kwargs else 2)
 
 
+def test_python_reads_nodes_as_metadata_only(clean, k8s, tmp_path):
+    seed_nodes(clean, ["node-a", "node-b"])
+    client = client_for(k8s, clean.kubeconfig(tmp_path / "kubeconfig"))
+    answer = client.call_api("/api/v1/nodes", "GET", header_params={"Accept": METADATA_LIST},
+                             response_type="object", auth_settings=["BearerToken"],
+                             _return_http_data_only=True)
+    assert (answer["kind"], answer["apiVersion"]) == ("PartialObjectMetadataList", "meta.k8s.io/v1")
+    assert [item["metadata"]["name"] for item in answer["items"]] == ["node-a", "node-b"]
+    assert all(set(item) == {"kind", "apiVersion", "metadata"} for item in answer["items"])
+
+
 @pytest.mark.parametrize("auth", ["token", "token-file", "cert-files", "cert-data", "exec"])
 def test_python_with_each_kubeconfig_variant(clean, k8s, tmp_path, auth):
     seed_nodes(clean, ["node-a"])
@@ -400,6 +412,53 @@ def test_continue_token_after_compaction_is_410_expired(clean):
     fresh = http.get(NODES, limit="1")[1]["metadata"]["continue"]
     clean.expire_continue_tokens = True  # the hook, without compaction
     assert http.get(NODES, limit="1", **{"continue": fresh})[0] == 410
+
+
+def test_metadata_only_answers_list_get_and_watch_in_their_own_form(clean):
+    """kube-apiserver's PartialObjectMetadata: the List form for a list, the singular one for
+    a get and a watch's events; a form that does not fit the verb falls through to the next
+    media type of the Accept header."""
+    seed_nodes(clean, ["node-a", "node-b", "node-c"])
+    http = Http(clean)
+    code, _, page = http.call("GET", NODES, query={"limit": "2"}, headers={"Accept": METADATA_LIST})
+    assert code == 200 and (page["kind"], page["apiVersion"]) == ("PartialObjectMetadataList", "meta.k8s.io/v1")
+    assert page["metadata"]["continue"] and page["metadata"]["resourceVersion"]
+    item = page["items"][0]
+    assert (item["kind"], item["apiVersion"], set(item)) == \
+        ("PartialObjectMetadata", "meta.k8s.io/v1", {"kind", "apiVersion", "metadata"})
+    assert item["metadata"]["annotations"]["projectcalico.org/IPv4Address"] == "192.0.2.1/24"
+    full = http.get(f"{NODES}/node-a")[1]
+    assert item["metadata"] == full["metadata"] and "spec" in full
+
+    code, _, whole = http.call("GET", NODES, headers={"Accept": METADATA})  # the singular form
+    assert code == 200 and whole["kind"] == "NodeList" and "spec" in whole["items"][0]
+    code, _, one = http.call("GET", f"{NODES}/node-b", headers={"Accept": METADATA})
+    assert one == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                   "metadata": http.get(f"{NODES}/node-b")[1]["metadata"]}
+
+    with http.watch(NODES, resourceVersion="0", timeoutSeconds="1", headers={"Accept": METADATA}) as watch:
+        events = list(watch)
+    assert [(e["type"], e["object"]["kind"], e["object"]["metadata"]["name"]) for e in events] == \
+        [("ADDED", "PartialObjectMetadata", name) for name in ("node-a", "node-b", "node-c")]
+
+
+def test_a_list_at_resource_version_0_is_the_watch_cache_whole_and_current(clean, k8s, tmp_path):
+    """resourceVersion "0" ("any"): kube-apiserver answers from its watch cache, ignoring
+    limit; a watch from the answer's resourceVersion goes on from there."""
+    seed_nodes(clean, [f"node-{i}" for i in range(5)])
+    core = k8s.client.CoreV1Api(client_for(k8s, clean.kubeconfig(tmp_path / "kubeconfig")))
+    listed = core.list_node(resource_version="0", limit=2)
+    assert [n.metadata.name for n in listed.items] == [f"node-{i}" for i in range(5)]
+    assert not listed.metadata._continue
+    http = Http(clean)
+    http.call("DELETE", f"{NODES}/node-0")
+    seed_nodes(clean, ["node-5"])
+    code, page = http.get(NODES, resourceVersion="0")
+    assert [n["metadata"]["name"] for n in page["items"]] == [f"node-{i}" for i in range(1, 6)]
+    with http.watch(NODES, resourceVersion=page["metadata"]["resourceVersion"], timeoutSeconds="2") as watch:
+        threading.Timer(0.3, lambda: http.call("DELETE", f"{NODES}/node-1")).start()
+        events = list(watch)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("DELETED", "node-1")]
 
 
 def test_watch_from_a_compacted_revision_is_one_error_event(clean):

@@ -111,6 +111,14 @@ class EtcdStore:
                               etcdrpc.RangeRequest(key=b"\0", count_only=True))
         return response.header.revision
 
+    def newest(self, start: str, end: str) -> Tuple[int, int]:
+        """(how many keys the range holds, the highest mod_revision among them)."""
+        request = etcdrpc.RangeRequest(key=start.encode(), range_end=end.encode(), limit=1, keys_only=True,
+                                       sort_order=etcdrpc.RangeRequest.DESCEND,
+                                       sort_target=etcdrpc.RangeRequest.MOD)
+        response = self._call(self.client.kvstub.Range, request)
+        return response.count, (response.kvs[0].mod_revision if response.kvs else 0)
+
     def get(self, key: str) -> Optional[KV]:
         response = self._call(self.client.kvstub.Range, etcdrpc.RangeRequest(key=key.encode()))
         return _kv(response.kvs[0]) if response.kvs else None

@@ -18,6 +18,7 @@ from . import errors, openapi
 from .errors import ApiError
 from .etcdstore import StoreError
 from .selectors import field_selector, label_selector
+from .partial import answer, metadata_only, wants_metadata
 from .tables import to_table, wants_table
 from .watch import WatchStream
 
@@ -173,17 +174,18 @@ class KubeHandler(BaseHTTPRequestHandler):
                                    ns, sub)
         registry, dry = self.kube.registry, bool(query.get("dryRun"))
         table = wants_table(self.headers.get("Accept", ""))
+        partial = not table and wants_metadata(self.headers.get("Accept", ""), verb)
         if verb == "watch":
             match = (lambda o: match_fields(o) and match_labels(o))
-            return self._watch(route, query, match, token, table)
+            return self._watch(route, query, match, token, table, partial)
         if verb == "get":
-            return self._send_obj(200, registry.get(res, name, ns), res, table, query)
+            return self._send_obj(200, answer(registry.get(res, name, ns), partial), res, table, query)
         if verb == "list":
             match = (lambda o: match_fields(o) and match_labels(o)) if has_selector else None
             result = registry.list(res, ns, _int(query.get("limit")), query.get("continue", ""),
                                    query.get("resourceVersion", ""),
                                    query.get("resourceVersionMatch", ""), match)
-            return self._send_obj(200, result, res, table, query)
+            return self._send_obj(200, answer(result, partial), res, table, query)
         payload = self._json(body) if method != "DELETE" or body else None
         if verb == "create":
             return self._send_json(201, registry.create(res, ns, payload, dry))
@@ -194,7 +196,7 @@ class KubeHandler(BaseHTTPRequestHandler):
             return self._send_json(200, registry.patch(res, ns, name, ctype, payload, sub, dry))
         return self._send_json(200, registry.delete(res, ns, name, payload, dry))
 
-    def _watch(self, route, query, match, token, table) -> int:
+    def _watch(self, route, query, match, token, table, partial: bool = False) -> int:
         kube = self.kube
         timeout = float(_int(query.get("timeoutSeconds")) or kube.default_watch_timeout)
         if query.get("resourceVersion", "") not in ("", "0"):
@@ -216,6 +218,8 @@ class KubeHandler(BaseHTTPRequestHandler):
             if table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                 event = dict(event, object=to_table(route.res.table, [event["object"]], table,
                                                     include))
+            elif partial and event["type"] in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+                event = dict(event, object=metadata_only(event["object"]))
             data = json.dumps(event, separators=(",", ":")).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()

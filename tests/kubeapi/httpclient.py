@@ -64,11 +64,11 @@ class Http:
         code, _, body = self.call("GET", path, query=query or None)
         return code, body
 
-    def watch(self, path: str, timeout: float = 10, **query) -> "WatchReader":
+    def watch(self, path: str, timeout: float = 10, headers: Optional[dict] = None, **query) -> "WatchReader":
         """Open a watch (watch=1 is added); iterate the reader for events."""
         query = dict(query, watch="1")
         conn = self._conn(timeout)
-        conn.request("GET", f"{path}?{urlencode(query)}", headers=self._headers(None))
+        conn.request("GET", f"{path}?{urlencode(query)}", headers=self._headers(headers))
         return WatchReader(conn, conn.getresponse())
 
 

@@ -4,6 +4,9 @@ Objects are stored as JSON without `metadata.resourceVersion`: like kube-apiserv
 version is the key's etcd mod_revision, filled in on every read; a list's version is the
 header revision of the range. (Real kube-apiserver stores core objects such as Nodes as
 protobuf; this server stores JSON for every kind.)
+
+A list with resourceVersion "0" is answered from the watch cache when the server has one
+(watchcache.py), as kube-apiserver does.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Registry:
     def __init__(self, store: EtcdStore, catalog: Catalog, prefix: str = "/registry"):
         self.store, self.catalog, self.prefix = store, catalog, prefix.rstrip("/")
         self.expire_continue = False  # fault hook: every continue token answers 410
+        self.cache = None  # the server's WatchCache, for lists with resourceVersion "0"
 
     # -- reading ------------------------------------------------------------------------------
     def decode(self, kv: KV, rv: Optional[int] = None) -> dict:
@@ -83,7 +87,11 @@ class Registry:
         elif rv not in ("", "0"):
             revision = self._list_revision(rv, rv_match)
         elif rv == "0":
-            limit = 0  # served from kube's watch cache: "0" ignores limit there
+            cached = self.cache.list(prefix, match) if self.cache is not None else None
+            if cached is not None:
+                return {"kind": f"{res.kind}List", "apiVersion": res.api_version,
+                        "metadata": {"resourceVersion": str(cached[1])}, "items": cached[0]}
+            limit = 0  # kube's watch cache ignores limit too
         items, last_key, more, count, read_rev = [], None, False, 0, revision
         while True:
             try:

@@ -29,6 +29,7 @@ from .certs import CertAuthority
 from .etcdstore import EtcdStore
 from .handler import KubeHandler
 from .registry import Registry
+from .watchcache import WatchCache
 from .resources import Resource, build_catalog
 
 HANDSHAKE_TIMEOUT = 10
@@ -103,6 +104,7 @@ class KubeApiServer:
         self.catalog = build_catalog(self.groups, git_version, extra_resources)
         self.store = EtcdStore(etcd_url, timeout=etcd_timeout, **(etcd_tls or {}))
         self.registry = Registry(self.store, self.catalog, prefix)
+        self.registry.cache = self.watch_cache = WatchCache(self.registry)
         self.access = Access()
         self.admin_token = "admin-" + secrets.token_hex(16)
         self.access.add_token(self.admin_token, "admin", ["system:masters"])
@@ -142,6 +144,7 @@ class KubeApiServer:
     def start(self) -> "KubeApiServer":
         assert not self.running, "already running"
         self.registry.ensure_namespaces(self._namespaces)
+        self.watch_cache.start()
         self._httpd = _HTTPServer((self.host, self.port), self)
         self.port = self._httpd.server_address[1]  # a restart binds the same port again
         self.running = True
@@ -158,6 +161,7 @@ class KubeApiServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)
+        self.watch_cache.stop()
         self.cut_watches()
         with self._lock:
             connections = list(self._connections)

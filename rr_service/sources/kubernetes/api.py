@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 from urllib.parse import quote, urlencode
 
 import urllib3
@@ -25,6 +25,13 @@ log = logging.getLogger("calico-rr")
 PAGE = 500
 REQUEST_TIMEOUT = 10.0
 MAX_RESPONSE = 512 * 1024 * 1024
+
+# Metadata only (meta.k8s.io/v1 PartialObjectMetadata, kube-apiserver >= 1.15): a Node's BGP
+# fields are all in its metadata, and its status (images, conditions) is most of its 15 KB.
+# The list asks for the List form, a watch's events carry the singular one; plain JSON
+# after the comma is what a server that cannot answer with metadata sends instead.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json"
+METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
 
 
 class ApiStatus(DatastoreUnavailable):
@@ -64,17 +71,17 @@ class KubeApi:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _headers(self) -> dict:
-        headers = {"Accept": "application/json", "User-Agent": "calico-rr"}
+    def _headers(self, accept: str = "application/json") -> dict:
+        headers = {"Accept": accept, "User-Agent": "calico-rr"}
         token = self.config.token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
     def _open(self, method: str, path: str, query: Optional[dict], body: Optional[dict],
-              what: str, timeout, stream: bool = False):
+              what: str, timeout, stream: bool = False, accept: str = "application/json"):
         url = self.config.server + path + ("?" + urlencode(query) if query else "")
-        headers = self._headers()
+        headers = self._headers(accept)
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -88,7 +95,7 @@ class KubeApi:
             if response.status == 401 and attempt == 1:
                 # An exec credential the server no longer takes: ask the plugin once more.
                 self.config.forget()
-                headers = {**headers, **self._headers()}
+                headers = {**headers, **self._headers(accept)}
                 response.release_conn()
                 continue
             break
@@ -97,8 +104,8 @@ class KubeApi:
         return response
 
     def request(self, method: str, path: str, what: str, query: Optional[dict] = None,
-                body: Optional[dict] = None) -> dict:
-        response = self._open(method, path, query, body, what, REQUEST_TIMEOUT)
+                body: Optional[dict] = None, accept: str = "application/json") -> dict:
+        response = self._open(method, path, query, body, what, REQUEST_TIMEOUT, accept=accept)
         try:
             return json.loads(response.data)
         except ValueError:
@@ -112,18 +119,23 @@ class KubeApi:
         return {g.get("name"): [v.get("version") for v in g.get("versions") or []]
                 for g in answer.get("groups") or []}
 
-    def list(self, path: str, what: str, extra: Optional[dict] = None) -> tuple[list, str]:
-        """Every item of a collection and the list's resourceVersion; pages of PAGE items,
-        started again from the first page when a continue token has expired. `extra`: more
-        query parameters (a fieldSelector)."""
+    def list(self, path: str, what: str, extra: Optional[dict] = None, keep: Callable = lambda obj: obj,
+             accept: str = "application/json", any_version: bool = False) -> tuple[list, str]:
+        """`keep(item)` of every item of a collection, and the list's resourceVersion; pages
+        of PAGE items, started again from the first page when a continue token has expired.
+        `keep` runs page by page, so that only one page of whole objects is held at a time.
+        `extra`: more query parameters (a fieldSelector). `any_version`: resourceVersion "0",
+        which kube-apiserver answers from its watch cache (whole, without reading etcd): the
+        answer may be a little behind, which a watch from its resourceVersion makes good."""
         for _ in range(5):
             items, token, version = [], "", ""
             try:
                 while True:
-                    query = {**(extra or {}), "limit": PAGE, **({"continue": token} if token else {})}
-                    page = self.request("GET", path, f"list {what}", query)
-                    items.extend(page.get("items") or [])
+                    query = {**(extra or {}), "limit": PAGE,
+                             **({"continue": token} if token else {"resourceVersion": "0"} if any_version else {})}
+                    page = self.request("GET", path, f"list {what}", query, accept=accept)
                     meta = page.get("metadata") or {}
+                    items.extend(keep(obj) for obj in page.pop("items", None) or [])
                     version = version or meta.get("resourceVersion", "")
                     token = meta.get("continue") or ""
                     if not token:
@@ -135,13 +147,14 @@ class KubeApi:
         raise DatastoreUnavailable(f"{self.describe()}: list {what}: continue tokens keep expiring")
 
     def watch(self, path: str, version: str, timeout_seconds: int, what: str,
-              opened=lambda response: None, extra: Optional[dict] = None) -> Iterator[dict]:
+              opened=lambda response: None, extra: Optional[dict] = None,
+              accept: str = "application/json") -> Iterator[dict]:
         """Events after `version` until the server ends the watch (about timeout_seconds).
         `opened(response)` lets the caller cut the stream from another thread (see cut())."""
         query = {**(extra or {}), "watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_seconds)}
         timeout = urllib3.Timeout(connect=REQUEST_TIMEOUT, read=timeout_seconds + 30)
-        response = self._open("GET", path, query, None, f"watch {what}", timeout, stream=True)
+        response = self._open("GET", path, query, None, f"watch {what}", timeout, stream=True, accept=accept)
         opened(response)
         try:
             buffer = b""
@@ -165,6 +178,31 @@ class KubeApi:
             raise DatastoreUnavailable(f"{self.describe()}: watch {what} cut: {_reason(exc)}") from None
         finally:
             response.release_conn()
+
+
+class LazyApi:
+    """The KubeApi of a kubeconfig, made when first called for (and again after close()):
+    the kubeconfig is read anew at every reconnect, so a renewed certificate in it is used."""
+
+    def __init__(self, kubeconfig: Optional[str], load: Callable[[Optional[str]], KubeConfig]):
+        self.kubeconfig = kubeconfig
+        self._load = load
+        self._api: Optional[KubeApi] = None
+
+    def __call__(self) -> KubeApi:
+        if self._api is None:
+            self._api = KubeApi(self._load(self.kubeconfig))
+        return self._api
+
+    def describe(self) -> str:
+        if self._api is not None:
+            return self._api.describe()
+        return f"Kubernetes API ({self.kubeconfig or 'in-cluster'})"
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
 
 
 def cut(response) -> None:

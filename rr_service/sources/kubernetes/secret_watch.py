@@ -3,8 +3,8 @@ resourceVersion (secrets.py says why by name). A Kubernetes source keeps one bes
 collections; so does an etcd v3 source given a kubeconfig (with_secrets.py), as Calico reads
 BGP passwords from Kubernetes in both modes.
 
-Its watchers queue into the queue its owner drains; the owner hands every queued entry whose
-key is a Secret's (`secrets/<name>`) to take(). Nothing here logs a value.
+Its watchers queue into the queue its owner drains (queued()); the owner hands every queued
+entry whose key is a Secret's (`secrets/<name>`) to take(). Nothing here logs a value.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import queue
 from typing import Callable, Iterable, Mapping, Optional
 
 from rr_service.calico.v3.resources import SECRETS
-from rr_service.sources.base import Change
+from rr_service.sources.base import Change, DatastoreError
 from rr_service.sources.kubernetes import secrets
 from rr_service.sources.kubernetes.api import ApiStatus, KubeApi
 from rr_service.sources.kubernetes.watcher import Watcher
@@ -24,6 +24,23 @@ log = logging.getLogger("calico-rr")
 
 def is_secret_key(key: str) -> bool:
     return key.startswith(SECRETS + "/")
+
+
+def queued(entries: queue.Queue, timeout: float) -> list:
+    """Every entry the watchers have queued, waiting up to `timeout` for the first one (0:
+    not at all). The error that ended a watch is raised: the owner stops its watches and the
+    daemon reads again."""
+    out = []
+    try:
+        out.append(entries.get(timeout=timeout) if timeout > 0 else entries.get_nowait())
+        while True:
+            out.append(entries.get_nowait())
+    except queue.Empty:
+        pass
+    for entry in out:
+        if isinstance(entry, DatastoreError):
+            raise entry
+    return out
 
 
 class PasswordSecrets:

@@ -2,8 +2,10 @@
 
 read(): discovery decides the Calico group (crd.projectcalico.org/v1, or projectcalico.org/v3
 when only that one exists, as Calico decides), then Nodes, BGPPeers, BGPConfigurations and
-IPPools are listed (paged) and converted into `<plural>/<name>` → v3 JSON (convert.py). The
-bookmark is each collection's resourceVersion.
+IPPools are listed (paged; the first time from the API server's watch cache) and converted
+into `<plural>/<name>` → v3 JSON (convert.py), page by page. Nodes are read as metadata only (PartialObjectMetadata): their BGP fields are
+annotations and labels, and the rest of a Node is most of its size. The bookmark is each
+collection's resourceVersion.
 
 follow(): one watch per collection, each on a thread of its own that only queues: from the
 list's resourceVersion, with bookmarks, a jittered timeoutSeconds after which it watches again
@@ -21,9 +23,9 @@ from typing import Callable, Optional
 from rr_service.calico.v3.resources import KINDS
 from rr_service.sources.base import DataSet, DatastoreError, DatastoreUnavailable, Source
 from rr_service.sources.kubernetes import convert
-from rr_service.sources.kubernetes.api import Conflict, KubeApi, Missing, item_path
+from rr_service.sources.kubernetes.api import METADATA, METADATA_LIST, Conflict, LazyApi, Missing, item_path
 from rr_service.sources.kubernetes.kubeconfig import load
-from rr_service.sources.kubernetes.secret_watch import PasswordSecrets, is_secret_key
+from rr_service.sources.kubernetes.secret_watch import PasswordSecrets, is_secret_key, queued
 from rr_service.sources.kubernetes.watcher import WATCH_TIMEOUT, Watcher, converted, created
 
 CRD_GROUP, CRD_VERSION = "crd.projectcalico.org", "v1"
@@ -38,24 +40,19 @@ class KubeSource(Source):
         self.secret_namespace = secret_namespace
         self._heartbeat = heartbeat or (lambda: None)
         self._watch_timeout = watch_timeout
-        self._api: Optional[KubeApi] = None
+        self.api = LazyApi(kubeconfig, load)
         self._group: Optional[str] = None
         self._versions: dict = {}
         self._watchers: list = []
         self._queue: queue.Queue = queue.Queue()
         self._known: dict = {}
+        self._read_before = False
         self._secrets = PasswordSecrets(self.api, secret_namespace, watch_timeout)
         # Read once here so that a wrong kubeconfig stops `run` at start with the setting's
-        # name (DatastoreConfigError), not a retry loop; read again at every reconnect so a
-        # renewed certificate in it is picked up.
+        # name (DatastoreConfigError), not a retry loop.
         load(kubeconfig)
 
     # -- plumbing --------------------------------------------------------------------------
-
-    def api(self) -> KubeApi:
-        if self._api is None:
-            self._api = KubeApi(load(self._kubeconfig))
-        return self._api
 
     def group_version(self) -> str:
         """The Calico group to use, by discovery, as Calico decides it."""
@@ -78,16 +75,21 @@ class KubeSource(Source):
     def read(self) -> DataSet:
         self._stop_watches()
         self._group = None  # decided again: Calico may have been upgraded meanwhile
+        # The first read takes what the API server's cache has, as client-go's informers do:
+        # nothing is configured yet that an older answer could take back. A later read (after
+        # a 410 or an outage) must not go back behind what BIRD runs: it reads etcd.
+        first, self._read_before = not self._read_before, True
         items: dict = {}
         created_at: dict = {}
         versions: dict = {}
         for plural in PLURALS:
-            objects, versions[plural] = self.api().list(self._collection(plural), plural)
-            for obj in objects:
-                item = converted(plural, obj)
+            kept, versions[plural] = self.api().list(
+                self._collection(plural), plural, keep=lambda obj, plural=plural: (converted(plural, obj), created(obj)),
+                accept=METADATA_LIST if plural == "nodes" else "application/json", any_version=first)
+            for item, when in kept:
                 if item is not None:
                     items[item[0]] = item[1]
-                    created_at[item[0]] = created(obj)
+                    created_at[item[0]] = when
             self._heartbeat()
         self._known = dict(items)
         items.update(self._secrets.read(items))
@@ -100,27 +102,20 @@ class KubeSource(Source):
         for plural in PLURALS:
             known = {key: value for key, value in self._known.items() if key.startswith(plural + "/")}
             watcher = Watcher(self.api(), self._collection(plural), plural, bookmark[plural], self._queue,
-                              self._watch_timeout, known=known)
+                              self._watch_timeout, known=known,
+                              accept=METADATA if plural == "nodes" else "application/json")
             self._watchers.append(watcher)
             watcher.start()
         self._secrets.follow(bookmark, self._queue)
 
     def changes(self, timeout: float) -> list:
         try:
-            first = [self._queue.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while True:
-            try:
-                first.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+            entries = queued(self._queue, timeout)
+        except DatastoreError:
+            self._stop_watches()
+            raise
         out = []
-        for entry in first:
-            if isinstance(entry, DatastoreError):
-                self._stop_watches()
-                raise entry
-            key, version, change = entry
+        for key, version, change in entries:
             if is_secret_key(key):
                 change = self._secrets.take(key, version, change)
                 if change is not None:
@@ -141,15 +136,11 @@ class KubeSource(Source):
         return "resourceVersion " + ", ".join(f"{p} {v}" for p, v in versions.items())
 
     def describe(self) -> str:
-        if self._api is not None:
-            return self._api.describe()
-        return f"Kubernetes API ({self._kubeconfig or 'in-cluster'})"
+        return self.api.describe()
 
     def close(self) -> None:
         self._stop_watches()
-        if self._api is not None:
-            self._api.close()
-            self._api = None
+        self.api.close()
 
     def _stop_watches(self) -> None:
         for watcher in self._watchers:

@@ -46,7 +46,8 @@ def created(obj: dict) -> int:
 
 class Watcher:
     def __init__(self, api: KubeApi, path: str, plural: str, version: str, out: queue.Queue, timeout: int,
-                 extra: Optional[dict] = None, key: Optional[str] = None, known: Optional[dict] = None):
+                 extra: Optional[dict] = None, key: Optional[str] = None, known: Optional[dict] = None,
+                 accept: str = "application/json"):
         """`plural` says how objects become items; `key` is the watch's entry in the source's
         bookmark (the plural, or `secrets/<name>` for a Secret's watch, whose `extra` is its
         fieldSelector). `known`: the collection's items as the source has them: an object
@@ -56,7 +57,7 @@ class Watcher:
         self._api, self._path = api, path
         self._plural, self._version, self._out = plural, version, out
         self._extra, self._key = extra, key or plural
-        self._timeout = timeout
+        self._timeout, self._accept = timeout, accept
         self._stopped = threading.Event()
         self._response = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{self._key}", daemon=True)
@@ -79,7 +80,7 @@ class Watcher:
             while not self._stopped.is_set():
                 timeout = self._timeout + random.randint(0, max(1, self._timeout // 5))
                 for event in self._api.watch(self._path, self._version, timeout, self._key, self._opened,
-                                             self._extra):
+                                             self._extra, self._accept):
                     if self._stopped.is_set():
                         return
                     self._event(event)

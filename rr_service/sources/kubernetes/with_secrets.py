@@ -16,9 +16,9 @@ import time
 from typing import Callable, Optional
 
 from rr_service.sources.base import Change, DataSet, DatastoreError, Source
-from rr_service.sources.kubernetes.api import KubeApi
+from rr_service.sources.kubernetes.api import LazyApi
 from rr_service.sources.kubernetes.kubeconfig import load
-from rr_service.sources.kubernetes.secret_watch import PasswordSecrets
+from rr_service.sources.kubernetes.secret_watch import PasswordSecrets, queued
 from rr_service.sources.kubernetes.watcher import WATCH_TIMEOUT
 
 # How often a wait on the wrapped source's changes looks at the Secrets' watches: the most a
@@ -29,16 +29,10 @@ SECRETS_POLL = 0.5
 class WithKubernetesSecrets(Source):
     def __init__(self, inner: Source, kubeconfig: str, namespace: str, watch_timeout: int = WATCH_TIMEOUT):
         self._inner = inner
-        self._kubeconfig = kubeconfig
-        self._api_client: Optional[KubeApi] = None
+        self._api = LazyApi(kubeconfig, load)
         self._secrets = PasswordSecrets(self._api, namespace, watch_timeout)
         self._queue: queue.Queue = queue.Queue()
         load(kubeconfig)  # a wrong kubeconfig stops `run` at start, naming the setting
-
-    def _api(self) -> KubeApi:
-        if self._api_client is None:
-            self._api_client = KubeApi(load(self._kubeconfig))
-        return self._api_client
 
     def read(self) -> DataSet:
         data = self._inner.read()
@@ -66,32 +60,23 @@ class WithKubernetesSecrets(Source):
                 return out
 
     def _taken(self) -> list[Change]:
-        out = []
-        while True:
-            try:
-                entry = self._queue.get_nowait()
-            except queue.Empty:
-                return out
-            if isinstance(entry, DatastoreError):
-                self._secrets.stop()
-                raise entry
-            change = self._secrets.take(*entry)
-            if change is not None:
-                out.append(change)
+        try:
+            entries = queued(self._queue, 0)
+        except DatastoreError:
+            self._secrets.stop()
+            raise
+        return [change for change in (self._secrets.take(*entry) for entry in entries) if change is not None]
 
     def position(self) -> str:
         return self._inner.position()
 
     def describe(self) -> str:
-        api = self._api_client.describe() if self._api_client is not None else f"Kubernetes API ({self._kubeconfig})"
-        return f"{self._inner.describe()} (BGP passwords: {api})"
+        return f"{self._inner.describe()} (BGP passwords: {self._api.describe()})"
 
     def close(self) -> None:
         self._secrets.stop()
         self._inner.close()
-        if self._api_client is not None:
-            self._api_client.close()
-            self._api_client = None
+        self._api.close()
 
     # -- writes are the wrapped store's -----------------------------------------------------
 
