@@ -104,7 +104,7 @@ def flavours(source: str, results: dict) -> list[str]:
                    f"| {c['bird_rss_mb']:.1f} MB | {c['bird_cpu_during_changes_pct']:.1f} % "
                    f"| {c['bird_cpu_idle_pct']:.1f} % |")
     for f in results.get("failed", []):
-        out.append(f"| {f['n']:,} | {NAMES.get(f['flavour'], f['flavour'])} | failed: {f['error']} | | | | | |")
+        out.append(f"| {f['n']:,} | {NAMES.get(f['flavour'], f['flavour'])} | failed: {f['error'].split(';')[0][:200]} | | | | | |")
     out.append("")
     for n in sorted({c["n"] for c in cases}):
         at = [c for c in cases if c["n"] == n]

@@ -117,10 +117,22 @@ def one_case(flavour: str, n: int, changes: int, idle: float) -> dict:
                     "change": h.summary(samples), "bird_rss_mb": proc_stat(pid)[1] / 1024,
                     "bird_cpu_idle_pct": idle_cpu, "bird_cpu_during_changes_pct": change_cpu,
                     "changes": len(samples), "idle_s": idle}
+        except Exception as exc:
+            raise RuntimeError(f"{exc!r}; {bird_state(rr)}") from exc
         finally:
             writer.close()
             poller.close()
             rr.stop()
+
+
+def bird_state(rr: Reflector) -> str:
+    """What a failed case's BIRD was doing: alive or its exit status, and its log's end (the
+    lab's files are gone once the case returns)."""
+    proc = rr.bird.proc
+    status = "alive" if proc.alive() else f"exited with {proc.popen.returncode}"
+    tail = " | ".join(proc.log().strip().splitlines()[-8:])
+    daemon = " | ".join(rr.log().strip().splitlines()[-5:]) if rr.daemon is not None else ""
+    return f"BIRD {status}; BIRD's log: {tail or '(empty)'}; daemon's log: {daemon or '(none)'}"
 
 
 def parse_args(argv=None):
@@ -149,7 +161,7 @@ def main(argv=None) -> int:
             try:
                 case = one_case(flavour, n, args.changes, args.idle)
             except Exception as exc:  # one BIRD failing must not lose the others' figures
-                failed.append({"flavour": flavour, "n": n, "error": f"{type(exc).__name__}: {exc}"[:200]})
+                failed.append({"flavour": flavour, "n": n, "error": f"{type(exc).__name__}: {exc}"[:2000]})
                 print(f"flavours: {flavour}, N={n} failed: {exc!r}", flush=True)
                 continue
             print(json.dumps(case), flush=True)
