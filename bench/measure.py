@@ -151,7 +151,7 @@ def measure_render(env: Env, n: int, layout: h.Layout) -> tuple[dict, str, str, 
 
 # -- 5. the floor -----------------------------------------------------------------------
 
-def measure_floor(env: Env, n: int, text: str, text_plus: str, text_burst: str) -> dict:
+def measure_floor(env: Env, n: int, layout: h.Layout, text: str, text_plus: str, text_burst: str) -> dict:
     from rr_service.sources.etcd.client import EtcdConfig, EtcdDatastore
 
     samples = 50 if env.args.quick else 200
@@ -172,7 +172,8 @@ def measure_floor(env: Env, n: int, text: str, text_plus: str, text_burst: str) 
         put_rpc.append(t1 - t0)
         time.sleep(0.005)
     store.close()
-    snap = EtcdDatastore(EtcdConfig(endpoints=(env.etcd_endpoint,)), h.PREFIX)
+    # reading this layout's data set (v3's lives under its own prefix, not the v1 one)
+    snap = EtcdDatastore(EtcdConfig(endpoints=(env.etcd_endpoint,)), layout.prefix)
     get_prefix = median_time(snap.snapshot, 3)
     snap.close()
 
@@ -629,7 +630,7 @@ def run_size(env: Env, n: int) -> dict:
         # The floor of each layout: etcd's delivery and BIRD's own configure of this layout's
         # text (v3 sessions carry more lines than v1's: a cluster id, longer descriptions).
         env.mark(f"N={n} {layout.name}: floor")
-        part["floor"] = measure_floor(env, n, text, text_plus, text_burst)
+        part["floor"] = measure_floor(env, n, layout, text, text_plus, text_burst)
         log.info("N=%d %s floor: etcd p50 %.2f ms, BIRD configure p50 %.1f ms", n, layout.name,
                  part["floor"]["etcd_put_to_watch"]["p50"], part["floor"]["bird_configure"]["p50"])
         env.mark(f"N={n} {layout.name}: breakdown")
