@@ -89,8 +89,7 @@ class Registry:
         elif rv == "0":
             cached = self.cache.list(prefix, match) if self.cache is not None else None
             if cached is not None:
-                return {"kind": f"{res.kind}List", "apiVersion": res.api_version,
-                        "metadata": {"resourceVersion": str(cached[1])}, "items": cached[0]}
+                return _list_of(res, {"resourceVersion": str(cached[1])}, cached[0])
             limit = 0  # kube's watch cache ignores limit too
         items, last_key, more, count, read_rev = [], None, False, 0, revision
         while True:
@@ -122,8 +121,7 @@ class Registry:
             meta["continue"] = encode_continue(read_rev, last_key[len(prefix):] + "\x00")
             if match is None:  # kube counts only unfiltered lists
                 meta["remainingItemCount"] = count - len(items)
-        return {"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta,
-                "items": items}
+        return _list_of(res, meta, items)
 
     def _inconsistent(self, prefix: str, start: str) -> str:
         # kube hands back a token at the latest revision ("rv": -1 there; 0 means latest here)
@@ -347,6 +345,10 @@ class Registry:
             except errors.ApiError as exc:
                 if exc.code != 409:
                     raise
+
+
+def _list_of(res: Resource, meta: dict, items: list) -> dict:
+    return {"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta, "items": items}
 
 
 def _defaults(res: Resource, obj: dict) -> None:

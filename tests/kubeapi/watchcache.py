@@ -58,9 +58,6 @@ class WatchCache:
             self._ready.clear()
             self._objects = {}
 
-    def wait_ready(self, timeout: float) -> bool:
-        return self._ready.wait(timeout)
-
     def list(self, prefix: str, match: Optional[Callable[[dict], bool]]) -> Optional[tuple]:
         """(the objects under `prefix` in key order, the cache's revision), or None while the
         cache is not filled or has not caught up."""

@@ -3,9 +3,9 @@
 read(): discovery decides the Calico group (crd.projectcalico.org/v1, or projectcalico.org/v3
 when only that one exists, as Calico decides), then Nodes, BGPPeers, BGPConfigurations and
 IPPools are listed (paged; the first time from the API server's watch cache) and converted
-into `<plural>/<name>` → v3 JSON (convert.py), page by page. Nodes are read as metadata only (PartialObjectMetadata): their BGP fields are
-annotations and labels, and the rest of a Node is most of its size. The bookmark is each
-collection's resourceVersion.
+into `<plural>/<name>` → v3 JSON (convert.py), page by page. Nodes are read as metadata only
+(PartialObjectMetadata): their BGP fields are annotations and labels, and the rest of a Node
+is most of its size. The bookmark is each collection's resourceVersion.
 
 follow(): one watch per collection, each on a thread of its own that only queues: from the
 list's resourceVersion, with bookmarks, a jittered timeoutSeconds after which it watches again
