@@ -114,7 +114,35 @@ def flavours(source: str, results: dict) -> list[str]:
             out.append(f"- N = {n:,}: the quickest change with {NAMES[quick['flavour']]} "
                        f"({quick['change']['p50']:.1f} ms p50), the least memory with {NAMES[small['flavour']]} "
                        f"({small['bird_rss_mb']:.1f} MB).")
+    if any(c["flavour"] == "bird3" for c in cases) or any(f["flavour"] == "bird3" for f in results.get("failed", [])):
+        out += ["", *BIRD3_FAULTS]
     return out + [""]
+
+
+# Reproduced outside the bench (one BIRD 3.1.8 in a namespace, configs from calico-rr's
+# renderer, birdc alone), so they stand beside whatever a run above shows.
+BIRD3_FAULTS = [
+    "What trixie's BIRD 3.1.8 did under many sessions, reproduced outside the bench with BIRD alone "
+    "(`birdc configure`, configs from calico-rr's renderer, sessions to neighbours that never answer):",
+    "",
+    "- **One `configure` that adds more than about 5,000 sessions can crash it** (SIGSEGV, a NULL "
+    "pointer in a worker thread). From its minimal config: 0 of 5 crashed at 5,000, 4 of 5 at 5,500, "
+    "2 of 2 at 6,000. Adding them in steps crashed as well, between 5,000 and 8,000 sessions "
+    "(2,500 at a time: 3 of 7 runs; 1,000 at a time, each step finished first: 3 of 3). Starting BIRD 3 on a file that already holds 10,000 "
+    "sessions did not crash (3 of 3). So a reflector on BIRD 3 with more than 5,000 clients "
+    "survives a restart or reboot (BIRD reads its file at start) but may crash when it goes from "
+    "few sessions to many in one reload; that is the 10,000 failure above. Use BIRD 2 there.",
+    "- **A reconfiguration may stay \"in progress\" until something wakes BIRD**, and a `configure` "
+    "sent meanwhile is queued behind it; a few queued ones and BIRD 3 died (SIGABRT), at 5,000 and "
+    "at 10,000 sessions, with changes 0.3 to 1.5 s apart. calico-rr therefore waits out every "
+    "reconfiguration BIRD answers \"in progress\" (it asks `show status` every 20 ms, which also "
+    "wakes BIRD) before it sends the next: 60 changes in a row at 5,000 and 20 at 10,000 ran "
+    "without a crash. Waiting costs time on BIRD 3: after a dozen changes at 5,000 sessions, each "
+    "removal took it 1.2 to 4.3 s to finish (BIRD 1.6 and 2 answer most changes \"Reconfigured\" "
+    "at once). `tests/test_apply.py::test_bird3_survives_back_to_back_changes_at_5000_sessions` "
+    "fails without that wait. The bench above polls `show protocols` every 2 ms, which woke BIRD "
+    "too: that is why its changes never showed this.",
+]
 
 
 def both() -> list[str]:

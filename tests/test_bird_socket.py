@@ -206,12 +206,16 @@ def test_unsafe_paths_rejected(path):
 
 
 @contextmanager
-def fake_bird(tmp_path, script: bytes | None, hello: bool = True, close: bool = False):
+def fake_bird(tmp_path, script: bytes | list | None, hello: bool = True, close: bool = False,
+              heard: list | None = None):
     """A unix socket that talks like BIRD: hello, then `script` after the first command.
 
-    script=None never answers the command. This is a fake because a hung or garbling BIRD
-    cannot be produced on demand (SIGSTOP would also freeze the accept()).
+    script=None never answers the command; a list answers each connection with its next
+    item (the last one again once they run out). The commands received go to `heard`. This
+    is a fake because a hung or garbling BIRD cannot be produced on demand (SIGSTOP would
+    also freeze the accept()).
     """
+    scripts = list(script) if isinstance(script, list) else None
     path = str(tmp_path / "fake.ctl")
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(path)
@@ -229,11 +233,14 @@ def fake_bird(tmp_path, script: bytes | None, hello: bool = True, close: bool = 
             conns.append(conn)
             if hello:
                 conn.sendall(b"0001 BIRD 1.6.8 ready.\n")
-            if script is not None:
+            answer = script if scripts is None else (scripts.pop(0) if len(scripts) > 1 else scripts[0])
+            if answer is not None:
                 conn.settimeout(5)
                 try:
-                    conn.recv(4096)
-                    conn.sendall(script)
+                    command = conn.recv(4096)
+                    if heard is not None:
+                        heard.append(command.decode().strip())
+                    conn.sendall(answer)
                     if close:
                         conn.close()
                 except OSError:
@@ -309,6 +316,39 @@ def test_busy_0025_is_not_success_nor_refusal(tmp_path):
             BirdClient(path, timeout=2).configure()
     assert not isinstance(ei.value, BirdCommandError)
     assert "busy" in str(ei.value)
+
+
+def test_configure_in_progress_is_waited_out(tmp_path):
+    # fake: BIRD answers 0004 and then shows "Reconfiguration in progress" for as long as it
+    # shuts removed protocols down; how long cannot be chosen on a real BIRD
+    heard = []
+    busy = b"1000-BIRD 3.1.8\n0013 Reconfiguration in progress\n"
+    with fake_bird(tmp_path, [b"0004 Reconfiguration in progress\n", busy, busy,
+                              b"1000-BIRD 3.1.8\n0013 Daemon is up and running\n"], heard=heard) as path:
+        client = BirdClient(path, timeout=2)
+        reply = client.configure("/etc/bird/bird.conf")
+        assert reply.code == 4
+        assert client.settle(reply, timeout=5, interval=0.01)
+    assert heard == ['configure "/etc/bird/bird.conf"'] + ["show status"] * 3
+
+
+def test_configure_done_at_once_asks_nothing_more(tmp_path):
+    heard = []
+    with fake_bird(tmp_path, b"0003 Reconfigured\n", heard=heard) as path:
+        client = BirdClient(path, timeout=2)
+        assert client.settle(client.configure(), timeout=5)
+    assert heard == ["configure"]
+
+
+def test_settle_gives_up_after_its_timeout(tmp_path):
+    # fake: a BIRD that never finishes; the apply must not hang on it
+    with fake_bird(tmp_path, [b"0005 Reconfiguration already in progress, queueing new config\n",
+                              b"0013 Reconfiguration in progress\n"]) as path:
+        client = BirdClient(path, timeout=2)
+        reply = client.configure()
+        t0 = time.monotonic()
+        assert not client.settle(reply, timeout=0.2, interval=0.01)
+        assert time.monotonic() - t0 < 2.0
 
 
 def test_async_lines_are_skipped(tmp_path):

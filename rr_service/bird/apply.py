@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import os
 import subprocess
 import tempfile
@@ -17,7 +18,13 @@ from dataclasses import dataclass
 from rr_service.bird.control import BirdClient, BirdCommandError, BirdSocketError
 from rr_service.core.safety import session_names
 
+log = logging.getLogger("calico-rr")
+
 _CHECK_TIMEOUT = 120.0  # `bird -p` of 10,000 peers takes ~25 ms; this only guards a hang
+# How long an apply waits for BIRD to finish a reconfiguration it answered "in progress"
+# (BirdClient.settle): 25-50 ms at 10,000 sessions; this only guards a hang, well inside
+# the unit's WatchdogSec.
+_SETTLE_TIMEOUT = 10.0
 
 
 class ConfigRejected(Exception):
@@ -152,7 +159,7 @@ class ConfigApplier:
         tmp = self._write_temp(wanted)
         try:
             try:
-                self.client.configure(tmp)
+                reply = self.client.configure(tmp)
             except BirdCommandError as e:
                 raise ConfigRejected(f"BIRD refused the new {path}: {_untemp(e.message, tmp, path)}") from e
             except BirdSocketError:
@@ -166,6 +173,7 @@ class ConfigApplier:
             self._accepted(wanted)
             self._rename(tmp)
             tmp = None
+            self._settle(reply)
             return ApplyStatus.APPLIED
         finally:
             _discard(tmp)
@@ -178,7 +186,7 @@ class ConfigApplier:
         path = self.target.config_path
         try:
             # Absolute: a daemonized BIRD has cwd /.
-            self.client.configure(os.path.abspath(path))
+            reply = self.client.configure(os.path.abspath(path))
         except BirdCommandError as e:
             msg = f"BIRD refused {path} at reconfigure: {e.message}"
             if self._fallback is None:
@@ -193,7 +201,20 @@ class ConfigApplier:
         except BirdSocketError:
             return ApplyStatus.WRITTEN_BIRD_DOWN
         self._accepted(wanted)
+        self._settle(reply)
         return ApplyStatus.APPLIED
+
+    def _settle(self, reply) -> None:
+        """Return only once BIRD has finished taking the config in, so that the next
+        `configure` is never queued behind it (see BirdClient.settle). BIRD accepted the
+        config either way: a BIRD that stops answering now is still_accepted()'s business."""
+        try:
+            if not self.client.settle(reply, _SETTLE_TIMEOUT):
+                log.warning("BIRD at %s accepted %s but was still reconfiguring %.0f s later; "
+                            "going on", self.target.socket_path, self.target.config_path, _SETTLE_TIMEOUT)
+        except BirdSocketError as exc:
+            log.warning("BIRD at %s accepted %s, then stopped answering: %s",
+                        self.target.socket_path, self.target.config_path, exc)
 
     def _accepted(self, data: bytes) -> None:
         """BIRD said yes to data: remember it, and the BIRD that said it (still_accepted)."""
