@@ -131,7 +131,10 @@ class ConfigApplier:
     def apply(self, text: str) -> ApplyStatus:
         path = self.target.config_path
         wanted = text.encode()
-        on_disk = _read(path)
+        if self._accepted_bytes is not None and self._file_stamp is not None and _file_stamp(path) == self._file_stamp:
+            on_disk = self._accepted_bytes  # not read again: 2 MB at 10,000 sessions, a millisecond
+        else:
+            on_disk = _read(path)
         handed_over, self._handed_over = self._handed_over, None
         if self._accepted_bytes is None and on_disk == wanted and self._runs_handed_over(handed_over, wanted):
             self._accepted(wanted)
@@ -156,7 +159,10 @@ class ConfigApplier:
         never reaches the target path. BIRD does not remember the candidate's name: a later
         plain `configure` (Debian's reload) reads the target again, which by then holds it."""
         path = self.target.config_path
-        tmp = self._write_temp(wanted)
+        # Not fsynced yet: BIRD reads it from the page cache, and it gets the target's name
+        # (_rename) only after its fsync, so the fsync need not delay BIRD (2-3 ms of a
+        # change at 10,000 sessions).
+        tmp = self._write_temp(wanted, durable=False)
         try:
             try:
                 reply = self.client.configure(tmp)
@@ -173,6 +179,7 @@ class ConfigApplier:
             self._accepted(wanted)
             self._rename(tmp)
             tmp = None
+            self._file_stamp = _file_stamp(path)  # the file holds what BIRD accepted: we just put it there
             self._settle(reply)
             return ApplyStatus.APPLIED
         finally:
@@ -234,8 +241,9 @@ class ConfigApplier:
         finally:
             _discard(tmp)
 
-    def _write_temp(self, data: bytes) -> str:
-        """A fsynced copy of data beside the target, with the target's owner and mode 0640."""
+    def _write_temp(self, data: bytes, durable: bool = True) -> str:
+        """A copy of data beside the target, with the target's owner and mode 0640; fsynced
+        unless not `durable` (then _rename fsyncs it before it takes the target's name)."""
         path = os.path.abspath(self.target.config_path)
         folder, name = os.path.split(path)
         tmp = None
@@ -246,7 +254,8 @@ class ConfigApplier:
                 _match_owner(f.fileno(), path, folder)
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
             return tmp
         except OSError as e:
             _discard(tmp)
@@ -255,6 +264,7 @@ class ConfigApplier:
     def _rename(self, tmp: str) -> None:
         path = os.path.abspath(self.target.config_path)
         try:
+            _fsync_file(tmp)  # a no-op's cost if _write_temp synced it already
             os.rename(tmp, path)
             _fsync_dir(os.path.dirname(path))
         except OSError as e:
@@ -328,6 +338,14 @@ def _match_owner(fd: int, like: str, folder: str) -> None:
             os.fchown(fd, -1, gid)
         except PermissionError:
             pass
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(folder: str) -> None:
