@@ -5,7 +5,6 @@ import errno
 import os
 import stat
 import subprocess
-import time
 from contextlib import contextmanager
 
 import pytest
@@ -504,50 +503,3 @@ def test_handover_records_of_another_file_or_garbage_are_ignored(bird):
         following = next_run(applier, record)
         assert following.apply(WITH_PEER) is ApplyStatus.APPLIED, record
 
-
-def _many_clients(n: int) -> str:
-    """The BIRD 2/3 config calico-rr renders for n client nodes that never answer (there is
-    no route to them in the test's namespace)."""
-    import ipaddress
-
-    from rr_service.core.plan import CLIENT, FamilyPlan, Plan, Session, protocol_name
-    from rr_service.core.render import Renderer
-
-    me = ipaddress.IPv4Address("192.0.2.10")
-    sessions = []
-    for i in range(n):
-        neighbor = ipaddress.IPv4Address("198.18.0.1") + i
-        sessions.append(Session(name=protocol_name(CLIENT, neighbor), role=CLIENT, neighbor=neighbor,
-                                local_as=64512, neighbor_as=64512, rr_client=True, cluster_id=None,
-                                description=f"node-{i}", node=f"node-{i}"))
-    plan = Plan(router_id=me, v4=FamilyPlan(4, me, False, None, tuple(sessions)),
-                v6=FamilyPlan(6, None, False, None, ()))
-    return Renderer(flavour="bird3").render(plan)["bird"]
-
-
-@pytest.mark.integration
-def test_bird3_survives_back_to_back_changes_at_5000_sessions():
-    """Measured on BIRD 3.1.8 with 5,000 sessions whose connects fail at once (no route in
-    the test's namespace; with the sessions waiting in Connect it did not happen): a
-    `configure` that adds or removes one session is answered "Reconfiguration in progress",
-    and without further CLI traffic it stayed in progress for seconds; configures sent
-    meanwhile were queued, and after a few BIRD died (SIGABRT, after about 15 changes 0.3 s
-    apart). The applier waits each reconfiguration out: 30 changes in a row, and BIRD still
-    up at the end."""
-    binary = prereq.bird3_or_missing()
-    birdproc.skip_unless_possible(binary)
-    n = 5000
-    texts = (_many_clients(n), _many_clients(n + 1))
-    with birdproc.running_bird(texts[0], binary=binary) as ns:
-        conf = os.path.join(ns.workdir, "bird.conf")
-        applier = ConfigApplier(BirdTarget(conf, binary, ns.socket_path), 30.0)
-        # Nothing but the applier talks to BIRD meanwhile: any other CLI command would wake
-        # BIRD and finish its reconfiguration for it. The pause lets the sessions' own
-        # timers run between changes, as between a cluster's changes (back to back, BIRD
-        # 3.1.8 did not fail).
-        for i in range(30):
-            assert applier.apply(texts[(i + 1) % 2]) is ApplyStatus.APPLIED, f"change {i}"
-            assert ns.proc.poll() is None, f"BIRD died at change {i}: {ns._log()[-2000:]}"
-            time.sleep(0.3)
-        assert ns.client(30.0).is_running()
-        assert len(ns.client(30.0).show_protocols()) == n + 1  # the last change removed one; the device protocol
