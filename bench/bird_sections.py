@@ -82,7 +82,7 @@ def advice(cases: list[dict]) -> list[str]:
             lines.append(f"- N = {n:,}: {NAMES[at[0]['flavour']]} brought the burst to every client first "
                          f"({times}); {NAMES[thrifty['flavour']]} spent the least CPU on it and "
                          f"{NAMES[small['flavour']]} held the least memory ({small['rr_bird_rss_mb']:.0f} MB).")
-    lines.append("- Above 5,000 clients per reflector, pick BIRD 2: trixie's BIRD 3.1.8 can crash on a reload that adds that many sessions (see "
+    lines.append("- From 5,000 clients per reflector, pick BIRD 2: trixie's BIRD 3.1.8 can crash on a reload that adds that many sessions, and under reloads at 5,000 (see "
                  "\"What trixie's BIRD 3.1.8 did\" in the section above), and BIRD 1.6 exists on bookworm only.")
     return lines
 
