@@ -502,4 +502,3 @@ def test_handover_records_of_another_file_or_garbage_are_ignored(bird):
                    {**good, "sha256": None}, "garbage", None, {}):
         following = next_run(applier, record)
         assert following.apply(WITH_PEER) is ApplyStatus.APPLIED, record
-
