@@ -32,3 +32,13 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str =
                 detail += f"\nlast error: {last_exc!r}"
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+def becomes_true(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
+    """Whether predicate() turns truthy within `timeout` seconds: for an assert on a state that
+    follows the one a test just waited for by a few milliseconds."""
+    try:
+        wait_for(predicate, timeout, interval=interval)
+    except TimeoutError:
+        return False
+    return True

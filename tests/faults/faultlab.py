@@ -40,10 +40,12 @@ from tests.lab.etcd import ETCD, Etcd, start_etcd  # noqa: E402
 from tests.lab.netns import Host, Proc  # noqa: E402
 from tests.lab.reflector import PYTHON, _env  # noqa: E402
 from tests.lab.world import NODES, RR1  # noqa: E402
+from tests.polling import becomes_true  # noqa: E402
 from tests.lab.notify import NotifySocket  # noqa: F401  (re-exported for the fault tests)
 
 SESSION_TIMEOUT = 90  # BGP sessions coming up on a busy shared machine
 EVENTUALLY = 60  # "it happens eventually": generous, the figure is what we measure
+FILE_FOLLOWS_BIRD = 10  # a safety net for the rename after BIRD's `configure`: milliseconds here
 # What the daemon's periods promise: a retry (BIRD_RETRY) or check (BIRD_CHECK) falls due, the
 # loop reaches it within one TICK, then one reconfigure of a small config and our polling
 # (CONFIGURE_ALLOWANCE, for a loaded shared machine).
@@ -112,9 +114,13 @@ class FaultReflector(Reflector):
             return {"bird": self.bird_conf, "bird6": self.bird6_conf}
         return {"bird": self.bird_conf}
 
-    def in_sync_with_render(self) -> bool:
+    def in_sync_with_render(self, within: float = FILE_FOLLOWS_BIRD) -> bool:
+        """The configs on disk are `calico-rr render`'s, now or within `within` seconds: the
+        daemon renames a file into place just after BIRD took it in (and fsyncs it first), so
+        a test that has just seen BIRD's change may look a few milliseconds too early."""
         for only, path in self.config_files.items():
-            if read_bytes(path) != self.rendered(only).encode():
+            want = self.rendered(only).encode()
+            if not becomes_true(lambda p=path, w=want: read_bytes(p) == w, within):
                 return False
         return True
 

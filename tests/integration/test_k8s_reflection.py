@@ -32,6 +32,7 @@ from tests.lab.kubeapi_host import kube_key
 from tests.lab.reflector import PYTHON, REPO_ROOT, _env
 from tests.lab.world import ETCD_IP, NODES, Node
 from tests.faults.faultlab import dropped_sessions, established_count
+from tests.polling import becomes_true
 
 pytestmark = pytest.mark.integration
 
@@ -122,9 +123,14 @@ class KubeCluster:
                 out[(where, family, name)] = (p.state, p.since, p.info)
         return out
 
-    def in_sync_with_render(self) -> bool:
-        return all(Path(path).read_text() == self.rr.cli("render", "--only", only).stdout
-                   for only, path in (("bird", self.rr.bird_conf), ("bird6", self.rr.bird6_conf)))
+    def in_sync_with_render(self, within: float = 10) -> bool:
+        """rr1's configs are `calico-rr render`'s, now or within `within` seconds (the daemon
+        renames a file into place just after BIRD took it in)."""
+        for only, path in (("bird", self.rr.bird_conf), ("bird6", self.rr.bird6_conf)):
+            want = self.rr.cli("render", "--only", only).stdout
+            if not becomes_true(lambda p=path, w=want: Path(p).read_text() == w, within):
+                return False
+        return True
 
 
 @pytest.fixture(scope="module")

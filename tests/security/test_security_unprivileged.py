@@ -28,6 +28,7 @@ from tests.lab.netns import REPO_ROOT
 from tests.lab.reflector import PYTHON, _env
 from tests.lab.world import AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1, RR2
 from tests.security.security_helpers import no_traceback
+from tests.polling import becomes_true
 from tests.tomlfile import write_settings
 
 pytestmark = pytest.mark.integration
@@ -156,7 +157,10 @@ def test_daemon_runs_unprivileged_against_unprivileged_bird(lab, system_user, fi
             st = os.stat(config)
             assert stat.S_IMODE(st.st_mode) == 0o640, f"{config}: mode {stat.S_IMODE(st.st_mode):o}"
             assert (st.st_uid, st.st_gid) == (uid, gid), f"{config}: owner {st.st_uid}:{st.st_gid}"
-            assert session_names([config.read_text()]) == set(birds[family].bgp_protocols()), family
+            running = set(birds[family].bgp_protocols())
+            # The file is renamed into place just after BIRD took it in.
+            assert becomes_true(lambda c=config, r=running: session_names([c.read_text()]) == r, 10), \
+                f"{config} holds {sorted(session_names([config.read_text()]))}, BIRD{family} runs {sorted(running)}"
         leftovers = [p.name for p in conf.iterdir() if p.name.startswith(".")]
         assert not leftovers, f"temp files left in the config folder: {leftovers}"
         log = daemon.log()
