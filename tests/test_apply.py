@@ -361,6 +361,53 @@ def test_read_only_folder_leaves_old_file(offline):
 
 
 @pytest.mark.integration
+def test_folder_read_only_at_the_rename_names_the_config_and_the_temp_goes_next_time(offline, monkeypatch):
+    """The folder goes read-only after the candidate was written and checked, just before it
+    takes the config's name (a filesystem remounted read-only on an I/O error): the error
+    names the config, not the temp file that cannot be removed now; once the folder is
+    writable again, the next write removes that temp file too."""
+    _needs_mount()
+    d, _ = offline
+    with tmpfs(os.path.join(d, "ro-late"), "size=1m,mode=0755") as mnt:
+        conf = os.path.join(mnt, "bird.conf")
+        write(conf, BASE)
+        applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, os.path.join(d, "no.ctl")))
+        rename = ConfigApplier._rename
+
+        def read_only_first(self, tmp):
+            subprocess.run(["mount", "-o", "remount,ro", mnt], check=True, capture_output=True)
+            return rename(self, tmp)
+        monkeypatch.setattr(ConfigApplier, "_rename", read_only_first)
+        with pytest.raises(OSError) as ei:
+            applier.apply(WITH_PEER)
+        assert ei.value.errno == errno.EROFS
+        assert conf in str(ei.value) and ".tmp-" not in str(ei.value), str(ei.value)
+        assert read(conf) == BASE.encode()
+        assert len(temps(mnt)) == 1  # nothing can remove it while the folder is read-only
+
+        monkeypatch.setattr(ConfigApplier, "_rename", rename)
+        subprocess.run(["mount", "-o", "remount,rw", mnt], check=True, capture_output=True)
+        assert applier.apply(WITH_PEER) is ApplyStatus.WRITTEN_BIRD_DOWN
+        assert read(conf) == WITH_PEER.encode()
+        assert temps(mnt) == []
+
+
+@pytest.mark.integration  # runs the BIRD binary (bird -p)
+def test_a_temp_file_an_earlier_run_left_is_removed_and_nothing_else(offline):
+    """A run killed between writing its candidate and renaming it leaves the candidate: the
+    next run's first write removes it, and leaves every other file alone."""
+    d, applier = offline
+    left = os.path.join(d, ".bird.conf.tmp-k1lled")
+    others = [os.path.join(d, n) for n in (".bird6.conf.tmp-other", ".bird.conf.swp", "bird.conf.tmp-x")]
+    for path in [left, *others]:
+        write(path, "half a config")
+    assert applier.apply(WITH_PEER) is ApplyStatus.WRITTEN_BIRD_DOWN
+    assert not os.path.exists(left)
+    assert all(os.path.exists(path) for path in others)
+    assert read(applier.target.config_path) == WITH_PEER.encode()
+
+
+@pytest.mark.integration
 def test_disk_full_leaves_old_file_and_no_temp(offline):
     _needs_mount()
     d, _ = offline

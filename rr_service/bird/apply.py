@@ -65,6 +65,10 @@ class ConfigApplier:
         self._fallback: bytes | None = None
         self._disk_names: tuple | None = None  # (file stamp, names): see names_on_disk()
         self._handed_over: dict | None = None  # see take_over(); only until the first apply()
+        # Our temp files left behind are removed before the next one is made: at the first
+        # write (a run killed mid-apply leaves one) and after a temp could not be removed (the
+        # folder went read-only between BIRD's read and the rename).
+        self._sweep_due = True
 
     def hand_over(self) -> dict | None:
         """At a clean stop: what the next run needs to know that this BIRD runs the file in
@@ -182,7 +186,7 @@ class ConfigApplier:
             self._settle(reply)
             return ApplyStatus.APPLIED
         finally:
-            _discard(tmp)
+            self._discard(tmp)
 
     def _configure_in_place(self, wanted: bytes) -> ApplyStatus:
         """The file already holds the text (we wrote it while BIRD was down, or it was there
@@ -238,24 +242,40 @@ class ConfigApplier:
             self._rename(tmp)
             tmp = None
         finally:
-            _discard(tmp)
+            self._discard(tmp)
 
     def _write_temp(self, data: bytes) -> str:
         """A copy of data beside the target, with the target's owner and mode 0640. Not
         fsynced: _rename does that before the copy takes the target's name."""
         path = os.path.abspath(self.target.config_path)
         folder, name = os.path.split(path)
+        if self._sweep_due:
+            self._sweep_due = not _sweep(folder, _temp_prefix(name))
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(name), dir=folder)
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), 0o640)
                 _match_owner(f.fileno(), path, folder)
                 f.write(data)
             return tmp
         except OSError as e:
-            _discard(tmp)
+            self._discard(tmp)
             raise _named(e, path) from e
+
+    def _discard(self, tmp: str | None) -> None:
+        """Remove a temp file we made; one that cannot be (a folder gone read-only) is swept
+        before the next write, and never hides the error that got us here."""
+        if tmp is None:
+            return
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("cannot remove the temp file %s now (%s); it is removed before the "
+                        "next write", tmp, e.strerror or e)
+            self._sweep_due = True
 
     def _rename(self, tmp: str) -> None:
         path = os.path.abspath(self.target.config_path)
@@ -290,12 +310,28 @@ def _named(e: OSError, path: str) -> OSError:
     return OSError(e.errno, f"cannot write BIRD config {path}: {e.strerror or e}")
 
 
-def _discard(tmp: str | None) -> None:
-    if tmp is not None:
+def _temp_prefix(name: str) -> str:
+    return f".{name}.tmp-"
+
+
+def _sweep(folder: str, prefix: str) -> bool:
+    """Remove the temp files named with our prefix in folder; whether none is left. Only
+    the daemon writes BIRD's config, one per host (its systemd unit), so such a file is one
+    an earlier write of ours left, never one in use."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+    except OSError:
+        return False
+    left = False
+    for n in names:
         try:
-            os.unlink(tmp)
+            os.unlink(os.path.join(folder, n))
+            log.info("removed %s, a temp file an earlier write left behind", os.path.join(folder, n))
         except FileNotFoundError:
             pass
+        except OSError:
+            left = True
+    return not left
 
 
 def _untemp(message: str, tmp: str, path: str) -> str:

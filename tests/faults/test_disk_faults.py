@@ -13,9 +13,11 @@ import time
 import pytest
 
 from rr_service.loop import BIRD_RETRY
-from tests.faults.faultlab import EVENTUALLY, RETRY_BOUND, dropped_sessions, fingerprint, stray_files
+from tests.faults.faultlab import (EVENTUALLY, FILE_FOLLOWS_BIRD, RETRY_BOUND, dropped_sessions, fingerprint,
+                                  stray_files)
 from tests.lab import proto_name, wait_for
 from tests.lab.world import NODES
+from tests.polling import becomes_true
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +88,7 @@ def test_disk_full_and_read_only(fault_world, lab, figures, request):
     wait_for(lambda: proto_name("Client", C_IP) in rr.bird.protocols(), EVENTUALLY,
              what="the change applied once there is space")
     full_recover = time.monotonic() - t_free
+    in_sync_after_full = rr.in_sync_with_render()  # and C's file in place before the remount
 
     # -- read-only -------------------------------------------------------------------------
     good = fingerprint(rr.bird_conf)
@@ -105,12 +108,15 @@ def test_disk_full_and_read_only(fault_world, lab, figures, request):
     wait_for(lambda: proto_name("Client", D_IP) in rr.bird.protocols(), EVENTUALLY,
              what="the change applied once writable again")
     ro_recover = time.monotonic() - t_rw
+    # BIRD took D from the candidate, which takes the config's name just after.
+    becomes_true(lambda: not stray_files(folder), FILE_FOLLOWS_BIRD)
     strays_end = stray_files(folder)
     drops = dropped_sessions(before, w.sessions())
     in_sync = rr.in_sync_with_render()
 
     assert kept_full and not strays_full and not c_applied_while_full
     assert "not writable" in status_full
+    assert in_sync_after_full
     assert kept_ro and not d_applied_while_ro
     assert not strays_end, strays_end
     assert not drops, drops
