@@ -342,16 +342,23 @@ def _needs_mount():
         prereq.missing("needs root to mount a tmpfs")
 
 
-@pytest.mark.integration
-def test_read_only_folder_leaves_old_file(offline):
+@contextmanager
+def offline_on_tmpfs(d, name, options):
+    """A tmpfs mounted at <d>/<name> holding bird.conf = BASE, and an applier for that file
+    whose BIRD socket does not exist: (the mount point, the config's path, the applier)."""
     _needs_mount()
-    d, _ = offline
-    with tmpfs(os.path.join(d, "ro"), "size=1m,mode=0755") as mnt:
+    with tmpfs(os.path.join(d, name), options) as mnt:
         conf = os.path.join(mnt, "bird.conf")
         write(conf, BASE)
+        yield mnt, conf, ConfigApplier(BirdTarget(conf, birdproc.BIRD, os.path.join(d, "no.ctl")))
+
+
+@pytest.mark.integration
+def test_read_only_folder_leaves_old_file(offline):
+    d, _ = offline
+    with offline_on_tmpfs(d, "ro", "size=1m,mode=0755") as (mnt, conf, applier):
         # root ignores permission bits, so read-only has to come from the mount itself
         subprocess.run(["mount", "-o", "remount,ro", mnt], check=True, capture_output=True)
-        applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, os.path.join(d, "no.ctl")))
         with pytest.raises(OSError) as ei:
             applier.apply(WITH_PEER)
         assert ei.value.errno == errno.EROFS
@@ -366,12 +373,8 @@ def test_folder_read_only_at_the_rename_names_the_config_and_the_temp_goes_next_
     takes the config's name (a filesystem remounted read-only on an I/O error): the error
     names the config, not the temp file that cannot be removed now; once the folder is
     writable again, the next write removes that temp file too."""
-    _needs_mount()
     d, _ = offline
-    with tmpfs(os.path.join(d, "ro-late"), "size=1m,mode=0755") as mnt:
-        conf = os.path.join(mnt, "bird.conf")
-        write(conf, BASE)
-        applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, os.path.join(d, "no.ctl")))
+    with offline_on_tmpfs(d, "ro-late", "size=1m,mode=0755") as (mnt, conf, applier):
         rename = ConfigApplier._rename
 
         def read_only_first(self, tmp):
@@ -409,12 +412,8 @@ def test_a_temp_file_an_earlier_run_left_is_removed_and_nothing_else(offline):
 
 @pytest.mark.integration
 def test_disk_full_leaves_old_file_and_no_temp(offline):
-    _needs_mount()
     d, _ = offline
-    with tmpfs(os.path.join(d, "full"), "size=64k,mode=0755") as mnt:
-        conf = os.path.join(mnt, "bird.conf")
-        write(conf, BASE)
-        applier = ConfigApplier(BirdTarget(conf, birdproc.BIRD, os.path.join(d, "no.ctl")))
+    with offline_on_tmpfs(d, "full", "size=64k,mode=0755") as (mnt, conf, applier):
         huge = BASE + "# padding\n" * 20000  # ~200 KB, more than the 64 KB tmpfs
         with pytest.raises(OSError) as ei:
             applier.apply(huge)
