@@ -339,8 +339,10 @@ def test_reflecting(converged):
     except TimeoutError as e:
         raise AssertionError(str(e) + c.sh("cat /etc/bird/bird.conf; birdc show protocols",
                                            check=False).stdout + diag(c)) from None
-    # The client session carries the cluster id this reflector was registered with.
-    assert f"rr cluster id {CLUSTER_ID}" in c.sh("cat /etc/bird/bird.conf").stdout
+    # The client session carries the cluster id this reflector was registered with. The file
+    # is renamed into place just after BIRD took it in, so it may be a moment behind BIRD.
+    wait_for(lambda: f"rr cluster id {CLUSTER_ID}" in c.sh("cat /etc/bird/bird.conf").stdout, 10,
+             f"rr cluster id {CLUSTER_ID} in /etc/bird/bird.conf")
     st = c.sh("calico-rr status", check=False, timeout=60)
     assert st.returncode == 0, st.stdout + st.stderr
     assert CLIENT_PROTOCOL in st.stdout and MESH_PROTOCOL in st.stdout, st.stdout
