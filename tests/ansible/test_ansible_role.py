@@ -34,6 +34,7 @@ import ansenv
 from ansenv import sysenv
 
 from tests import prereq
+from tests.lab.reflector import FILE_FOLLOWS_BIRD
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.system
@@ -341,7 +342,8 @@ def test_reflecting(converged):
                                            check=False).stdout + diag(c)) from None
     # The client session carries the cluster id this reflector was registered with. The file
     # is renamed into place just after BIRD took it in, so it may be a moment behind BIRD.
-    wait_for(lambda: f"rr cluster id {CLUSTER_ID}" in c.sh("cat /etc/bird/bird.conf").stdout, 10,
+    wait_for(lambda: f"rr cluster id {CLUSTER_ID}" in c.sh("cat /etc/bird/bird.conf").stdout,
+             FILE_FOLLOWS_BIRD,
              f"rr cluster id {CLUSTER_ID} in /etc/bird/bird.conf")
     st = c.sh("calico-rr status", check=False, timeout=60)
     assert st.returncode == 0, st.stdout + st.stderr

@@ -40,12 +40,10 @@ from tests.lab.etcd import ETCD, Etcd, start_etcd  # noqa: E402
 from tests.lab.netns import Host, Proc  # noqa: E402
 from tests.lab.reflector import PYTHON, _env  # noqa: E402
 from tests.lab.world import NODES, RR1  # noqa: E402
-from tests.polling import becomes_true  # noqa: E402
 from tests.lab.notify import NotifySocket  # noqa: F401  (re-exported for the fault tests)
 
 SESSION_TIMEOUT = 90  # BGP sessions coming up on a busy shared machine
 EVENTUALLY = 60  # "it happens eventually": generous, the figure is what we measure
-FILE_FOLLOWS_BIRD = 10  # a safety net for the rename after BIRD's `configure`: milliseconds here
 # What the daemon's periods promise: a retry (BIRD_RETRY) or check (BIRD_CHECK) falls due, the
 # loop reaches it within one TICK, then one reconfigure of a small config and our polling
 # (CONFIGURE_ALLOWANCE, for a loaded shared machine).
@@ -102,27 +100,6 @@ class FaultReflector(Reflector):
         assert self.daemon is not None
         fields = Path(f"/proc/{self.daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rendered(self, only: str) -> str:
-        """What `calico-rr render` computes from etcd now, for one config file."""
-        return self.cli("render", "--only", only, timeout=60).stdout
-
-    @property
-    def config_files(self) -> Dict[str, Path]:
-        """The configs the daemon writes, by target: bird and bird6 (BIRD 1.6), else bird."""
-        if self.flavour == "bird1":
-            return {"bird": self.bird_conf, "bird6": self.bird6_conf}
-        return {"bird": self.bird_conf}
-
-    def in_sync_with_render(self, within: float = FILE_FOLLOWS_BIRD) -> bool:
-        """The configs on disk are `calico-rr render`'s, now or within `within` seconds: the
-        daemon renames a file into place just after BIRD took it in (and fsyncs it first), so
-        a test that has just seen BIRD's change may look a few milliseconds too early."""
-        for only, path in self.config_files.items():
-            want = self.rendered(only).encode()
-            if not becomes_true(lambda p=path, w=want: read_bytes(p) == w, within):
-                return False
-        return True
 
     def restart_bird(self, family: int, config_text: Optional[str] = None) -> BirdProc:
         """Start this reflector's BIRD{family} again (after it was stopped or killed).
@@ -238,13 +215,6 @@ def session_changes(before: Dict[tuple, tuple], after: Dict[tuple, tuple]) -> Li
 
 def established_count(sessions: Dict[tuple, tuple]) -> int:
     return sum(1 for state, _, info in sessions.values() if state == "up" and info.startswith("Established"))
-
-
-def read_bytes(path) -> Optional[bytes]:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        return None
 
 
 def fingerprint(path) -> tuple:

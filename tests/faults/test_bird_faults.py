@@ -12,9 +12,9 @@ import pytest
 
 from rr_service.loop import BIRD_CHECK, BIRD_RETRY
 from tests.faults.faultlab import (CHECK_BOUND, EVENTUALLY, RETRY_BOUND, SESSION_TIMEOUT,
-                                   dropped_sessions, etcd_revision, fingerprint, read_bytes,
-                                   stray_files)
+                                   dropped_sessions, etcd_revision, fingerprint, stray_files)
 from tests.lab import REPO_ROOT, proto_name, wait_for
+from tests.lab.reflector import read_bytes
 from tests.lab.world import NODES
 
 pytestmark = pytest.mark.integration

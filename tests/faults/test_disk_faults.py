@@ -13,9 +13,9 @@ import time
 import pytest
 
 from rr_service.loop import BIRD_RETRY
-from tests.faults.faultlab import (EVENTUALLY, FILE_FOLLOWS_BIRD, RETRY_BOUND, dropped_sessions, fingerprint,
-                                  stray_files)
+from tests.faults.faultlab import EVENTUALLY, RETRY_BOUND, dropped_sessions, fingerprint, stray_files
 from tests.lab import proto_name, wait_for
+from tests.lab.reflector import FILE_FOLLOWS_BIRD
 from tests.lab.world import NODES
 from tests.polling import becomes_true
 

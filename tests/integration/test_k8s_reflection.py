@@ -32,7 +32,6 @@ from tests.lab.kubeapi_host import kube_key
 from tests.lab.reflector import PYTHON, REPO_ROOT, _env
 from tests.lab.world import ETCD_IP, NODES, Node
 from tests.faults.faultlab import dropped_sessions, established_count
-from tests.polling import becomes_true
 
 pytestmark = pytest.mark.integration
 
@@ -123,14 +122,6 @@ class KubeCluster:
                 out[(where, family, name)] = (p.state, p.since, p.info)
         return out
 
-    def in_sync_with_render(self, within: float = 10) -> bool:
-        """rr1's configs are `calico-rr render`'s, now or within `within` seconds (the daemon
-        renames a file into place just after BIRD took it in)."""
-        for only, path in (("bird", self.rr.bird_conf), ("bird6", self.rr.bird6_conf)):
-            want = self.rr.cli("render", "--only", only).stdout
-            if not becomes_true(lambda p=path, w=want: Path(p).read_text() == w, within):
-                return False
-        return True
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +272,7 @@ def finish(cluster, figures, key: str, before: dict, drops: set, fault: str, don
     applied = node_c_applied(cluster)
     drops.update(dropped_sessions(before, cluster.sessions()))
     assert not drops, f"sessions dropped: {sorted(drops)}"
-    assert cluster.in_sync_with_render(), "rr1's configs differ from `calico-rr render`"
+    assert cluster.rr.in_sync_with_render(), "rr1's configs differ from `calico-rr render`"
     figures.add("kubernetes", key, fault=fault, done=done,
                 figure=f"{len(drops)} sessions dropped of {established_count(before)} Established; {figure}; "
                        f"a node added afterwards applied in {applied:.1f} s; final configs = `calico-rr render`",

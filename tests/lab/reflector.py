@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Dict, Optional, Sequence
 
 from .bird import BirdProc, minimal_bird_config, start_bird
 from .netns import REPO_ROOT, Host, Lab, LabError, Proc, wait_for
 from tests import prereq
+from tests.polling import becomes_true
 from tests.tomlfile import write_settings
 
 PYTHON = "/usr/bin/python3"
+FILE_FOLLOWS_BIRD = 10  # a safety net for the rename after BIRD's `configure`: milliseconds here
 
 
 def rr_service_available() -> Optional[str]:
@@ -123,6 +126,27 @@ class Reflector:
                            f"stdout: {res.stdout}\nstderr: {res.stderr}")
         return res
 
+    def rendered(self, only: str) -> str:
+        """What `calico-rr render` computes from the datastore now, for one config file."""
+        return self.cli("render", "--only", only, timeout=60).stdout
+
+    @property
+    def config_files(self) -> Dict[str, Path]:
+        """The configs the daemon writes, by target: bird and bird6 (BIRD 1.6), else bird."""
+        if self.flavour == "bird1":
+            return {"bird": self.bird_conf, "bird6": self.bird6_conf}
+        return {"bird": self.bird_conf}
+
+    def in_sync_with_render(self, within: float = FILE_FOLLOWS_BIRD) -> bool:
+        """The configs on disk are `calico-rr render`'s, now or within `within` seconds: the
+        daemon renames a file into place just after BIRD took it in (and fsyncs it first), so
+        a test that has just seen BIRD's change may look a few milliseconds too early."""
+        for only, path in self.config_files.items():
+            want = self.rendered(only).encode()
+            if not becomes_true(lambda p=path, w=want: read_bytes(p) == w, within):
+                return False
+        return True
+
     def start(self) -> Proc:
         """Start the daemon (``run``) in the reflector's namespace."""
         if self.daemon is not None and self.daemon.alive():
@@ -164,3 +188,10 @@ class Reflector:
         return wait_for(check, timeout, what=f"{names} on {self.host.name} (BIRD{family})",
                         describe=lambda: bird.birdc("show protocols") + "\n--- daemon log tail ---\n"
                         + self.log()[-3000:])
+
+
+def read_bytes(path) -> Optional[bytes]:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        return None

@@ -25,7 +25,7 @@ from tests.lab.notify import NotifySocket
 from tests.lab import CalicoData, minimal_bird_config, proto_name, start_etcd, wait_for
 from tests.lab.bird import BIRD, BirdProc
 from tests.lab.netns import REPO_ROOT
-from tests.lab.reflector import PYTHON, _env
+from tests.lab.reflector import FILE_FOLLOWS_BIRD, PYTHON, _env
 from tests.lab.world import AS_NUM, CLUSTER_ID, ETCD_IP, NODES, RR1, RR2
 from tests.security.security_helpers import no_traceback
 from tests.polling import becomes_true
@@ -159,7 +159,8 @@ def test_daemon_runs_unprivileged_against_unprivileged_bird(lab, system_user, fi
             assert (st.st_uid, st.st_gid) == (uid, gid), f"{config}: owner {st.st_uid}:{st.st_gid}"
             running = set(birds[family].bgp_protocols())
             # The file is renamed into place just after BIRD took it in.
-            assert becomes_true(lambda c=config, r=running: session_names([c.read_text()]) == r, 10), \
+            assert becomes_true(lambda c=config, r=running: session_names([c.read_text()]) == r,
+                                FILE_FOLLOWS_BIRD), \
                 f"{config} holds {sorted(session_names([config.read_text()]))}, BIRD{family} runs {sorted(running)}"
         leftovers = [p.name for p in conf.iterdir() if p.name.startswith(".")]
         assert not leftovers, f"temp files left in the config folder: {leftovers}"
